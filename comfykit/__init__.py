@@ -1,0 +1,69 @@
+"""comfykit: a plugin-extensible SDK and CLI for driving ComfyUI servers.
+
+The public names are imported lazily, so ``import comfykit`` (and
+``comfykit --version``) stays fast: httpx, the simulator and the workflow
+tools load only when first used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from comfykit._version import __version__
+from comfykit.hookspecs import hookimpl
+
+if TYPE_CHECKING:
+    from comfykit.client import ComfyUIClient
+    from comfykit.config import Config, load_config
+    from comfykit.errors import ComfyKitError
+    from comfykit.jobs import Job, JobStatus
+    from comfykit.outputs import OutputFile, StoredOutput
+    from comfykit.plugins import PluginManager, get_plugin_manager
+    from comfykit.queue import QueueManager
+    from comfykit.workflow import WorkflowManager
+
+__all__ = [
+    "ComfyKitError",
+    "ComfyUIClient",
+    "Config",
+    "Job",
+    "JobStatus",
+    "OutputFile",
+    "PluginManager",
+    "QueueManager",
+    "StoredOutput",
+    "WorkflowManager",
+    "__version__",
+    "get_plugin_manager",
+    "hookimpl",
+    "load_config",
+]
+
+_LAZY = {
+    "ComfyKitError": "comfykit.errors",
+    "ComfyUIClient": "comfykit.client",
+    "Config": "comfykit.config",
+    "load_config": "comfykit.config",
+    "Job": "comfykit.jobs",
+    "JobStatus": "comfykit.jobs",
+    "OutputFile": "comfykit.outputs",
+    "StoredOutput": "comfykit.outputs",
+    "PluginManager": "comfykit.plugins",
+    "get_plugin_manager": "comfykit.plugins",
+    "QueueManager": "comfykit.queue",
+    "WorkflowManager": "comfykit.workflow",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _LAZY.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'comfykit' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module_name), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

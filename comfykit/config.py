@@ -1,0 +1,543 @@
+"""Configuration: declared keys, YAML files, ``COMFYKIT_*`` variables, and where each value came from.
+
+Precedence, highest first: explicit arguments > environment variables >
+config file > defaults.  The file is the one named by ``--config`` or
+``COMFYKIT_CONFIG``, else ``./comfykit.yaml``, else ``./config.yaml`` when it
+has a ``comfyui:`` section (the name the original tool used), else
+``comfykit.yaml`` in the user config directory.
+
+Every key is declared in a :class:`ConfigRegistry` (core keys here, plugin
+keys through the ``comfykit_add_config`` hook) with its default, type and
+help, so unknown keys can be reported with the closest valid one, and values
+are checked and converted with errors that name the file, line and key.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import os
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+import yaml
+
+from comfykit.errors import ConfigError
+
+__all__ = [
+    "Config",
+    "ConfigKey",
+    "ConfigRegistry",
+    "ConfigSource",
+    "ConfigWarning",
+    "core_registry",
+    "find_config_file",
+    "load_config",
+    "read_config_file",
+]
+
+log = logging.getLogger("comfykit.config")
+
+ENV_PREFIX = "COMFYKIT_"
+
+
+class ConfigWarning(UserWarning):
+    """An unknown key or another config problem that does not stop comfykit."""
+
+
+def _to_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in {"1", "true", "yes", "on"}:
+            return True
+        if text in {"0", "false", "no", "off", ""}:
+            return False
+    raise ValueError(f"expected true or false, got {value!r}")
+
+
+def _to_int(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError(f"expected a whole number, got {value!r}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        return int(value.strip())
+    raise ValueError(f"expected a whole number, got {value!r}")
+
+
+def _to_float(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number, got {value!r}")
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        return float(value.strip())
+    raise ValueError(f"expected a number, got {value!r}")
+
+
+def _to_str(value: Any) -> str:
+    if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        return str(value)
+    raise ValueError(f"expected text, got {value!r}")
+
+
+def _to_list(value: Any) -> list[Any]:
+    if isinstance(value, list):
+        return list(value)
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    raise ValueError(f"expected a list, got {value!r}")
+
+
+def _to_mapping(value: Any) -> dict[str, Any]:
+    if isinstance(value, Mapping):
+        return {str(k): v for k, v in value.items()}
+    if isinstance(value, str):
+        # Environment form: "Name=value,Other=value".
+        result: dict[str, Any] = {}
+        for part in value.split(","):
+            if not part.strip():
+                continue
+            if "=" not in part:
+                raise ValueError(f"expected NAME=VALUE pairs, got {part!r}")
+            key, _, item = part.partition("=")
+            result[key.strip()] = item.strip()
+        return result
+    raise ValueError(f"expected a mapping, got {value!r}")
+
+
+#: converters by declared type name
+CONVERTERS: dict[str, Callable[[Any], Any]] = {
+    "bool": _to_bool,
+    "int": _to_int,
+    "float": _to_float,
+    "str": _to_str,
+    "list": _to_list,
+    "mapping": _to_mapping,
+    "any": lambda value: value,
+}
+
+
+@attrs.frozen
+class ConfigKey:
+    """One declared configuration key."""
+
+    section: str
+    key: str
+    default: Any
+    type: str = "any"
+    help: str = ""
+    nullable: bool = True
+    secret: bool = False
+    env: str | None = None
+
+    @property
+    def dotted(self) -> str:
+        return f"{self.section}.{self.key}" if self.section else self.key
+
+    @property
+    def env_var(self) -> str:
+        if self.env:
+            return self.env
+        return ENV_PREFIX + self.dotted.replace(".", "_").upper()
+
+    def convert(self, value: Any) -> Any:
+        if value is None and self.nullable:
+            return None
+        return CONVERTERS[self.type](value)
+
+
+class ConfigRegistry:
+    """The set of keys comfykit and its plugins understand."""
+
+    def __init__(self) -> None:
+        self._keys: dict[str, ConfigKey] = {}
+
+    def add(
+        self,
+        section: str,
+        key: str,
+        default: Any,
+        *,
+        type: str | None = None,
+        help: str = "",
+        nullable: bool | None = None,
+        secret: bool = False,
+        env: str | None = None,
+    ) -> ConfigKey:
+        """Declare ``section.key`` with its default; the type is guessed from the default if not given."""
+        if type is None:
+            type = _guess_type(default)
+        if type not in CONVERTERS:
+            raise ConfigError(f"unknown config type {type!r} for {section}.{key}")
+        declared = ConfigKey(
+            section=section,
+            key=key,
+            default=default,
+            type=type,
+            help=help,
+            nullable=default is None if nullable is None else nullable,
+            secret=secret,
+            env=env,
+        )
+        existing = self._keys.get(declared.dotted)
+        if existing is not None and existing != declared:
+            raise ConfigError(f"config key {declared.dotted} is declared twice with different settings")
+        self._keys[declared.dotted] = declared
+        return declared
+
+    def __contains__(self, dotted: object) -> bool:
+        return dotted in self._keys
+
+    def __iter__(self) -> Iterator[ConfigKey]:
+        return iter(self._keys.values())
+
+    def get(self, dotted: str) -> ConfigKey | None:
+        return self._keys.get(dotted)
+
+    def sections(self) -> list[str]:
+        return sorted({k.section for k in self._keys.values()})
+
+    def keys_in(self, section: str) -> list[ConfigKey]:
+        return [k for k in self._keys.values() if k.section == section]
+
+
+def _guess_type(default: Any) -> str:
+    if isinstance(default, bool):
+        return "bool"
+    if isinstance(default, int):
+        return "int"
+    if isinstance(default, float):
+        return "float"
+    if isinstance(default, str):
+        return "str"
+    if isinstance(default, list):
+        return "list"
+    if isinstance(default, Mapping):
+        return "mapping"
+    return "any"
+
+
+def core_registry() -> ConfigRegistry:
+    """The keys of comfykit's core (plugins add theirs through ``comfykit_add_config``)."""
+    r = ConfigRegistry()
+    # comfyui: where the server is and how to talk to it
+    r.add("comfyui", "host", "127.0.0.1", help="Server host name or address.")
+    r.add("comfyui", "port", 8188, help="Server port.")
+    r.add("comfyui", "protocol", "http", help="http or https.")
+    r.add(
+        "comfyui", "url", None, type="str", env="COMFYKIT_URL",
+        help="Full base URL, including a path behind a reverse proxy; overrides host/port/protocol.",
+    )
+    r.add("comfyui", "timeout", 300.0, type="float", help="Seconds to wait for one HTTP answer.")
+    r.add("comfyui", "connect_timeout", 10.0, type="float", help="Seconds to wait for a TCP connection.")
+    r.add("comfyui", "token", None, type="str", secret=True, help="Bearer token sent as Authorization.")
+    r.add("comfyui", "username", None, type="str", help="User name for HTTP basic auth.")
+    r.add("comfyui", "password", None, type="str", secret=True, help="Password for HTTP basic auth.")
+    r.add(
+        "comfyui", "api_key", None, type="str", secret=True,
+        help="comfy.org API key for API nodes, sent in extra_data as api_key_comfy_org.",
+    )
+    r.add("comfyui", "verify", True, help="Verify TLS certificates.")
+    r.add("comfyui", "ca_bundle", None, type="str", help="Path to a CA bundle for TLS verification.")
+    r.add("comfyui", "headers", {}, type="mapping", help="Extra HTTP headers sent with every request.")
+    # websocket: live events
+    r.add("websocket", "enable", True, help="Use the WebSocket for live events (else poll).")
+    r.add("websocket", "reconnect_attempts", 5, help="Reconnect attempts in a row before giving up.")
+    r.add("websocket", "reconnect_delay", 2.0, type="float", help="First reconnect delay in seconds.")
+    r.add(
+        "websocket", "max_frame_size", 64 * 1024 * 1024,
+        help="Largest WebSocket frame accepted, in bytes (real previews reach 5 MB).",
+    )
+    r.add("websocket", "ping_interval", 20.0, type="float", help="Seconds between keep-alive pings.")
+    r.add("websocket", "poll_interval", 0.05, type="float", help="First polling interval when polling.")
+    # workflow
+    r.add("workflow", "validate_before_send", True, help="Validate workflows before sending them.")
+    r.add("workflow", "auto_queue", True, help="Queue workflows right after loading (original key).")
+    r.add("workflow", "templates_dir", "templates", help="Where named templates are looked up.")
+    r.add("workflow", "workflows_dir", "workflows", help="Where named workflows are looked up.")
+    r.add(
+        "workflow", "object_info", None, type="str",
+        help="Saved /object_info JSON used for offline schema validation and conversion.",
+    )
+    # output
+    r.add("output", "download_results", True, help="Download outputs after each job.")
+    r.add("output", "output_dir", "./outputs", help="Folder outputs are written to.")
+    r.add("output", "save_metadata", True, help="Write a JSON metadata sidecar per job.")
+    r.add(
+        "output", "naming", "{job_id}/{node_id}_{filename}",
+        help="Template for output paths inside output_dir.",
+    )
+    r.add("output", "sinks", None, type="list", help="Names of the output sinks to run (default: all).")
+    r.add("output", "concurrent_downloads", 4, help="Downloads running at once.")
+    r.add("output", "include_temp", False, help="Also store temp/preview outputs.")
+    r.add("output", "manifest", None, type="str", help="JSONL manifest file for a batch.")
+    r.add("output", "embed_png_metadata", False, help="Embed job parameters in PNG text chunks.")
+    # batch
+    r.add("batch", "max_concurrent", 3, help="Jobs in flight per server.")
+    r.add("batch", "retry_on_failure", True, help="Retry failed jobs.")
+    r.add("batch", "max_retries", 3, help="Retries per job.")
+    r.add("batch", "timeout", None, type="float", help="Seconds a job may take before it fails.")
+    r.add("batch", "journal", None, type="str", help="SQLite journal that makes a batch resumable.")
+    r.add("batch", "retry_delay", 1.0, type="float", help="First retry delay in seconds.")
+    r.add("batch", "retry_delay_max", 60.0, type="float", help="Longest retry delay in seconds.")
+    # logging
+    r.add("logging", "level", "INFO", help="Log level: DEBUG, INFO, WARNING, ERROR.")
+    r.add("logging", "file", None, type="str", help="Log file path.")
+    r.add("logging", "console", True, help="Log to the console (stderr).")
+    r.add("logging", "format", "%(asctime)s %(levelname)s %(name)s: %(message)s", help="Log line format.")
+    # plugins
+    r.add("plugins", "disable", [], help="Plugins not to load, by name.")
+    r.add("plugins", "enable", [], help="Extra plugin modules to load.")
+    r.add("plugins", "strict", False, help="Fail when a plugin cannot be loaded.")
+    r.add("plugins", "autoload", True, help="Load third-party plugins from entry points.")
+    # top-level: a pool of servers
+    r.add("", "servers", [], type="list", env="COMFYKIT_SERVERS",
+          help="Server pool: URLs, or mappings with url, weight and max_concurrent.")
+    return r
+
+
+@attrs.frozen
+class ConfigSource:
+    """Where one value came from: ``default``, ``file``, ``env`` or ``argument``."""
+
+    kind: str
+    detail: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.kind} ({self.detail})" if self.detail else self.kind
+
+
+class Config(Mapping[str, Any]):
+    """The effective configuration: ``config["output.output_dir"]``, ``config.section("output")``."""
+
+    def __init__(
+        self,
+        values: Mapping[str, Any],
+        sources: Mapping[str, ConfigSource],
+        registry: ConfigRegistry,
+        path: Path | None = None,
+    ) -> None:
+        self._values = dict(values)
+        self._sources = dict(sources)
+        self.registry = registry
+        self.path = path
+
+    def __getitem__(self, dotted: str) -> Any:
+        return self._values[dotted]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def section(self, name: str) -> dict[str, Any]:
+        """Every value of one section as a plain dict (keys without the section prefix)."""
+        prefix = name + "."
+        return {k[len(prefix):]: v for k, v in self._values.items() if k.startswith(prefix)}
+
+    def source(self, dotted: str) -> ConfigSource:
+        return self._sources.get(dotted, ConfigSource("default"))
+
+    def redacted(self) -> dict[str, Any]:
+        """Values with secrets replaced by ``"***"`` (for display and logs)."""
+        shown: dict[str, Any] = {}
+        for dotted, value in self._values.items():
+            key = self.registry.get(dotted)
+            shown[dotted] = "***" if key is not None and key.secret and value else value
+        return shown
+
+    def with_overrides(self, overrides: Mapping[str, Any]) -> Config:
+        """A copy with explicit arguments applied on top (checked like any other value)."""
+        values = dict(self._values)
+        sources = dict(self._sources)
+        for dotted, value in overrides.items():
+            if value is None:
+                continue
+            declared = self.registry.get(dotted)
+            if declared is None:
+                raise ConfigError(f"unknown config key {dotted!r}", key=dotted, hint=_closest(dotted, self.registry))
+            try:
+                values[dotted] = declared.convert(value)
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(f"bad value for {dotted}: {exc}", key=dotted)
+            sources[dotted] = ConfigSource("argument")
+        return Config(values, sources, self.registry, self.path)
+
+
+def _closest(dotted: str, registry: ConfigRegistry) -> str | None:
+    names = [k.dotted for k in registry]
+    match = difflib.get_close_matches(dotted, names, n=1, cutoff=0.5)
+    if not match and "." in dotted:
+        section, _, key = dotted.partition(".")
+        keys = [k.key for k in registry.keys_in(section)]
+        near = difflib.get_close_matches(key, keys, n=1, cutoff=0.5)
+        match = [f"{section}.{near[0]}"] if near else []
+    return f"Did you mean {match[0]!r}?" if match else None
+
+
+def _user_config_dir() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME")
+    if base:
+        return Path(base) / "comfykit"
+    if os.name == "nt":
+        return Path(os.environ.get("APPDATA", Path.home())) / "comfykit"
+    return Path.home() / ".config" / "comfykit"
+
+
+def find_config_file(explicit: str | os.PathLike[str] | None = None, *, cwd: Path | None = None) -> Path | None:
+    """The config file to use, or ``None``; an explicit path that does not exist is an error."""
+    chosen = explicit or os.environ.get("COMFYKIT_CONFIG")
+    if chosen:
+        path = Path(chosen).expanduser()
+        if not path.is_file():
+            raise ConfigError(
+                f"config file {path} does not exist",
+                path=str(path),
+                hint="Check --config / COMFYKIT_CONFIG, or run `comfykit config` to see what is used.",
+            )
+        return path
+    here = cwd or Path.cwd()
+    candidate = here / "comfykit.yaml"
+    if candidate.is_file():
+        return candidate
+    legacy = here / "config.yaml"
+    if legacy.is_file() and _has_comfyui_section(legacy):
+        return legacy
+    user = _user_config_dir() / "comfykit.yaml"
+    if user.is_file():
+        return user
+    return None
+
+
+def _has_comfyui_section(path: Path) -> bool:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError, UnicodeDecodeError):
+        return False
+    return isinstance(data, dict) and "comfyui" in data
+
+
+def _mapping_lines(node: yaml.Node, prefix: str, lines: dict[str, int]) -> None:
+    if not isinstance(node, yaml.MappingNode):
+        return
+    for key_node, value_node in node.value:
+        if not isinstance(key_node, yaml.ScalarNode):
+            continue
+        dotted = f"{prefix}.{key_node.value}" if prefix else str(key_node.value)
+        lines[dotted] = key_node.start_mark.line + 1
+        if not prefix:
+            _mapping_lines(value_node, dotted, lines)
+
+
+def read_config_file(path: Path) -> tuple[dict[str, Any], dict[str, int]]:
+    """Parse a YAML config file into (flat dotted values, dotted key -> line number)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file: {exc}", path=str(path))
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        raise ConfigError(f"invalid YAML: {exc}", path=str(path), line=line, hint="Fix the YAML syntax.")
+    if data is None:
+        return {}, {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            "a config file must be a mapping of sections (comfyui:, output:, ...)",
+            path=str(path),
+            line=1,
+        )
+    lines: dict[str, int] = {}
+    if node is not None:
+        _mapping_lines(node, "", lines)
+    flat: dict[str, Any] = {}
+    for section, body in data.items():
+        section = str(section)
+        if isinstance(body, dict):
+            for key, value in body.items():
+                flat[f"{section}.{key}"] = value
+        else:
+            flat[section] = body
+    return flat, lines
+
+
+def load_config(
+    *,
+    path: str | os.PathLike[str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    registry: ConfigRegistry | None = None,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    use_file: bool = True,
+) -> Config:
+    """Merge defaults, the config file, ``COMFYKIT_*`` variables and ``overrides`` into a :class:`Config`.
+
+    :param path: an explicit config file (else the search described in the module docstring).
+    :param overrides: dotted keys set by explicit arguments; ``None`` values are ignored.
+    :param registry: the declared keys (default: :func:`core_registry`).
+    :param env: the environment to read (default: ``os.environ``).
+    :param use_file: ``False`` skips the file search (explicit ``path`` still counts).
+    """
+    registry = registry or core_registry()
+    environ = os.environ if env is None else env
+    values: dict[str, Any] = {k.dotted: k.default for k in registry}
+    sources: dict[str, ConfigSource] = {}
+
+    config_path: Path | None = None
+    if path is not None or use_file:
+        if path is None and env is not None and "COMFYKIT_CONFIG" in env:
+            path = env["COMFYKIT_CONFIG"]
+        config_path = find_config_file(path, cwd=cwd)
+    if config_path is not None:
+        flat, lines = read_config_file(config_path)
+        for dotted, value in flat.items():
+            declared = registry.get(dotted)
+            line = lines.get(dotted)
+            if declared is None:
+                hint = _closest(dotted, registry)
+                message = f"{config_path}:{line}: unknown config key {dotted!r}" + (f"; {hint}" if hint else "")
+                warnings.warn(message, ConfigWarning, stacklevel=2)
+                log.warning("%s", message)
+                continue
+            try:
+                values[dotted] = declared.convert(value)
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(
+                    f"bad value for {dotted}: {exc}",
+                    path=str(config_path),
+                    key=dotted,
+                    line=line,
+                    hint=declared.help or None,
+                )
+            sources[dotted] = ConfigSource("file", f"{config_path}:{line}" if line else str(config_path))
+
+    for declared in registry:
+        raw = environ.get(declared.env_var)
+        if raw is None:
+            continue
+        try:
+            values[declared.dotted] = declared.convert(raw)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(
+                f"bad value in ${declared.env_var} for {declared.dotted}: {exc}", key=declared.dotted
+            )
+        sources[declared.dotted] = ConfigSource("env", declared.env_var)
+
+    config = Config(values, sources, registry, config_path)
+    if overrides:
+        config = config.with_overrides(overrides)
+    return config

@@ -1,0 +1,78 @@
+"""The job record: one workflow to run, its state, where it ran, and what it produced.
+
+Used by ``ComfyUIClient.run`` for single jobs and by ``QueueManager`` for
+batches; the lifecycle hooks receive it.  It is mutable on purpose (its
+status moves on), unlike the frozen event and output records.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+import uuid
+from typing import Any
+
+import attrs
+
+from comfykit.outputs import OutputFile, StoredOutput
+
+__all__ = ["FINAL_STATES", "Job", "JobStatus", "new_prompt_id"]
+
+
+def new_prompt_id() -> str:
+    """A fresh prompt id: a lowercase hyphenated UUID4, the only form ComfyUI 0.33 accepts."""
+    return str(uuid.uuid4())
+
+
+class JobStatus(str, enum.Enum):
+    """Where a job is in its life."""
+
+    PENDING = "pending"  # known to the client, not sent yet
+    QUEUED = "queued"  # accepted by a server, waiting in its queue
+    RUNNING = "running"  # the server is executing it
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+FINAL_STATES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
+
+
+@attrs.define(eq=False)
+class Job:
+    """One workflow run, from the moment it is added until it ends."""
+
+    workflow: dict[str, Any]
+    job_id: str = attrs.field(factory=lambda: uuid.uuid4().hex)
+    metadata: dict[str, Any] = attrs.field(factory=dict)
+    params: dict[str, Any] = attrs.field(factory=dict)
+    extra_data: dict[str, Any] = attrs.field(factory=dict)
+    status: JobStatus = JobStatus.PENDING
+    attempts: int = 0
+    server: str | None = None
+    prompt_id: str | None = None
+    created_at: float = attrs.field(factory=time.time)
+    submitted_at: float | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    outputs: list[OutputFile] = attrs.field(factory=list)
+    stored: list[StoredOutput] = attrs.field(factory=list)
+    cached_nodes: list[str] = attrs.field(factory=list)
+    history: dict[str, Any] | None = None
+    error: str | None = None
+    error_type: str | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.status in FINAL_STATES
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds from execution start (or submission) to the end, when known."""
+        start = self.started_at or self.submitted_at
+        if start is None or self.finished_at is None:
+            return None
+        return max(0.0, self.finished_at - start)

@@ -1,0 +1,351 @@
+"""Builds the plugin manager of one client or session, and calls hooks through a typed facade.
+
+There is no module-level plugin manager: every :class:`comfykit.ComfyUIClient`
+(and every CLI run) builds its own with :func:`get_plugin_manager`, so tests
+need no reloads and a broken third-party plugin cannot break comfykit at
+import time.
+
+Plugins come from four places, in registration order: core defaults (always
+on), the ``comfykit`` entry-point group (the bundled plugins ``monitor``,
+``download``, ``metadata`` and ``cli`` are registered there too), objects
+passed in Python, and names given with ``-p NAME``.  Any plugin but the core
+ones can be disabled by name (``-p no:NAME``, ``COMFYKIT_DISABLE_PLUGINS``,
+the ``plugins.disable`` config key).  ``COMFYKIT_DISABLE_PLUGIN_AUTOLOAD=1``
+skips third-party entry points; bundled plugins still load.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+import attrs
+import pluggy
+
+from comfykit import hookspecs
+from comfykit.errors import PluginError
+
+if TYPE_CHECKING:
+    import click
+
+    from comfykit.client import ComfyUIClient
+    from comfykit.config import Config, ConfigRegistry
+    from comfykit.events import Event, EventSource
+    from comfykit.jobs import Job
+    from comfykit.outputs import OutputFile, StoredOutput
+    from comfykit.queue import QueueManager
+    from comfykit.workflow.problems import Problem
+
+__all__ = [
+    "BUNDLED_PLUGINS",
+    "ENTRY_POINT_GROUP",
+    "LoadFailure",
+    "PluginManager",
+    "SinkResult",
+    "get_plugin_manager",
+    "parse_plugin_options",
+]
+
+log = logging.getLogger("comfykit.plugins")
+
+ENTRY_POINT_GROUP = "comfykit"
+
+#: Bundled plugins: short name -> module.  They ship in comfykit's wheel and are
+#: registered through the same entry-point group third-party plugins use; the
+#: table is a fallback for source checkouts where the entry points are absent.
+BUNDLED_PLUGINS: Mapping[str, str] = {
+    "monitor": "comfykit_monitor",
+    "download": "comfykit_download",
+    "metadata": "comfykit_metadata",
+    "cli": "comfykit_cli",
+}
+
+#: Core defaults that cannot be disabled: they are the fallbacks the firstresult
+#: hooks rely on.
+CORE_PLUGINS: Mapping[str, str] = {
+    "core.workflow": "comfykit.workflow.plugin",
+    "core.polling": "comfykit.polling",
+    "core.retry": "comfykit.retry",
+}
+
+
+@attrs.frozen
+class LoadFailure:
+    """A plugin that could not be loaded: its name, where it came from, and why."""
+
+    name: str
+    origin: str
+    error: str
+
+
+@attrs.frozen
+class SinkResult:
+    """What one output sink did: what it stored, or the error it raised."""
+
+    plugin: str
+    stored: tuple[StoredOutput, ...] = ()
+    error: BaseException | None = None
+
+
+def _env_list(name: str) -> list[str]:
+    raw = os.environ.get(name, "")
+    return [part.strip() for part in raw.replace(";", ",").split(",") if part.strip()]
+
+
+def _truthy_env(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def parse_plugin_options(options: Iterable[str]) -> tuple[list[str], list[str]]:
+    """Split ``-p`` values into (names to enable, names to disable).
+
+    ``no:NAME`` disables NAME; anything else is a module or entry-point name to load.
+    """
+    enable: list[str] = []
+    disable: list[str] = []
+    for option in options:
+        option = option.strip()
+        if option.startswith("no:"):
+            disable.append(option[3:])
+        elif option:
+            enable.append(option)
+    return enable, disable
+
+
+class PluginManager:
+    """A typed facade over one :class:`pluggy.PluginManager`.
+
+    Callers use one method per hook instead of the untyped ``pm.hook``; the
+    raw manager is :attr:`pm` for the rare caller that needs it.
+    """
+
+    def __init__(self) -> None:
+        self.pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+        self.pm.add_hookspecs(hookspecs)
+        #: plugin name -> where it came from ("core", "bundled", "entry point <dist>", "python", "-p")
+        self.origins: dict[str, str] = {}
+        self.disabled: set[str] = set()
+        self.failures: list[LoadFailure] = []
+
+    # -- registration -------------------------------------------------
+
+    def register(self, plugin: object, name: str | None = None, *, origin: str = "python") -> str | None:
+        """Register ``plugin`` under ``name`` unless that name is disabled."""
+        plugin_name = name or self.pm.get_canonical_name(plugin)
+        if plugin_name in self.disabled:
+            self.pm.set_blocked(plugin_name)
+            return None
+        registered = self.pm.register(plugin, plugin_name)
+        if registered is not None:
+            self.origins[registered] = origin
+        return registered
+
+    def is_registered(self, name: str) -> bool:
+        return self.pm.get_plugin(name) is not None
+
+    def plugins(self) -> list[tuple[str, object]]:
+        """(name, plugin object) of every registered plugin, in registration order."""
+        return [(name, plugin) for name, plugin in self.pm.list_name_plugin() if plugin is not None]
+
+    def hooks_of(self, name: str) -> list[str]:
+        """Names of the hooks the plugin called ``name`` implements."""
+        plugin = self.pm.get_plugin(name)
+        if plugin is None:
+            return []
+        callers = self.pm.get_hookcallers(plugin) or []
+        return sorted(caller.name for caller in callers)
+
+    def check_pending(self) -> None:
+        """Raise :class:`PluginError` when a plugin implements a hook that does not exist."""
+        try:
+            self.pm.check_pending()
+        except pluggy.PluginValidationError as exc:
+            raise PluginError(str(exc), hint="Check the spelling of the hook name: see `comfykit plugins`.")
+
+    # -- configuration and session ------------------------------------
+
+    def add_config(self, registry: ConfigRegistry) -> None:
+        self.pm.hook.comfykit_add_config.call_historic(kwargs={"registry": registry})
+
+    def configure(self, config: Config) -> None:
+        self.pm.hook.comfykit_configure(config=config)
+
+    def session_start(self, client: ComfyUIClient) -> None:
+        self.pm.hook.comfykit_session_start(client=client)
+
+    def session_finish(self, client: ComfyUIClient) -> None:
+        self.pm.hook.comfykit_session_finish(client=client)
+
+    def register_commands(self, cli: click.Group) -> None:
+        self.pm.hook.comfykit_register_commands(cli=cli)
+
+    # -- workflows ----------------------------------------------------
+
+    def read_workflow(self, path: Path) -> Any | None:
+        return self.pm.hook.comfykit_read_workflow(path=path)
+
+    def convert_workflow(
+        self, data: Any, source: str | None, object_info: Mapping[str, Any] | None
+    ) -> dict[str, Any] | None:
+        result: dict[str, Any] | None = self.pm.hook.comfykit_convert_workflow(
+            data=data, source=source, object_info=object_info
+        )
+        return result
+
+    def validate_workflow(
+        self, workflow: Mapping[str, Any], object_info: Mapping[str, Any] | None
+    ) -> list[Problem]:
+        problems: list[Problem] = []
+        for found in self.pm.hook.comfykit_validate_workflow(workflow=workflow, object_info=object_info):
+            if found:
+                problems.extend(found)
+        return problems
+
+    def prepare_prompt(self, prompt: dict[str, Any], job: Job, client: ComfyUIClient) -> None:
+        self.pm.hook.comfykit_prepare_prompt(prompt=prompt, job=job, client=client)
+
+    # -- events -------------------------------------------------------
+
+    def event_source(self, client: ComfyUIClient) -> EventSource | None:
+        source: EventSource | None = self.pm.hook.comfykit_event_source(client=client)
+        return source
+
+    def handle_event(self, event: Event, client: ComfyUIClient) -> None:
+        self.pm.hook.comfykit_handle_event(event=event, client=client)
+
+    # -- job lifecycle ------------------------------------------------
+
+    def job_submitted(self, job: Job, client: ComfyUIClient) -> None:
+        self.pm.hook.comfykit_job_submitted(job=job, client=client)
+
+    def job_started(self, job: Job, client: ComfyUIClient) -> None:
+        self.pm.hook.comfykit_job_started(job=job, client=client)
+
+    def job_completed(self, job: Job, client: ComfyUIClient) -> None:
+        self.pm.hook.comfykit_job_completed(job=job, client=client)
+
+    def job_failed(self, job: Job, error: BaseException, client: ComfyUIClient | None) -> None:
+        self.pm.hook.comfykit_job_failed(job=job, error=error, client=client)
+
+    def should_retry(self, job: Job, error: BaseException, attempt: int) -> bool:
+        answer = self.pm.hook.comfykit_should_retry(job=job, error=error, attempt=attempt)
+        return bool(answer)
+
+    def job_retrying(self, job: Job, error: BaseException, delay: float) -> None:
+        self.pm.hook.comfykit_job_retrying(job=job, error=error, delay=delay)
+
+    def job_cancelled(self, job: Job) -> None:
+        self.pm.hook.comfykit_job_cancelled(job=job)
+
+    def queue_empty(self, queue: QueueManager) -> None:
+        self.pm.hook.comfykit_queue_empty(queue=queue)
+
+    # -- outputs ------------------------------------------------------
+
+    def store_outputs(
+        self, job: Job, outputs: Sequence[OutputFile], client: ComfyUIClient
+    ) -> list[SinkResult]:
+        """Run every output sink in isolation, so one broken sink cannot silence the rest."""
+        results: list[SinkResult] = []
+        for impl in reversed(self.pm.hook.comfykit_store_outputs.get_hookimpls()):
+            try:
+                stored = impl.function(job=job, outputs=outputs, client=client)
+            except Exception as exc:
+                log.error("output sink %r failed for job %s: %s", impl.plugin_name, job.job_id, exc)
+                results.append(SinkResult(plugin=impl.plugin_name, error=exc))
+                continue
+            records = cast("Sequence[StoredOutput]", stored or ())
+            results.append(SinkResult(plugin=impl.plugin_name, stored=tuple(records)))
+        return results
+
+
+def _load_module(module_name: str) -> object:
+    return importlib.import_module(module_name)
+
+
+def get_plugin_manager(
+    *,
+    plugins: Iterable[object] = (),
+    enable: Iterable[str] = (),
+    disable: Iterable[str] = (),
+    autoload: bool | None = None,
+    strict: bool = False,
+) -> PluginManager:
+    """Build a new plugin manager for one client or session.
+
+    :param plugins: extra plugin objects (modules or instances) to register.
+    :param enable: module or entry-point names to load explicitly (``-p NAME``).
+    :param disable: names not to load (``-p no:NAME``); merged with ``COMFYKIT_DISABLE_PLUGINS``.
+    :param autoload: load third-party entry points; default: on unless
+        ``COMFYKIT_DISABLE_PLUGIN_AUTOLOAD`` is set.
+    :param strict: raise :class:`PluginError` when a plugin fails to load
+        instead of reporting it and going on.
+    """
+    manager = PluginManager()
+    manager.disabled = set(disable) | set(_env_list("COMFYKIT_DISABLE_PLUGINS"))
+    for essential in CORE_PLUGINS:
+        manager.disabled.discard(essential)
+    if autoload is None:
+        autoload = not _truthy_env("COMFYKIT_DISABLE_PLUGIN_AUTOLOAD")
+
+    def fail(name: str, origin: str, exc: BaseException) -> None:
+        failure = LoadFailure(name=name, origin=origin, error=f"{type(exc).__name__}: {exc}")
+        manager.failures.append(failure)
+        if strict:
+            raise PluginError(
+                f"plugin {name!r} ({origin}) failed to load: {failure.error}",
+                plugin=name,
+                hint=f"Fix or uninstall it, or disable it with `-p no:{name}`.",
+            ) from exc
+        log.warning("plugin %r (%s) failed to load and was skipped: %s", name, origin, failure.error)
+
+    for name, module_name in CORE_PLUGINS.items():
+        manager.register(_load_module(module_name), name, origin="core")
+
+    seen_bundled: set[str] = set()
+    for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        dist_name = entry_point.dist.name if entry_point.dist is not None else "?"
+        bundled = entry_point.name in BUNDLED_PLUGINS and dist_name.lower() == "comfykit"
+        if not bundled and not autoload:
+            continue
+        if entry_point.name in manager.disabled:
+            manager.pm.set_blocked(entry_point.name)
+            continue
+        if manager.is_registered(entry_point.name):
+            continue
+        origin = "bundled" if bundled else f"entry point of {dist_name}"
+        try:
+            plugin = entry_point.load()
+        except Exception as exc:
+            fail(entry_point.name, origin, exc)
+            continue
+        manager.register(plugin, entry_point.name, origin=origin)
+        if bundled:
+            seen_bundled.add(entry_point.name)
+
+    for name, module_name in BUNDLED_PLUGINS.items():
+        if name in seen_bundled or name in manager.disabled or manager.is_registered(name):
+            continue
+        try:
+            manager.register(_load_module(module_name), name, origin="bundled")
+        except ImportError as exc:
+            fail(name, "bundled", exc)
+
+    for name in enable:
+        if name in manager.disabled or manager.is_registered(name):
+            continue
+        try:
+            manager.register(_load_module(name), name, origin="-p")
+        except Exception as exc:
+            fail(name, "-p", exc)
+
+    for plugin in plugins:
+        manager.register(plugin, origin="python")
+
+    manager.check_pending()
+    return manager

@@ -1,0 +1,1 @@
+"""A ComfyUI-compatible simulator for tests, the quickstart, and users' own CI."""

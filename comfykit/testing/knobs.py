@@ -1,0 +1,53 @@
+"""Fault and timing knobs of the simulator, changeable while it runs.
+
+One ``Knobs`` object is shared by the HTTP handlers, the WebSocket handlers
+and the executor thread; tests flip its fields at any moment
+(``sim.knobs.fail_next = 3``) and the next request or node sees the change.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import attrs
+
+__all__ = ["Knobs"]
+
+
+@attrs.define
+class Knobs:
+    """What the simulator does besides behaving like ComfyUI."""
+
+    #: seconds each executed (non-cached) node takes
+    node_seconds: float = 0.0
+    #: seconds each sampler step takes (KSampler and friends report one progress event per step)
+    step_seconds: float = 0.0
+    #: close every WebSocket this many seconds after it opened (None: never)
+    drop_websocket_after: float | None = None
+    #: seconds between ``execution_success`` and writing the history entry
+    history_delay: float = 0.0
+    #: answer the next N HTTP requests with a 5xx (``fail_status``)
+    fail_next: int = 0
+    fail_status: int = 500
+    #: seconds to wait before answering each HTTP request
+    response_delay: float = 0.0
+    #: refuse new connections (the listening socket is closed while True)
+    refuse_connections: bool = False
+    #: output filename (may be hostile: "../x.png", "/etc/x") reported for saved files, instead of the real one
+    output_filename: str | None = None
+    #: output subfolder reported for saved files, instead of the real one
+    output_subfolder: str | None = None
+    #: preview method for samplers: "none" (no previews) or "latent2rgb" (JPEG previews)
+    preview_method: str = "none"
+    #: sampler preview image longest side
+    preview_size: int = 512
+
+    _lock: threading.Lock = attrs.field(factory=threading.Lock, repr=False, eq=False, alias="_lock")
+
+    def take_failure(self) -> int | None:
+        """Consume one pending forced failure; return its status, or None when none is pending."""
+        with self._lock:
+            if self.fail_next > 0:
+                self.fail_next -= 1
+                return self.fail_status
+        return None

@@ -1,0 +1,1 @@
+"""The bundled comfykit_metadata plugin."""
