@@ -1,0 +1,38 @@
+"""The documentation keeps up with the code: every hook documented under its exact signature."""
+
+from __future__ import annotations
+
+import inspect
+import re
+from pathlib import Path
+
+from comfykit import hookspecs
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+
+def _hookspecs() -> dict[str, inspect.Signature]:
+    return {
+        name: inspect.signature(fn)
+        for name, fn in inspect.getmembers(hookspecs, inspect.isfunction)
+        if name.startswith("comfykit_")
+    }
+
+
+def test_every_hook_is_documented_under_its_exact_signature() -> None:
+    text = (DOCS / "plugins" / "hooks.md").read_text(encoding="utf-8")
+    headings = set(re.findall(r"^### (comfykit_\w+\([^)]*\))$", text, flags=re.MULTILINE))
+    for name, signature in _hookspecs().items():
+        expected = f"{name}({', '.join(signature.parameters)})"
+        assert expected in headings, f"docs/plugins/hooks.md lacks a '### {expected}' section"
+    documented = {h.split("(")[0] for h in headings}
+    assert documented <= set(_hookspecs()), f"documented hooks that do not exist: {documented - set(_hookspecs())}"
+
+
+def test_firstresult_hooks_are_marked_in_the_reference() -> None:
+    text = (DOCS / "plugins" / "hooks.md").read_text(encoding="utf-8")
+    sections = re.split(r"^### ", text, flags=re.MULTILINE)
+    by_name = {s.split("(")[0]: s for s in sections[1:]}
+    for name, fn in inspect.getmembers(hookspecs, inspect.isfunction):
+        if name.startswith("comfykit_") and fn.comfykit_spec["firstresult"]:
+            assert "**firstresult**" in by_name[name], name
