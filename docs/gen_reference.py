@@ -1,0 +1,81 @@
+"""Regenerate the reference pages that come from the code: configuration keys and CLI help.
+
+Run ``python docs/gen_reference.py`` after changing a config key or a command; the test
+suite fails while the committed pages differ from what this script writes.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+DOCS = Path(__file__).resolve().parent
+
+
+def config_reference() -> str:
+    from comfykit.config import core_registry
+    from comfykit.plugins import get_plugin_manager
+
+    registry = core_registry()
+    manager = get_plugin_manager(autoload=False)
+    manager.add_config(registry)
+    lines = [
+        "# Configuration reference",
+        "",
+        "Generated from the code by `docs/gen_reference.py`; do not edit by hand.",
+        "",
+        "Values come from, highest first: explicit arguments, environment variables, the config file,",
+        "defaults. Every key has an environment variable; `comfykit config` shows the effective value",
+        "of each key and where it came from.",
+        "",
+    ]
+    for section in registry.sections():
+        title = f"`{section}:`" if section else "Top level"
+        lines += [f"## {title}", "", "| key | default | env var | meaning |", "| --- | --- | --- | --- |"]
+        for key in sorted(registry.keys_in(section), key=lambda k: k.key):
+            default = "—" if key.default is None else f"`{key.default!r}`"
+            lines.append(f"| `{key.dotted}` | {default} | `{key.env_var}` | {key.help} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def cli_reference() -> str:
+    from click.testing import CliRunner
+
+    from comfykit_cli import build_cli
+
+    cli = build_cli()
+    runner = CliRunner()
+    lines = [
+        "# Command reference",
+        "",
+        "Generated from `--help` by `docs/gen_reference.py`; do not edit by hand.",
+        "",
+        "## comfykit",
+        "",
+        "```text",
+        runner.invoke(cli, ["--help"], prog_name="comfykit", terminal_width=100).output.rstrip(),
+        "```",
+        "",
+    ]
+    for name in sorted(cli.list_commands(None)):  # type: ignore[arg-type]
+        result = runner.invoke(cli, [name, "--help"], prog_name="comfykit", terminal_width=100)
+        lines += [f"## comfykit {name}", "", "```text", result.output.rstrip(), "```", ""]
+    return "\n".join(lines)
+
+
+PAGES = {
+    "reference/config.md": config_reference,
+    "reference/cli.md": cli_reference,
+}
+
+
+def main() -> int:
+    for relative, build in PAGES.items():
+        (DOCS / relative).write_text(build() + "\n", encoding="utf-8")
+        print("wrote", DOCS / relative)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
