@@ -1,0 +1,115 @@
+"""Plumbing for the benchmarks: simulators in their own processes, measured children, markdown tables.
+
+Every measured client runs in a fresh child process so its CPU time and peak RSS are
+its own, and every simulator runs in another process so the client and the server do
+not share a GIL: what is measured is what a user on one machine would see.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import resource
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def simulator(
+    *, version: str = "0.33.0", root: Path | None = None, **knobs: Any
+) -> Iterator[str]:
+    """Run ``comfykit.testing.serve`` in a child process; yield its URL; stop it afterwards."""
+    port = free_port()
+    args = {"host": "127.0.0.1", "port": port, "comfyui_version": version, **knobs}
+    if root is not None:
+        args["root"] = str(root)
+    code = "import json,sys; from comfykit.testing import serve; serve(**json.loads(sys.argv[1]))"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, json.dumps(args)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"simulator exited: {proc.stderr.read().decode() if proc.stderr else ''}")
+            try:
+                httpx.get(url + "/system_stats", timeout=1)
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("simulator did not start within 30 s")
+                time.sleep(0.05)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def run_child(task: str, params: dict[str, Any], *, timeout: float = 900) -> dict[str, Any]:
+    """Run ``benchmarks/tasks.py TASK PARAMS`` in a fresh interpreter and return its JSON result."""
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "tasks.py"), task, json.dumps(params)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"benchmark task {task} failed:\n{result.stderr[-4000:]}")
+    return dict(json.loads(result.stdout.strip().splitlines()[-1]))
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process, in MiB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def current_rss_mb() -> float:
+    with open("/proc/self/statm") as statm:
+        pages = int(statm.read().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / (1024 * 1024)
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def machine() -> str:
+    return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, {platform.system()}"
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    def cell(value: Any) -> str:
+        if isinstance(value, float):
+            return f"{value:.3g}" if abs(value) < 1000 else f"{value:.0f}"
+        return str(value)
+
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join(" --- " for _ in headers) + "|"]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
