@@ -1,0 +1,24 @@
+"""A pytest plugin (entry point ``pytest11``) giving every project a ``comfyui_simulator`` fixture.
+
+    def test_my_automation(comfyui_simulator):
+        run_my_script(server=comfyui_simulator.url)
+
+Parametrize the version indirectly: ``@pytest.mark.parametrize("comfyui_simulator", ["0.3.64"], indirect=True)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+
+@pytest.fixture
+def comfyui_simulator(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    from comfykit.testing.catalog import DEFAULT_VERSION
+    from comfykit.testing.simulator import ComfyUISimulator
+
+    version = getattr(request, "param", DEFAULT_VERSION)
+    root = tmp_path_factory.mktemp("comfyui-simulator")
+    with ComfyUISimulator(port=0, comfyui_version=version, root=root) as simulator:
+        yield simulator

@@ -1,0 +1,165 @@
+"""``ComfyUISimulator``: the simulated server running on its own event loop in a background thread.
+
+Use it as a context manager in tests (``with ComfyUISimulator(port=0) as sim: sim.url``)
+or block on ``serve()`` (what ``comfykit serve`` runs).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import tempfile
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from comfykit.testing.catalog import DEFAULT_VERSION, SUPPORTED_VERSIONS
+from comfykit.testing.files import SimFiles
+from comfykit.testing.knobs import Knobs
+from comfykit.testing.server import SimServer, build_app
+
+__all__ = ["ComfyUISimulator", "serve"]
+
+
+class ComfyUISimulator:
+    """A ComfyUI-compatible server on loopback, posing as ComfyUI 0.3.64 or 0.33.0."""
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        comfyui_version: str = DEFAULT_VERSION,
+        root: str | Path | None = None,
+        knobs: Knobs | None = None,
+        models: Mapping[str, Sequence[str]] | None = None,
+    ) -> None:
+        if comfyui_version not in SUPPORTED_VERSIONS:
+            raise ValueError(f"comfyui_version must be one of {', '.join(SUPPORTED_VERSIONS)}, not {comfyui_version!r}")
+        self.host = host
+        self.port = port
+        self.comfyui_version = comfyui_version
+        self._own_root = root is None
+        self.root = Path(root) if root is not None else Path(tempfile.mkdtemp(prefix="comfykit-sim-"))
+        self.knobs = knobs or Knobs()
+        self.files = SimFiles(self.root)
+        self.server = SimServer(
+            version=comfyui_version,
+            files=self.files,
+            knobs=self.knobs,
+            models={k: list(v) for k, v in models.items()} if models else None,
+        )
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._runner: web.AppRunner | None = None
+        self._site: web.TCPSite | None = None
+        self._ready = threading.Event()
+        self._startup_error: BaseException | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def execution_counts(self) -> dict[str, int]:
+        """How many times each prompt_id was executed (proves that no work ran twice)."""
+        return dict(self.server.execution_counts)
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def start(self) -> ComfyUISimulator:
+        self._thread = threading.Thread(target=self._run, name="comfykit-simulator", daemon=True)
+        self._thread.start()
+        self._ready.wait(30)
+        if self._startup_error is not None:
+            raise RuntimeError(f"simulator failed to start: {self._startup_error}") from self._startup_error
+        return self
+
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        self.server.loop = loop
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(self._open())
+        except BaseException as exc:
+            self._startup_error = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        loop.create_task(self._watch_refusal())
+        loop.run_forever()
+        loop.run_until_complete(self._close())
+        loop.close()
+
+    async def _open(self) -> None:
+        self._runner = web.AppRunner(build_app(self.server), access_log=None, handle_signals=False)
+        await self._runner.setup()
+        await self._listen()
+
+    async def _listen(self) -> None:
+        assert self._runner is not None
+        self._site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
+        await self._site.start()
+        server = self._site._server
+        if self.port == 0 and server is not None and getattr(server, "sockets", None):
+            self.port = int(server.sockets[0].getsockname()[1])
+
+    async def _watch_refusal(self) -> None:
+        # Closing the listening socket makes new connections fail with "connection refused".
+        refusing = False
+        while True:
+            await asyncio.sleep(0.02)
+            if self.knobs.refuse_connections and not refusing and self._site is not None:
+                await self._site.stop()
+                refusing = True
+            elif not self.knobs.refuse_connections and refusing:
+                await self._listen()
+                refusing = False
+
+    async def _close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        if self._loop is not None and self._thread is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(30)
+        if self._own_root:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+    def restart(self) -> None:
+        """Act like the server process restarted: queue, history, caches and temp files are gone."""
+        self.server.restart()
+
+    def __enter__(self) -> ComfyUISimulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def serve(
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8188,
+    comfyui_version: str = DEFAULT_VERSION,
+    root: str | Path | None = None,
+    **knob_values: Any,
+) -> None:
+    """Run a simulator in the foreground until interrupted (Ctrl-C)."""
+    knobs = Knobs(**knob_values)
+    simulator = ComfyUISimulator(host=host, port=port, comfyui_version=comfyui_version, root=root, knobs=knobs)
+    simulator.start()
+    print(f"comfykit simulator posing as ComfyUI {comfyui_version} at {simulator.url} (files in {simulator.root})",
+          flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        simulator.stop()
