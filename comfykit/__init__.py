@@ -14,26 +14,20 @@ from comfykit._version import __version__
 from comfykit.hookspecs import hookimpl
 
 if TYPE_CHECKING:
-    from comfykit.client import ComfyUIClient
     from comfykit.config import Config, load_config
     from comfykit.errors import ComfyKitError
     from comfykit.jobs import Job, JobStatus
     from comfykit.outputs import OutputFile, StoredOutput
     from comfykit.plugins import PluginManager, get_plugin_manager
-    from comfykit.queue import QueueManager
-    from comfykit.workflow import WorkflowManager
 
 __all__ = [
     "ComfyKitError",
-    "ComfyUIClient",
     "Config",
     "Job",
     "JobStatus",
     "OutputFile",
     "PluginManager",
-    "QueueManager",
     "StoredOutput",
-    "WorkflowManager",
     "__version__",
     "get_plugin_manager",
     "hookimpl",
@@ -42,7 +36,6 @@ __all__ = [
 
 _LAZY = {
     "ComfyKitError": "comfykit.errors",
-    "ComfyUIClient": "comfykit.client",
     "Config": "comfykit.config",
     "load_config": "comfykit.config",
     "Job": "comfykit.jobs",
@@ -51,8 +44,6 @@ _LAZY = {
     "StoredOutput": "comfykit.outputs",
     "PluginManager": "comfykit.plugins",
     "get_plugin_manager": "comfykit.plugins",
-    "QueueManager": "comfykit.queue",
-    "WorkflowManager": "comfykit.workflow",
 }
 
 

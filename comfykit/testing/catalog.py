@@ -31,7 +31,7 @@ DEFAULT_MODELS: dict[str, list[str]] = {
 def _raw_catalogue(version: str) -> dict[str, Any]:
     if version not in SUPPORTED_VERSIONS:
         raise ValueError(f"unsupported ComfyUI version {version!r}; choose one of {', '.join(SUPPORTED_VERSIONS)}")
-    data = resources.files("comfykit.testing").joinpath("data", f"object_info-{version}.json.gz").read_bytes()
+    data = resources.files("comfykit.testing").joinpath("data").joinpath(f"object_info-{version}.json.gz").read_bytes()
     return dict(json.loads(gzip.decompress(data)))
 
 

@@ -151,7 +151,7 @@ def add_job_routes(server: SimServer, routes: list[tuple[str, str, Handler]]) ->
         for summary, entry in _all_jobs(server):
             if summary["id"] == job_id:
                 if entry is not None:
-                    number, _, prompt, extra_data, _ = entry["prompt"]
+                    _number, _, prompt, extra_data, _ = entry["prompt"]
                     summary = {
                         **summary,
                         "outputs": entry["outputs"],

@@ -234,7 +234,7 @@ def _synthetic_image(width: int, height: int, digest: str) -> Image.Image:
     start = tuple(rng.randrange(256) for _ in range(3))
     end = tuple(rng.randrange(256) for _ in range(3))
     gradient = Image.linear_gradient("L").resize((width, height))
-    return ImageOps.colorize(gradient, start, end)  # type: ignore[arg-type]
+    return ImageOps.colorize(gradient, start, end)
 
 
 def _latent_size(inputs: Mapping[str, Any]) -> tuple[int, int]:

@@ -137,7 +137,8 @@ class SimServer:
 
     # -- socket delivery (thread-safe) ----------------------------------
 
-    def deliver(self, socket: _Socket, payload: str | bytes) -> None:
+    def deliver(self, socket: _Socket, payload: str | bytes | None) -> None:
+        """Queue ``payload`` for ``socket`` from any thread; ``None`` closes the socket."""
         if self.loop is not None:
             self.loop.call_soon_threadsafe(socket.outbox.put_nowait, payload)
 
@@ -429,7 +430,7 @@ def build_app(server: SimServer) -> web.Application:
         except web.HTTPRequestEntityTooLarge:
             return web.Response(status=413)
         image = form.get("image")
-        if image is None or not hasattr(image, "file"):
+        if not isinstance(image, web.FileField):
             return web.Response(status=400)
         folder_type = str(form.get("type", "input") or "input")
         if folder_type not in FOLDER_TYPES:

@@ -90,8 +90,9 @@ class ComfyUISimulator:
             self._ready.set()
             return
         self._ready.set()
-        loop.create_task(self._watch_refusal())
+        watcher = loop.create_task(self._watch_refusal())
         loop.run_forever()
+        watcher.cancel()
         loop.run_until_complete(self._close())
         loop.close()
 
@@ -104,9 +105,9 @@ class ComfyUISimulator:
         assert self._runner is not None
         self._site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
         await self._site.start()
-        server = self._site._server
-        if self.port == 0 and server is not None and getattr(server, "sockets", None):
-            self.port = int(server.sockets[0].getsockname()[1])
+        listening = getattr(self._site._server, "sockets", None)
+        if self.port == 0 and listening:
+            self.port = int(listening[0].getsockname()[1])
 
     async def _watch_refusal(self) -> None:
         # Closing the listening socket makes new connections fail with "connection refused".

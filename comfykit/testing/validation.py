@@ -186,7 +186,7 @@ def _find_cycle(prompt: Mapping[str, Any], start: str) -> list[str] | None:
 
     def visit(node_id: str) -> list[str] | None:
         if node_id in on_path:
-            return path[path.index(node_id):] + [node_id]
+            return [*path[path.index(node_id):], node_id]
         if node_id in done or node_id not in prompt:
             return None
         on_path.add(node_id)
@@ -251,7 +251,7 @@ def check_prompt(
             if cycle:
                 text = " -> ".join(f"{nid} ({prompt[nid]['class_type']})" for nid in cycle)
                 members = list(dict.fromkeys(cycle))
-                node_errors = {
+                cycle_errors: dict[str, Any] = {
                     nid: {
                         "errors": [
                             _error("dependency_cycle", "Dependency cycle detected", text,
@@ -264,20 +264,20 @@ def check_prompt(
                 }
                 error = _error("prompt_outputs_failed_validation", "Prompt outputs failed validation",
                                f"Dependency cycle detected: {text}")
-                return _reject(error, node_errors)
+                return _reject(error, cycle_errors)
 
     validator = _Validator(prompt, object_info, files)
     validator.inner_failures = {}
-    node_errors: dict[str, Any] = {}
+    collected: dict[str, Any] = {}
     good: list[str] = []
     for output in outputs:
         try:
             ok, _ = validator.node(output)
         except (KeyError, IndexError, TypeError) as exc:
             ok = False
-            extra = {"exception_type": type(exc).__name__, "traceback": list(_TRACEBACK)}
+            failure_info: dict[str, Any] = {"exception_type": type(exc).__name__, "traceback": list(_TRACEBACK)}
             validator.inner_failures.setdefault(output, []).append(
-                _error("exception_during_validation", "Exception when validating node", str(exc), extra)
+                _error("exception_during_validation", "Exception when validating node", str(exc), failure_info)
             )
         if ok:
             good.append(output)
@@ -289,14 +289,14 @@ def check_prompt(
         for nid, errs in failing.items():
             if not _upstream_of(prompt, output, nid):
                 continue
-            entry = node_errors.setdefault(
+            entry = collected.setdefault(
                 nid, {"errors": errs, "dependent_outputs": [], "class_type": prompt[nid]["class_type"]}
             )
             if output not in entry["dependent_outputs"]:
                 entry["dependent_outputs"].append(output)
     if not good:
-        return _reject(_error("prompt_outputs_failed_validation", "Prompt outputs failed validation"), node_errors)
-    return PromptCheck(200, None, node_errors, good)
+        return _reject(_error("prompt_outputs_failed_validation", "Prompt outputs failed validation"), collected)
+    return PromptCheck(200, None, collected, good)
 
 
 def _upstream_of(prompt: Mapping[str, Any], output: str, node_id: str) -> bool:
