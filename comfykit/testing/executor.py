@@ -82,8 +82,13 @@ class Executor:
     # -- graph helpers -------------------------------------------------
 
     def _order(self, prompt: Mapping[str, Any], outputs: list[str]) -> list[str]:
-        """Nodes needed by ``outputs``, dependencies first, outputs in the order given."""
-        order: list[str] = []
+        """Nodes needed by ``outputs`` in ComfyUI's execution order.
+
+        Like ComfyUI's execution list: among the nodes whose inputs are ready, output
+        nodes run first, then nodes feeding an output node, then the rest in the order
+        they were staged (depth-first from the outputs).
+        """
+        staged: list[str] = []
         seen: set[str] = set()
 
         def visit(node_id: str) -> None:
@@ -93,10 +98,22 @@ class Executor:
             for value in prompt[node_id].get("inputs", {}).values():
                 if _is_link(value):
                     visit(value[0])
-            order.append(node_id)
+            staged.append(node_id)
 
         for output in sorted(outputs, key=lambda n: (len(n), n)):
             visit(output)
+        deps = {n: {v[0] for v in prompt[n].get("inputs", {}).values() if _is_link(v)} for n in staged}
+        is_output = {n: bool(self.object_info[prompt[n]["class_type"]].get("output_node")) for n in staged}
+        feeds_output = {n: any(n in deps[m] and is_output[m] for m in staged) for n in staged}
+        order: list[str] = []
+        done: set[str] = set()
+        while len(order) < len(staged):
+            ready = [n for n in staged if n not in done and deps[n] <= done]
+            pick = next((n for n in ready if is_output[n]), None) or next(
+                (n for n in ready if feeds_output[n]), ready[0]
+            )
+            order.append(pick)
+            done.add(pick)
         return order
 
     def _keys(self, prompt: Mapping[str, Any], order: list[str]) -> dict[str, str]:
@@ -165,6 +182,8 @@ class Executor:
                         outputs[node_id] = ui
                         meta[node_id] = _meta(node_id)
                         sink.send("executed", {"node": node_id, "display_node": node_id, "output": ui, "prompt_id": pid})
+                        set_state(node_id, "finished", 1, 1)
+                        send_state()
                     continue
                 set_state(node_id, "running", 0.0, 1.0)
                 send_state()
@@ -326,9 +345,9 @@ class _Context:
             "image_type": "image/png" if preview and preview[1] == "PNG" else "image/jpeg",
         }
         self.set_state(self.node_id, "running", value, maximum)
+        self.send_state()
         if preview is not None:
             self.sink.send_preview(preview[0], preview[1], metadata)
-        self.send_state()
         self.sink.send("progress", {"value": value, "max": maximum, "prompt_id": self.prompt_id, "node": self.node_id})
 
 

@@ -1,0 +1,144 @@
+"""The simulator sends the same WebSocket events, in the same order, as the recorded real servers."""
+
+from __future__ import annotations
+
+import copy
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import websocket
+
+from comfykit.testing import ComfyUISimulator
+
+RECORDINGS = Path(__file__).resolve().parent.parent / "fixtures" / "recordings"
+VERSIONS = ["0.3.64", "0.33.0"]
+
+#: transcripts without an embedded prompt, and the recorded workflow they ran
+WORKFLOW_OF = {
+    "execution_error_canny": "exec_error_canny",
+    "execution_error_latent_concat": "exec_error_latent_concat",
+    "binary_images_legacy": "websocket_image",
+    "binary_images_with_metadata": "websocket_image",
+}
+SINGLE_JOB = sorted(
+    [
+        "success_uncached",
+        "success_fully_cached",
+        "success_partially_cached",
+        "success_two_outputs",
+        "success_batch_4_images",
+        "success_preview_temp",
+        "success_load_image",
+        *WORKFLOW_OF,
+    ]
+)
+
+
+def _transcript(version: str, name: str) -> dict[str, Any]:
+    return dict(json.loads((RECORDINGS / version / "ws" / f"{name}.json").read_text()))
+
+
+def _recorded_types(transcript: dict[str, Any]) -> list[str]:
+    """Event types after the POST, up to the job's final ``executing {node: null}``; binary frames by type."""
+    [socket] = transcript["sockets"].values()
+    types: list[str] = []
+    posted = False
+    for frame in socket["frames"]:
+        if frame["kind"] == "client_action":
+            posted = True
+            continue
+        if not posted:
+            continue
+        if frame["kind"] == "text":
+            message = frame["msg"]
+            types.append(message["type"])
+            if message["type"] == "executing" and message["data"].get("node") is None:
+                break
+        elif frame["kind"] == "binary":
+            types.append(f"binary:{frame['header']['event_type'] if 'header' in frame else frame.get('event_type')}")
+    return types
+
+
+def _binary_type(payload: bytes) -> str:
+    return f"binary:{int.from_bytes(payload[:4], 'big')}"
+
+
+def _run(sim: ComfyUISimulator, prompt: dict[str, Any], *, metadata: bool) -> list[str]:
+    client_id = str(uuid.uuid4())
+    ws = websocket.create_connection(sim.url.replace("http://", "ws://") + f"/ws?clientId={client_id}", timeout=20)
+    try:
+        ws.recv()  # the status frame with sid, sent on connect
+        if metadata:
+            ws.send(json.dumps({"type": "feature_flags", "data": {"supports_preview_metadata": True}}))
+            assert json.loads(ws.recv())["type"] == "feature_flags"
+        response = httpx.post(sim.url + "/prompt", json={"prompt": prompt, "client_id": client_id}, timeout=20)
+        assert response.status_code == 200, response.text
+        prompt_id = response.json()["prompt_id"]
+        types: list[str] = []
+        while True:
+            payload = ws.recv()
+            if isinstance(payload, bytes):
+                types.append(_binary_type(payload))
+                continue
+            message = json.loads(payload)
+            types.append(message["type"])
+            data = message["data"]
+            if message["type"] == "executing" and data.get("node") is None and data.get("prompt_id") == prompt_id:
+                return types
+    finally:
+        ws.close()
+
+
+def _prepare(sim: ComfyUISimulator, name: str, prompt: dict[str, Any]) -> None:
+    """Recreate what the recorded server had done before the transcript started."""
+    if name == "success_fully_cached":
+        _run(sim, prompt, metadata=False)
+    elif name == "success_partially_cached":
+        variant = copy.deepcopy(prompt)
+        for node in variant.values():
+            if node["class_type"] == "SaveImage":
+                node["inputs"]["filename_prefix"] = "comfykit/earlier"
+        _run(sim, variant, metadata=False)
+    elif name == "success_load_image":
+        from io import BytesIO
+
+        from PIL import Image
+
+        buffer = BytesIO()
+        Image.new("RGB", (32, 32), (10, 200, 30)).save(buffer, format="PNG")
+        files = {"image": ("comfykit_upload.png", buffer.getvalue(), "image/png")}
+        assert httpx.post(sim.url + "/upload/image", files=files).status_code == 200
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize("name", SINGLE_JOB)
+def test_single_job_event_order_matches_the_recording(version: str, name: str, tmp_path: Path) -> None:
+    transcript = _transcript(version, name)
+    if name in WORKFLOW_OF:
+        prompt = json.loads((RECORDINGS / version / "workflows" / f"{WORKFLOW_OF[name]}.json").read_text())
+    else:
+        prompt = transcript["prompt"]
+    expected = _recorded_types(transcript)
+    with ComfyUISimulator(port=0, comfyui_version=version, root=tmp_path) as sim:
+        _prepare(sim, name, prompt)
+        actual = _run(sim, prompt, metadata=name.endswith("with_metadata"))
+    assert actual == expected
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_validation_error_sends_no_job_events(version: str, tmp_path: Path) -> None:
+    prompt = json.loads((RECORDINGS / version / "workflows" / "no_output_node.json").read_text())
+    with ComfyUISimulator(port=0, comfyui_version=version, root=tmp_path) as sim:
+        ws = websocket.create_connection(sim.url.replace("http://", "ws://") + "/ws?clientId=x", timeout=5)
+        ws.recv()
+        response = httpx.post(sim.url + "/prompt", json={"prompt": prompt, "client_id": "x"})
+        assert response.status_code == 400
+        assert response.json()["error"]["type"] == "prompt_no_outputs"
+        ws.settimeout(0.3)
+        with pytest.raises(websocket.WebSocketTimeoutException):
+            ws.recv()
+        ws.close()
