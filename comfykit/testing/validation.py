@@ -50,8 +50,8 @@ def input_spec(entry: Mapping[str, Any], name: str) -> list[Any] | None:
     return None
 
 
-def output_types(entry: Mapping[str, Any]) -> list[str]:
-    return [str(t) for t in entry.get("output", [])]
+def output_types(entry: Mapping[str, Any]) -> tuple[str, ...]:
+    return tuple(str(t) for t in entry.get("output", []))
 
 
 def _combo_options(spec: list[Any]) -> list[Any] | None:
@@ -60,14 +60,6 @@ def _combo_options(spec: list[Any]) -> list[Any] | None:
     if spec and spec[0] == "COMBO" and len(spec) > 1 and isinstance(spec[1], Mapping):
         return list(spec[1].get("options", []))
     return None
-
-
-class _InnerFailure(Exception):
-    """A link could not be followed while validating an upstream node (ComfyUI raises there)."""
-
-    def __init__(self, exc: Exception) -> None:
-        super().__init__(str(exc))
-        self.exc = exc
 
 
 class _Validator:
@@ -108,20 +100,19 @@ class _Validator:
 
     def _link(self, node_id: str, name: str, spec: list[Any], link: list[Any]) -> tuple[bool, list[dict[str, Any]]]:
         source_id, index = link
+        # A missing node or output index raises out of this node, as in ComfyUI: the
+        # node that linked here records it (see the except clause below).
+        source = self.prompt[source_id]
+        received = output_types(self.object_info[source["class_type"]])[index]
+        input_type = spec[0] if isinstance(spec[0], str) else "COMBO"
+        if not _types_match(received, input_type):
+            details = f"{name}, received_type({received}) mismatch input_type({input_type})"
+            extra = {"input_name": name, "input_config": spec, "received_type": received, "linked_node": link}
+            return False, [_error("return_type_mismatch", "Return type mismatch between linked nodes", details, extra)]
         try:
-            source = self.prompt[source_id]
-            types = output_types(self.object_info[source["class_type"]])
-            received = types[index]
-            input_type = spec[0] if isinstance(spec[0], str) else "COMBO"
-            if not _types_match(received, input_type):
-                details = f"{name}, received_type({received}) mismatch input_type({input_type})"
-                extra = {"input_name": name, "input_config": spec, "received_type": received, "linked_node": link}
-                return False, [_error("return_type_mismatch", "Return type mismatch between linked nodes", details, extra)]
             ok, _ = self.node(source_id)
-            return ok, []
         except (KeyError, IndexError, TypeError) as exc:
-            # ComfyUI records this against the upstream node, with the downstream input's name.
-            text = str(exc) if not isinstance(exc, KeyError) else repr(exc.args[0])
+            text = repr(exc.args[0]) if isinstance(exc, KeyError) else str(exc)
             extra = {
                 "input_name": name,
                 "input_config": spec,
@@ -131,9 +122,10 @@ class _Validator:
                 "linked_node": link,
             }
             error = _error("exception_during_inner_validation", "Exception when validating inner node", text, extra)
-            owner = str(source_id) if str(source_id) in self.prompt else node_id
-            self.inner_failures.setdefault(owner, []).append(error)
+            self.inner_failures.setdefault(str(source_id), []).append(error)
+            self.results[str(source_id)] = (False, [])
             return False, []
+        return ok, []
 
     inner_failures: dict[str, list[dict[str, Any]]]
 
