@@ -237,6 +237,13 @@ def _synthetic_image(width: int, height: int, digest: str) -> Image.Image:
     return ImageOps.colorize(gradient, start, end)
 
 
+def _latent_batch(inputs: Mapping[str, Any]) -> int:
+    for value in inputs.values():
+        if isinstance(value, dict) and "shape" in value:
+            return int(value["shape"][0])
+    return 1
+
+
 def _latent_size(inputs: Mapping[str, Any]) -> tuple[int, int]:
     for value in inputs.values():
         if isinstance(value, dict) and "shape" in value:
@@ -261,10 +268,11 @@ def run_generic(ctx: NodeContext, class_type: str, entry: Mapping[str, Any], i: 
                 outputs.append([ImageChops.offset(img, 1, 1) for img in images])
             else:
                 width, height = _latent_size(i)
-                outputs.append([_synthetic_image(width, height, digest)])
+                outputs.append([_synthetic_image(width, height, f"{digest}:{n}") for n in range(_latent_batch(i))])
         elif output_type == "LATENT":
             width, height = _latent_size(i)
-            outputs.append({"shape": [int(i.get("batch_size", 1) or 1), 4, height // 8, width // 8], "seed": digest})
+            batch = int(i.get("batch_size", 0) or 0) or _latent_batch(i)
+            outputs.append({"shape": [batch, 4, height // 8, width // 8], "seed": digest})
         elif output_type == "MASK":
             width, height = _latent_size(i)
             outputs.append([Image.new("L", (width, height), 255)])

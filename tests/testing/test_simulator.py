@@ -1,0 +1,188 @@
+"""The simulator's own behaviour: generic nodes, knobs (changed while it runs), restart, the fixture, quickstart."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import websocket
+from PIL import Image
+
+from comfykit.testing import ComfyUISimulator
+from comfykit.testing.quickstart import TXT2IMG, run
+
+RECORDINGS = Path(__file__).resolve().parent.parent / "fixtures" / "recordings"
+
+
+def _workflow(name: str) -> dict[str, Any]:
+    return dict(json.loads((RECORDINGS / "0.33.0" / "workflows" / f"{name}.json").read_text()))
+
+
+def _wait_history(sim: ComfyUISimulator, prompt_id: str, timeout: float = 20) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        entry = httpx.get(f"{sim.url}/history/{prompt_id}").json()
+        if prompt_id in entry:
+            return dict(entry[prompt_id])
+        time.sleep(0.01)
+    raise AssertionError(f"{prompt_id} never reached history")
+
+
+def test_quickstart_writes_real_pngs(tmp_path: Path) -> None:
+    written = run(tmp_path / "out")
+    assert len(written) == TXT2IMG["5"]["inputs"]["batch_size"]
+    for path in written:
+        assert path.parent == tmp_path / "out"
+        with Image.open(path) as image:
+            assert image.format == "PNG"
+            assert image.size == (512, 512)
+
+
+def test_comfyui_simulator_fixture(comfyui_simulator: ComfyUISimulator) -> None:
+    assert httpx.get(comfyui_simulator.url + "/system_stats").json()["system"]["comfyui_version"] == "0.33.0"
+
+
+@pytest.mark.parametrize("comfyui_simulator", ["0.3.64"], indirect=True)
+def test_comfyui_simulator_fixture_version(comfyui_simulator: ComfyUISimulator) -> None:
+    assert httpx.get(comfyui_simulator.url + "/system_stats").json()["system"]["comfyui_version"] == "0.3.64"
+
+
+def test_identical_prompt_is_cached_and_free_memory_clears_the_cache(comfyui_simulator: ComfyUISimulator) -> None:
+    sim = comfyui_simulator
+    workflow = _workflow("invert_save")
+    first = httpx.post(sim.url + "/prompt", json={"prompt": workflow}).json()["prompt_id"]
+    _wait_history(sim, first)
+    second = httpx.post(sim.url + "/prompt", json={"prompt": workflow}).json()["prompt_id"]
+    cached = _wait_history(sim, second)["status"]["messages"][1][1]["nodes"]
+    assert sorted(cached) == ["1", "2", "3"]
+    httpx.post(sim.url + "/free", json={"free_memory": True})
+    third = httpx.post(sim.url + "/prompt", json={"prompt": workflow}).json()["prompt_id"]
+    assert _wait_history(sim, third)["status"]["messages"][1][1]["nodes"] == []
+
+
+def test_fail_next_and_response_delay_change_while_running(comfyui_simulator: ComfyUISimulator) -> None:
+    sim = comfyui_simulator
+    sim.knobs.fail_next = 2
+    assert httpx.get(sim.url + "/queue").status_code == 500
+    assert httpx.get(sim.url + "/queue").status_code == 500
+    assert httpx.get(sim.url + "/queue").status_code == 200
+    sim.knobs.fail_status = 503
+    sim.knobs.fail_next = 1
+    assert httpx.get(sim.url + "/queue").status_code == 503
+    sim.knobs.response_delay = 1.0
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.get(sim.url + "/queue", timeout=0.2)
+    sim.knobs.response_delay = 0.0
+    assert httpx.get(sim.url + "/queue").status_code == 200
+
+
+def test_refuse_connections_closes_and_reopens_the_port(comfyui_simulator: ComfyUISimulator) -> None:
+    sim = comfyui_simulator
+    sim.knobs.refuse_connections = True
+    deadline = time.monotonic() + 5
+    refused = False
+    while time.monotonic() < deadline and not refused:
+        try:
+            socket.create_connection(("127.0.0.1", sim.port), timeout=1).close()
+            time.sleep(0.02)
+        except ConnectionRefusedError:
+            refused = True
+    assert refused
+    sim.knobs.refuse_connections = False
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            assert httpx.get(sim.url + "/queue").status_code == 200
+            break
+        except httpx.ConnectError:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+
+
+def test_drop_websocket_after(comfyui_simulator: ComfyUISimulator) -> None:
+    sim = comfyui_simulator
+    sim.knobs.drop_websocket_after = 0.2
+    ws = websocket.create_connection(sim.url.replace("http", "ws") + "/ws?clientId=a", timeout=5)
+    ws.recv()
+    started = time.monotonic()
+    with pytest.raises((websocket.WebSocketConnectionClosedException, ConnectionError)):
+        while time.monotonic() - started < 5:
+            ws.recv()
+    ws.close()
+
+
+def test_history_delay_and_node_seconds(comfyui_simulator: ComfyUISimulator) -> None:
+    sim = comfyui_simulator
+    sim.knobs.history_delay = 0.5
+    client_id = str(uuid.uuid4())
+    ws = websocket.create_connection(sim.url.replace("http", "ws") + f"/ws?clientId={client_id}", timeout=5)
+    ws.recv()
+    prompt_id = httpx.post(sim.url + "/prompt", json={"prompt": _workflow("preview_image"), "client_id": client_id}).json()[
+        "prompt_id"
+    ]
+    while json.loads(ws.recv())["type"] != "execution_success":
+        pass
+    assert httpx.get(f"{sim.url}/history/{prompt_id}").json() == {}
+    _wait_history(sim, prompt_id)
+    ws.close()
+
+
+def test_restart_forgets_queue_history_and_cache(comfyui_simulator: ComfyUISimulator) -> None:
+    sim = comfyui_simulator
+    workflow = _workflow("invert_save")
+    done = httpx.post(sim.url + "/prompt", json={"prompt": workflow}).json()["prompt_id"]
+    _wait_history(sim, done)
+    sim.knobs.node_seconds = 0.3
+    httpx.post(sim.url + "/prompt", json={"prompt": _workflow("scale_save")})
+    httpx.post(sim.url + "/prompt", json={"prompt": _workflow("preview_image")})
+    sim.restart()
+    sim.knobs.node_seconds = 0.0
+    assert httpx.get(sim.url + "/history").json() == {}
+    assert httpx.get(sim.url + "/queue").json()["queue_pending"] == []
+    again = httpx.post(sim.url + "/prompt", json={"prompt": workflow}).json()["prompt_id"]
+    assert _wait_history(sim, again)["status"]["messages"][1][1]["nodes"] == []
+
+
+def test_hostile_output_names_are_reported_as_configured(comfyui_simulator: ComfyUISimulator) -> None:
+    sim = comfyui_simulator
+    sim.knobs.output_filename = "../../escape.png"
+    sim.knobs.output_subfolder = "/etc"
+    prompt_id = httpx.post(sim.url + "/prompt", json={"prompt": _workflow("scale_save")}).json()["prompt_id"]
+    [image] = _wait_history(sim, prompt_id)["outputs"]["3"]["images"]
+    assert image["filename"] == "../../escape.png"
+    assert image["subfolder"] == "/etc"
+
+
+def test_interrupt_stops_the_running_job(comfyui_simulator: ComfyUISimulator) -> None:
+    sim = comfyui_simulator
+    sim.knobs.node_seconds = 0.2
+    prompt_id = httpx.post(sim.url + "/prompt", json={"prompt": _workflow("interruptible_chain")}).json()["prompt_id"]
+    deadline = time.monotonic() + 5
+    while not httpx.get(sim.url + "/queue").json()["queue_running"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    httpx.post(sim.url + "/interrupt", json={"prompt_id": prompt_id})
+    entry = _wait_history(sim, prompt_id)
+    assert entry["status"]["status_str"] == "error"
+    assert entry["status"]["messages"][-1][0] == "execution_interrupted"
+    job = httpx.get(f"{sim.url}/api/jobs/{prompt_id}").json()
+    assert job["status"] == "cancelled"
+
+
+def test_upload_renames_on_collision_and_dedupes_same_bytes(comfyui_simulator: ComfyUISimulator) -> None:
+    sim = comfyui_simulator
+    first = httpx.post(sim.url + "/upload/image", files={"image": ("a.png", b"one", "image/png")}).json()
+    same = httpx.post(sim.url + "/upload/image", files={"image": ("a.png", b"one", "image/png")}).json()
+    other = httpx.post(sim.url + "/upload/image", files={"image": ("a.png", b"two", "image/png")}).json()
+    assert first["name"] == same["name"] == "a.png"
+    assert other["name"] == "a (1).png"
+    escape = httpx.post(sim.url + "/upload/image", files={"image": ("x.png", b"1", "image/png")}, data={"subfolder": "../.."})
+    assert escape.status_code == 400
+    view = httpx.get(sim.url + "/view", params={"filename": "a (1).png", "type": "input"}, headers={"Range": "bytes=0-1"})
+    assert view.status_code == 206 and view.content == b"tw"
