@@ -14,6 +14,7 @@ from comfykit._version import __version__
 from comfykit.hookspecs import hookimpl
 
 if TYPE_CHECKING:
+    from comfykit.client import ComfyUIClient
     from comfykit.config import Config, load_config
     from comfykit.errors import ComfyKitError
     from comfykit.jobs import Job, JobStatus
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ComfyKitError",
+    "ComfyUIClient",
     "Config",
     "Job",
     "JobStatus",
@@ -36,6 +38,7 @@ __all__ = [
 
 _LAZY = {
     "ComfyKitError": "comfykit.errors",
+    "ComfyUIClient": "comfykit.client",
     "Config": "comfykit.config",
     "load_config": "comfykit.config",
     "Job": "comfykit.jobs",

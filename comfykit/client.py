@@ -1,0 +1,524 @@
+"""``ComfyUIClient``: every HTTP endpoint of a ComfyUI server, with typed errors and one connection pool.
+
+The client chooses each ``prompt_id`` itself (a lowercase UUID4, the only form ComfyUI
+0.33 accepts), so a lost response can always be checked against the server instead of
+being resubmitted blindly.  Credentials (bearer token, basic auth, comfy.org API key)
+are sent but never logged and never put into exception messages.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import attrs
+import httpx
+
+from comfykit.config import Config, core_registry, load_config
+from comfykit.errors import (
+    ComfyKitError,
+    ExecutionError,
+    ExecutionInterrupted,
+    FeatureUnavailable,
+    NotFound,
+    PromptRejected,
+    ProtocolError,
+    RequestTimeout,
+    ServerError,
+    ServerUnreachable,
+    WaitTimeout,
+)
+from comfykit.jobs import new_prompt_id
+from comfykit.plugins import PluginManager, get_plugin_manager, parse_plugin_options
+
+__all__ = ["ComfyUIClient", "ServerInfo"]
+
+log = logging.getLogger("comfykit.client")
+
+#: JSON answers larger than this are refused: a hostile or broken server cannot exhaust memory.
+MAX_JSON_BYTES = 64 * 1024 * 1024
+
+
+@attrs.frozen
+class ServerInfo:
+    """What a server is and supports, detected once per client."""
+
+    version: str | None
+    has_jobs_api: bool
+    features: dict[str, Any]
+    system_stats: dict[str, Any]
+
+
+def _redact(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.username or parts.password:
+        netloc = parts.hostname or ""
+        if parts.port:
+            netloc += f":{parts.port}"
+        return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    return url
+
+
+class ComfyUIClient:
+    """A synchronous client for one ComfyUI server (or the simulator)."""
+
+    def __init__(
+        self,
+        host: str | None = None,
+        port: int | None = None,
+        protocol: str | None = None,
+        *,
+        url: str | None = None,
+        timeout: float | None = None,
+        headers: Mapping[str, str] | None = None,
+        auth: tuple[str, str] | str | httpx.Auth | None = None,
+        token: str | None = None,
+        api_key: str | None = None,
+        verify: bool | str | None = None,
+        config: Config | str | os.PathLike[str] | None = None,
+        plugins: Iterable[object] = (),
+        plugin_options: Iterable[str] = (),
+        transport: httpx.BaseTransport | None = None,
+        client_id: str | None = None,
+    ) -> None:
+        enable, disable = parse_plugin_options(plugin_options)
+        overrides = {
+            "comfyui.host": host,
+            "comfyui.port": port,
+            "comfyui.protocol": protocol,
+            "comfyui.url": url,
+            "comfyui.timeout": timeout,
+            "comfyui.token": token,
+            "comfyui.api_key": api_key,
+        }
+        base = config if isinstance(config, Config) else load_config(path=config)
+        disable += list(base["plugins.disable"])
+        enable += list(base["plugins.enable"])
+        self.plugin_manager: PluginManager = get_plugin_manager(
+            plugins=plugins, enable=enable, disable=disable, strict=bool(base["plugins.strict"]),
+            autoload=None if base["plugins.autoload"] else False,
+        )
+        registry = core_registry()
+        self.plugin_manager.add_config(registry)
+        if isinstance(config, Config):
+            self.config = Config(dict(config), {k: config.source(k) for k in config}, registry, config.path)
+            self.config = self.config.with_overrides(overrides)
+        else:
+            self.config = load_config(path=config, overrides=overrides, registry=registry)
+        section = self.config.section("comfyui")
+        if section["url"]:
+            self.base_url = str(section["url"]).rstrip("/")
+        else:
+            self.base_url = f"{section['protocol']}://{section['host']}:{section['port']}"
+        self.client_id = client_id or new_prompt_id()
+        scheme = "wss" if self.base_url.startswith("https") else "ws"
+        self.ws_url = f"{scheme}{self.base_url[self.base_url.index(':'):]}/ws?clientId={quote(self.client_id)}"
+        self._api_key = section["api_key"]
+        self._headers = {str(k): str(v) for k, v in (section["headers"] or {}).items()}
+        self._headers.update(headers or {})
+        self._auth: httpx.Auth | None = None
+        bearer = section["token"]
+        if isinstance(auth, str):
+            bearer = auth
+        elif isinstance(auth, tuple):
+            self._auth = httpx.BasicAuth(*auth)
+        elif isinstance(auth, httpx.Auth):
+            self._auth = auth
+        elif section["username"] and section["password"]:
+            self._auth = httpx.BasicAuth(section["username"], section["password"])
+        if bearer:
+            self._headers["Authorization"] = f"Bearer {bearer}"
+        if verify is None:
+            verify = section["ca_bundle"] or section["verify"]
+        self.timeout = float(section["timeout"])
+        self._http = httpx.Client(
+            base_url=self.base_url,
+            headers=self._headers,
+            auth=self._auth,
+            verify=verify,
+            timeout=httpx.Timeout(self.timeout, connect=float(section["connect_timeout"])),
+            transport=transport,
+        )
+        self._closed = False
+        self._started = False
+        self._info: ServerInfo | None = None
+        self._object_info: dict[str, Any] | None = None
+        self.plugin_manager.configure(self.config)
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    def __enter__(self) -> ComfyUIClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self._started:
+                self.plugin_manager.session_finish(self)
+        finally:
+            self._http.close()
+
+    def ws_headers(self) -> dict[str, str]:
+        """Headers for the WebSocket handshake: the same credentials and custom headers as HTTP."""
+        headers = dict(self._headers)
+        if isinstance(self._auth, httpx.BasicAuth):
+            headers["Authorization"] = self._auth._auth_header
+        return headers
+
+    # -- transport -----------------------------------------------------------------
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        if self._closed:
+            raise ComfyKitError("this client is closed", hint="Create a new ComfyUIClient.")
+        if not self._started:
+            self._started = True
+            self.plugin_manager.session_start(self)
+        url = self.base_url + path
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.TimeoutException as exc:
+            raise RequestTimeout(
+                f"{method} {_redact(url)} timed out ({type(exc).__name__})",
+                url=_redact(url),
+                hint="The server is busy or unreachable; raise comfyui.timeout if it is just slow.",
+            ) from None
+        except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
+            raise ServerUnreachable(
+                f"cannot reach ComfyUI at {_redact(self.base_url)}: {type(exc).__name__}: {exc}",
+                url=_redact(url),
+                hint="Is ComfyUI running there? Check the URL (--server / COMFYKIT_URL) and the network.",
+            ) from None
+        if response.status_code >= 400:
+            self._raise_for_status(method, url, response)
+        return response
+
+    def _raise_for_status(self, method: str, url: str, response: httpx.Response) -> None:
+        body: Any
+        try:
+            body = response.json()
+        except ValueError:
+            body = response.text[:2000]
+        retry_after = None
+        if "Retry-After" in response.headers:
+            try:
+                retry_after = float(response.headers["Retry-After"])
+            except ValueError:
+                retry_after = None
+        status = response.status_code
+        where = f"{method} {_redact(url)}"
+        if status == 404:
+            raise NotFound(f"{where}: not found (404)", status_code=status, url=_redact(url), body=body)
+        if isinstance(body, dict) and isinstance(body.get("error"), dict) and "node_errors" in body:
+            raise PromptRejected(
+                status_code=status, error=body["error"], node_errors=body.get("node_errors"), url=_redact(url), body=body
+            )
+        detail = body.get("error") if isinstance(body, dict) else body
+        raise ServerError(
+            f"{where} failed with HTTP {status}: {str(detail).strip()[:500]}",
+            status_code=status,
+            url=_redact(url),
+            body=body,
+            retry_after=retry_after,
+            hint="The server had an internal error; it may succeed if retried." if status >= 500 else None,
+        )
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self._request(method, path, **kwargs)
+        if len(response.content) > MAX_JSON_BYTES:
+            raise ProtocolError(f"{method} {path}: answer of {len(response.content)} bytes is too large", url=path)
+        if not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            raise ProtocolError(
+                f"{method} {_redact(self.base_url + path)} did not answer JSON: {response.text[:200]!r}",
+                url=_redact(self.base_url + path),
+                hint="Is this URL a ComfyUI server (and not a proxy's error page)?",
+            ) from None
+
+    # -- server facts ------------------------------------------------------------------
+
+    def server_info(self) -> ServerInfo:
+        """Version, features and whether the jobs API exists; asked once per client."""
+        if self._info is None:
+            stats = self.get_system_stats()
+            try:
+                features = self.get_features()
+            except NotFound:
+                features = {}
+            try:
+                self._request("GET", "/api/jobs", params={"limit": 1})
+                has_jobs = True
+            except NotFound:
+                has_jobs = False
+            version = (stats.get("system") or {}).get("comfyui_version") if isinstance(stats, dict) else None
+            self._info = ServerInfo(version=version, has_jobs_api=has_jobs, features=features or {}, system_stats=stats)
+        return self._info
+
+    # -- prompts --------------------------------------------------------------------------
+
+    def queue_prompt(
+        self,
+        workflow: Mapping[str, Any],
+        *,
+        prompt_id: str | None = None,
+        front: bool = False,
+        number: float | None = None,
+        extra_data: Mapping[str, Any] | None = None,
+        targets: Iterable[str] | None = None,
+    ) -> dict[str, Any]:
+        """Queue an API-format workflow; returns ``{"prompt_id", "number", "node_errors"}``."""
+        prompt = workflow["prompt"] if "prompt" in workflow and isinstance(workflow["prompt"], Mapping) else workflow
+        body: dict[str, Any] = {
+            "prompt": prompt,
+            "client_id": self.client_id,
+            "prompt_id": prompt_id or new_prompt_id(),
+        }
+        extra = dict(extra_data or {})
+        if self._api_key:
+            extra.setdefault("api_key_comfy_org", self._api_key)
+        if extra:
+            body["extra_data"] = extra
+        if front:
+            body["front"] = True
+        if number is not None:
+            body["number"] = number
+        if targets is not None:
+            body["partial_execution_targets"] = list(targets)
+        result = self._json("POST", "/prompt", json=body)
+        if not isinstance(result, dict) or "prompt_id" not in result:
+            raise ProtocolError(f"POST /prompt answered an unexpected body: {str(result)[:200]}", url="/prompt")
+        return result
+
+    def get_prompt_status(self) -> dict[str, Any]:
+        return dict(self._json("GET", "/prompt"))
+
+    def get_queue(self) -> dict[str, Any]:
+        return dict(self._json("GET", "/queue"))
+
+    def delete_from_queue(self, prompt_ids: Iterable[str]) -> None:
+        self._request("POST", "/queue", json={"delete": list(prompt_ids)})
+
+    def clear_queue(self) -> None:
+        self._request("POST", "/queue", json={"clear": True})
+
+    def get_history(
+        self, prompt_id: str | None = None, max_items: int | None = None, offset: int | None = None
+    ) -> dict[str, Any]:
+        if prompt_id is not None:
+            return dict(self._json("GET", f"/history/{quote(prompt_id, safe='')}") or {})
+        params = {k: v for k, v in {"max_items": max_items, "offset": offset}.items() if v is not None}
+        return dict(self._json("GET", "/history", params=params) or {})
+
+    def delete_history(self, prompt_ids: Iterable[str]) -> None:
+        self._request("POST", "/history", json={"delete": list(prompt_ids)})
+
+    def clear_history(self) -> None:
+        self._request("POST", "/history", json={"clear": True})
+
+    def interrupt_execution(self, prompt_id: str | None = None) -> None:
+        self._request("POST", "/interrupt", json={"prompt_id": prompt_id} if prompt_id else None)
+
+    def free_memory(self, *, unload_models: bool = False, free_memory: bool = False) -> None:
+        self._request("POST", "/free", json={"unload_models": unload_models, "free_memory": free_memory})
+
+    # -- information -------------------------------------------------------------------------
+
+    def get_system_stats(self) -> dict[str, Any]:
+        return dict(self._json("GET", "/system_stats"))
+
+    def get_features(self) -> dict[str, Any]:
+        return dict(self._json("GET", "/features") or {})
+
+    def get_embeddings(self) -> list[str]:
+        return list(self._json("GET", "/embeddings") or [])
+
+    def get_extensions(self) -> list[str]:
+        return list(self._json("GET", "/extensions") or [])
+
+    def get_models(self, folder: str | None = None) -> list[str]:
+        path = "/models" if folder is None else f"/models/{quote(folder, safe='')}"
+        return list(self._json("GET", path) or [])
+
+    def get_object_info(self, node_class: str | None = None, *, refresh: bool = False) -> dict[str, Any]:
+        """The node catalogue (cached per client), or one class's entry (``{}`` when unknown)."""
+        if refresh:
+            self._object_info = None
+        if node_class is not None:
+            if self._object_info is not None and node_class in self._object_info:
+                return {node_class: self._object_info[node_class]}
+            return dict(self._json("GET", f"/object_info/{quote(node_class, safe='')}") or {})
+        if self._object_info is None:
+            self._object_info = dict(self._json("GET", "/object_info"))
+        return self._object_info
+
+    def invalidate_object_info(self) -> None:
+        self._object_info = None
+
+    # -- jobs API (ComfyUI 0.33+) -------------------------------------------------------------
+
+    def _require_jobs_api(self) -> None:
+        if not self.server_info().has_jobs_api:
+            raise FeatureUnavailable(
+                f"the server at {_redact(self.base_url)} (ComfyUI {self.server_info().version}) has no jobs API",
+                status_code=404,
+                hint="The jobs API arrived in newer ComfyUI releases; use get_queue()/get_history() instead.",
+            )
+
+    def get_jobs(
+        self,
+        *,
+        status: str | Iterable[str] | None = None,
+        workflow_id: str | None = None,
+        sort_by: str | None = None,
+        sort_order: str | None = None,
+        limit: int | None = None,
+        offset: int | None = None,
+    ) -> dict[str, Any]:
+        self._require_jobs_api()
+        if status is not None and not isinstance(status, str):
+            status = ",".join(status)
+        params = {
+            k: v
+            for k, v in {
+                "status": status, "workflow_id": workflow_id, "sort_by": sort_by, "sort_order": sort_order,
+                "limit": limit, "offset": offset,
+            }.items()
+            if v is not None
+        }
+        return dict(self._json("GET", "/api/jobs", params=params))
+
+    def get_job(self, job_id: str) -> dict[str, Any]:
+        self._require_jobs_api()
+        return dict(self._json("GET", f"/api/jobs/{quote(job_id, safe='')}"))
+
+    def cancel_job(self, job_id: str) -> bool:
+        self._require_jobs_api()
+        return bool(self._json("POST", f"/api/jobs/{quote(job_id, safe='')}/cancel").get("cancelled"))
+
+    def cancel_jobs(self, job_ids: Iterable[str]) -> bool:
+        self._require_jobs_api()
+        return bool(self._json("POST", "/api/jobs/cancel", json={"job_ids": list(job_ids)}).get("cancelled"))
+
+    # -- files ------------------------------------------------------------------------------------
+
+    def _upload(self, path: str, data: Any, filename: str | None, fields: dict[str, str]) -> dict[str, Any]:
+        if isinstance(data, (str, os.PathLike)):
+            source = Path(data)
+            if not source.is_file():
+                raise ComfyKitError(f"cannot upload {source}: no such file", hint="Check the path.")
+            content = source.read_bytes()
+            filename = filename or source.name
+        elif isinstance(data, (bytes, bytearray)):
+            content = bytes(data)
+            filename = filename or "upload.png"
+        elif hasattr(data, "save"):  # a PIL image
+            import io
+
+            buffer = io.BytesIO()
+            data.save(buffer, format="PNG")
+            content = buffer.getvalue()
+            filename = filename or "upload.png"
+        else:
+            raise TypeError(f"cannot upload a {type(data).__name__}: give a path, bytes or a PIL image")
+        return dict(self._json("POST", path, files={"image": (filename, content, "application/octet-stream")}, data=fields))
+
+    def upload_image(
+        self, path_or_bytes: Any, subfolder: str = "", overwrite: bool = False, type: str = "input", *,
+        filename: str | None = None,
+    ) -> dict[str, Any]:
+        """Upload an image; returns the server's ``{"name", "subfolder", "type"}`` (it may rename)."""
+        fields = {"subfolder": subfolder, "type": type, "overwrite": "true" if overwrite else "false"}
+        return self._upload("/upload/image", path_or_bytes, filename, fields)
+
+    def upload_mask(
+        self, path_or_bytes: Any, original_ref: Mapping[str, Any], subfolder: str = "", overwrite: bool = False,
+        type: str = "input", *, filename: str | None = None,
+    ) -> dict[str, Any]:
+        fields = {
+            "subfolder": subfolder, "type": type, "overwrite": "true" if overwrite else "false",
+            "original_ref": json.dumps(dict(original_ref)),
+        }
+        return self._upload("/upload/mask", path_or_bytes, filename, fields)
+
+    def get_image(self, filename: str, subfolder: str = "", folder_type: str = "output") -> bytes:
+        params = {"filename": filename, "subfolder": subfolder, "type": folder_type}
+        return self._request("GET", "/view", params=params).content
+
+    @contextmanager
+    def stream_view(
+        self, filename: str, subfolder: str = "", folder_type: str = "output", *, offset: int = 0
+    ) -> Iterator[httpx.Response]:
+        """Stream ``/view``; with ``offset`` a Range request (check ``status_code == 206``)."""
+        params = {"filename": filename, "subfolder": subfolder, "type": folder_type}
+        headers = {"Range": f"bytes={offset}-"} if offset else {}
+        request = self._http.build_request("GET", "/view", params=params, headers=headers)
+        try:
+            response = self._http.send(request, stream=True)
+        except httpx.TimeoutException:
+            raise RequestTimeout(f"GET /view {filename!r} timed out", url="/view") from None
+        except httpx.TransportError as exc:
+            raise ServerUnreachable(f"cannot download {filename!r}: {exc}", url="/view") from None
+        try:
+            if response.status_code >= 400:
+                response.read()
+                self._raise_for_status("GET", self.base_url + "/view", response)
+            yield response
+        finally:
+            response.close()
+
+    # -- completion ------------------------------------------------------------------------------------
+
+    def wait_for_completion(self, prompt_id: str, timeout: float | None = None) -> dict[str, Any]:
+        """Wait until ``prompt_id`` finished; return its history entry.
+
+        Raises :class:`ExecutionError` when a node failed, :class:`ExecutionInterrupted`
+        when it was interrupted, :class:`WaitTimeout` after ``timeout`` seconds.  Polls
+        ``/history/{id}`` with an interval that grows from 20 ms to 1 s.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        interval = 0.02
+        while True:
+            entry = self.get_history(prompt_id).get(prompt_id)
+            if entry is not None:
+                return _finished(prompt_id, entry)
+            if deadline is not None and time.monotonic() >= deadline:
+                raise WaitTimeout(
+                    f"job {prompt_id} did not finish within {timeout} s",
+                    prompt_id=prompt_id,
+                    hint="Raise the timeout, or check the server's queue with `get_queue()`.",
+                )
+            time.sleep(interval if deadline is None else max(0.0, min(interval, deadline - time.monotonic())))
+            interval = min(1.0, interval * 1.5)
+
+
+def _finished(prompt_id: str, entry: dict[str, Any]) -> dict[str, Any]:
+    status = entry.get("status") or {}
+    if status.get("status_str") == "success":
+        return entry
+    for event, data in reversed(status.get("messages") or []):
+        if event == "execution_error":
+            raise ExecutionError(
+                prompt_id=prompt_id,
+                node_id=data.get("node_id"),
+                node_type=data.get("node_type"),
+                exception_message=str(data.get("exception_message", "")),
+                exception_type=data.get("exception_type"),
+                data=data,
+            )
+        if event == "execution_interrupted":
+            raise ExecutionInterrupted(prompt_id=prompt_id, node_id=data.get("node_id"), node_type=data.get("node_type"))
+    return entry
