@@ -11,11 +11,10 @@ from __future__ import annotations
 import json
 import logging
 import os
-import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import attrs
@@ -33,12 +32,15 @@ from comfykit.errors import (
     RequestTimeout,
     ServerError,
     ServerUnreachable,
-    WaitTimeout,
 )
 from comfykit.jobs import new_prompt_id
 from comfykit.plugins import PluginManager, get_plugin_manager, parse_plugin_options
 
-__all__ = ["ComfyUIClient", "ServerInfo"]
+if TYPE_CHECKING:
+    from comfykit.events import Event, EventSource
+    from comfykit.tracking import JobTracker
+
+__all__ = ["ComfyUIClient", "ServerInfo", "raise_for_outcome"]
 
 log = logging.getLogger("comfykit.client")
 
@@ -150,6 +152,10 @@ class ComfyUIClient:
         self._started = False
         self._info: ServerInfo | None = None
         self._object_info: dict[str, Any] | None = None
+        self._tracker: JobTracker | None = None
+        self._event_source: EventSource | None = None
+        self._event_source_asked = False
+        self._callbacks: dict[str, list[Callable[[Event], None]]] = {}
         self.plugin_manager.configure(self.config)
 
     # -- lifecycle ---------------------------------------------------------------
@@ -165,6 +171,8 @@ class ComfyUIClient:
             return
         self._closed = True
         try:
+            if self._event_source is not None:
+                self._event_source.stop()
             if self._started:
                 self.plugin_manager.session_finish(self)
         finally:
@@ -298,6 +306,9 @@ class ComfyUIClient:
             body["number"] = number
         if targets is not None:
             body["partial_execution_targets"] = list(targets)
+        # Watch before posting and have the event source running: events are never replayed.
+        self.tracker.watch(body["prompt_id"], dict(prompt))
+        self.ensure_event_source()
         result = self._json("POST", "/prompt", json=body)
         if not isinstance(result, dict) or "prompt_id" not in result:
             raise ProtocolError(f"POST /prompt answered an unexpected body: {str(result)[:200]}", url="/prompt")
@@ -486,26 +497,62 @@ class ComfyUIClient:
         """Wait until ``prompt_id`` finished; return its history entry.
 
         Raises :class:`ExecutionError` when a node failed, :class:`ExecutionInterrupted`
-        when it was interrupted, :class:`WaitTimeout` after ``timeout`` seconds.  Polls
-        ``/history/{id}`` with an interval that grows from 20 ms to 1 s.
+        when it was interrupted, :class:`JobLost` when the server forgot the job, and
+        :class:`WaitTimeout` after ``timeout`` seconds.  Live events come from the
+        event source (the WebSocket monitor); without one the server is polled.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
-        interval = 0.02
-        while True:
-            entry = self.get_history(prompt_id).get(prompt_id)
-            if entry is not None:
-                return _finished(prompt_id, entry)
-            if deadline is not None and time.monotonic() >= deadline:
-                raise WaitTimeout(
-                    f"job {prompt_id} did not finish within {timeout} s",
-                    prompt_id=prompt_id,
-                    hint="Raise the timeout, or check the server's queue with `get_queue()`.",
-                )
-            time.sleep(interval if deadline is None else max(0.0, min(interval, deadline - time.monotonic())))
-            interval = min(1.0, interval * 1.5)
+        return self.tracker.wait(prompt_id, timeout)
+
+    # -- live events -------------------------------------------------------------------------------
+
+    @property
+    def tracker(self) -> JobTracker:
+        if self._tracker is None:
+            from comfykit.tracking import JobTracker
+
+            self._tracker = JobTracker(self)
+        return self._tracker
+
+    @property
+    def event_source(self) -> EventSource | None:
+        """The active event source, once started (``None`` before the first submission)."""
+        return self._event_source
+
+    def ensure_event_source(self) -> EventSource | None:
+        """Start the event source a plugin provides (the monitor's WebSocket), once per client."""
+        if self._event_source is None and not self._event_source_asked:
+            self._event_source_asked = True
+            source = self.plugin_manager.event_source(self)
+            if source is not None:
+                source.start()
+                self._event_source = source
+        return self._event_source
+
+    def on(self, event_type: str, callback: Callable[[Event], None]) -> None:
+        """Call ``callback(event)`` for every event of ``event_type`` (``"*"``: every event)."""
+        self._callbacks.setdefault(event_type, []).append(callback)
+
+    def off(self, event_type: str, callback: Callable[[Event], None]) -> None:
+        callbacks = self._callbacks.get(event_type, [])
+        if callback in callbacks:
+            callbacks.remove(callback)
+
+    def dispatch_event(self, event: Event) -> None:
+        """Hand one event to the event hook, the ``on()`` callbacks and the tracker (event sources call this)."""
+        try:
+            self.plugin_manager.handle_event(event, self)
+        except Exception:
+            log.exception("a comfykit_handle_event implementation failed on %s", event.type)
+        for callback in [*self._callbacks.get(event.type, []), *self._callbacks.get("*", [])]:
+            try:
+                callback(event)
+            except Exception:
+                log.exception("an on(%r) callback failed", event.type)
+        self.tracker.feed(event)
 
 
-def _finished(prompt_id: str, entry: dict[str, Any]) -> dict[str, Any]:
+def raise_for_outcome(prompt_id: str, entry: dict[str, Any]) -> dict[str, Any]:
+    """Return a finished history entry, or raise the error or interrupt it records."""
     status = entry.get("status") or {}
     if status.get("status_str") == "success":
         return entry

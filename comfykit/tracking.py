@@ -1,0 +1,246 @@
+"""``JobTracker``: the completion of each submitted prompt, from live events, checked against the server.
+
+A prompt is watched before it is posted, so no event can arrive before the tracker
+knows it.  It completes on ``executing {node: null}`` for that prompt (the history
+entry exists by then).  Events sent while the socket was down are never replayed,
+so after every reconnect — and periodically while waiting — each watched prompt is
+reconciled against ``/api/jobs/{id}`` or ``/history/{id}`` + ``/queue``: a prompt
+that finished in the gap completes with its outputs, one the server no longer knows
+(it restarted) is reported as lost instead of being waited on forever.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from comfykit.errors import ComfyKitError, JobLost, WaitTimeout
+from comfykit.events import (
+    Event,
+    ExecutedEvent,
+    ExecutingEvent,
+    ExecutionCachedEvent,
+    ExecutionErrorEvent,
+    ExecutionInterruptedEvent,
+    ExecutionStartEvent,
+    ExecutionSuccessEvent,
+    ProgressEvent,
+    ProgressStateEvent,
+)
+
+if TYPE_CHECKING:
+    from comfykit.client import ComfyUIClient
+
+__all__ = ["JobProgress", "JobTracker"]
+
+log = logging.getLogger("comfykit.tracking")
+
+
+@attrs.frozen
+class JobProgress:
+    """Where a job is: the running node, node i of n, sampler step k of m, and an overall fraction."""
+
+    prompt_id: str
+    started: bool = False
+    done: bool = False
+    node: str | None = None
+    node_class: str | None = None
+    nodes_done: int = 0
+    nodes_total: int = 0
+    step: float | None = None
+    steps: float | None = None
+    fraction: float = 0.0
+
+
+class _Watch:
+    def __init__(self, prompt_id: str, nodes_total: int) -> None:
+        self.prompt_id = prompt_id
+        self.finished = threading.Event()
+        self.started = False
+        self.succeeded = False
+        self.error: ExecutionErrorEvent | None = None
+        self.interrupted: ExecutionInterruptedEvent | None = None
+        self.lost = False
+        self.entry: dict[str, Any] | None = None
+        self.outputs: dict[str, Any] = {}
+        self.cached: tuple[str, ...] = ()
+        self.node: str | None = None
+        self.node_states: dict[str, str] = {}
+        self.step: float | None = None
+        self.steps: float | None = None
+        self.nodes_total = nodes_total
+
+
+class JobTracker:
+    """Follows the prompts a client submitted until each one ends."""
+
+    #: seconds between server checks while waiting with a connected event source
+    RECONCILE_INTERVAL = 2.0
+
+    def __init__(self, client: ComfyUIClient) -> None:
+        self.client = client
+        self._lock = threading.Lock()
+        self._watches: dict[str, _Watch] = {}
+        self._prompts: dict[str, dict[str, Any]] = {}
+
+    def watch(self, prompt_id: str, prompt: dict[str, Any] | None = None) -> None:
+        with self._lock:
+            if prompt_id not in self._watches:
+                self._watches[prompt_id] = _Watch(prompt_id, len(prompt or {}))
+                if prompt is not None:
+                    self._prompts[prompt_id] = prompt
+
+    def forget(self, prompt_id: str) -> None:
+        with self._lock:
+            self._watches.pop(prompt_id, None)
+            self._prompts.pop(prompt_id, None)
+
+    def watched(self) -> list[str]:
+        with self._lock:
+            return [p for p, w in self._watches.items() if not w.finished.is_set()]
+
+    # -- events -------------------------------------------------------------------
+
+    def feed(self, event: Event) -> None:
+        prompt_id = event.prompt_id
+        if prompt_id is None:
+            return
+        with self._lock:
+            watch = self._watches.get(prompt_id)
+        if watch is None or watch.finished.is_set():
+            return
+        if isinstance(event, ExecutionStartEvent):
+            watch.started = True
+        elif isinstance(event, ExecutionCachedEvent):
+            watch.cached = event.nodes
+            for node in event.nodes:
+                watch.node_states[node] = "finished"
+        elif isinstance(event, ExecutingEvent):
+            if event.is_done:
+                watch.succeeded = watch.error is None and watch.interrupted is None
+                watch.finished.set()
+                return
+            watch.node = event.node
+            watch.step = watch.steps = None
+        elif isinstance(event, ProgressEvent):
+            watch.step, watch.steps = event.value, event.max
+        elif isinstance(event, ProgressStateEvent):
+            for node_id, state in event.nodes.items():
+                watch.node_states[node_id] = state.state
+        elif isinstance(event, ExecutedEvent) and event.node is not None:
+            watch.outputs[event.node] = dict(event.output)
+        elif isinstance(event, ExecutionErrorEvent):
+            watch.error = event
+        elif isinstance(event, ExecutionInterruptedEvent):
+            watch.interrupted = event
+        elif isinstance(event, ExecutionSuccessEvent):
+            watch.succeeded = True
+
+    # -- reconciliation -------------------------------------------------------------
+
+    def reconcile(self, prompt_ids: list[str] | None = None) -> None:
+        """Ask the server about watched prompts; complete the finished ones, mark the vanished ones lost."""
+        for prompt_id in prompt_ids if prompt_ids is not None else self.watched():
+            with self._lock:
+                watch = self._watches.get(prompt_id)
+            if watch is None or watch.finished.is_set():
+                continue
+            try:
+                self._reconcile_one(watch)
+            except ComfyKitError as exc:
+                log.warning("could not reconcile job %s: %s", prompt_id, exc)
+
+    def _reconcile_one(self, watch: _Watch) -> None:
+        entry = self.client.get_history(watch.prompt_id).get(watch.prompt_id)
+        if entry is not None:
+            watch.entry = entry
+            watch.finished.set()
+            return
+        queue = self.client.get_queue()
+        queued = {item[1] for key in ("queue_running", "queue_pending") for item in queue.get(key, [])}
+        if watch.prompt_id in queued:
+            return
+        # Not queued and no history: it may be finishing right now (history is written just
+        # before the final event), so look once more before calling it lost.
+        entry = self.client.get_history(watch.prompt_id).get(watch.prompt_id)
+        if entry is not None:
+            watch.entry = entry
+        else:
+            watch.lost = True
+        watch.finished.set()
+
+    # -- waiting --------------------------------------------------------------------
+
+    def wait(self, prompt_id: str, timeout: float | None = None) -> dict[str, Any]:
+        """Block until ``prompt_id`` ends; return its history entry or raise what ended it."""
+        self.watch(prompt_id)
+        with self._lock:
+            watch = self._watches[prompt_id]
+        deadline = None if timeout is None else time.monotonic() + timeout
+        source = self.client.event_source
+        poll_interval = float(self.client.config["websocket.poll_interval"])
+        while not watch.finished.is_set():
+            connected = source is not None and source.connected
+            # Without live events the server is polled, less often the longer the job takes.
+            slice_ = self.RECONCILE_INTERVAL if connected else poll_interval
+            poll_interval = min(1.0, poll_interval * 1.3)
+            if deadline is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise WaitTimeout(
+                        f"job {prompt_id} did not finish within {timeout} s",
+                        prompt_id=prompt_id,
+                        hint="Raise the timeout, or look at the server queue (`comfykit queue`).",
+                    )
+                slice_ = min(slice_, remaining)
+            if watch.finished.wait(slice_):
+                break
+            self.reconcile([prompt_id])
+        return self._result(watch)
+
+    def _result(self, watch: _Watch) -> dict[str, Any]:
+        prompt_id = watch.prompt_id
+        if watch.lost:
+            raise JobLost(
+                f"the server no longer knows job {prompt_id} (it restarted, or its history was cleared)",
+                prompt_id=prompt_id,
+                hint="Submit it again; comfykit's QueueManager does this for you.",
+            )
+        entry = watch.entry
+        if entry is None:
+            entry = self._history_with_retry(prompt_id)
+        from comfykit.client import raise_for_outcome
+
+        return raise_for_outcome(prompt_id, entry)
+
+    def _history_with_retry(self, prompt_id: str) -> dict[str, Any]:
+        # Some servers send success before writing history (a recorded race): retry briefly.
+        delay = 0.01
+        for _ in range(12):
+            entry = self.client.get_history(prompt_id).get(prompt_id)
+            if entry is not None:
+                return dict(entry)
+            time.sleep(delay)
+            delay = min(0.5, delay * 2)
+        raise JobLost(f"job {prompt_id} finished but the server has no history for it", prompt_id=prompt_id)
+
+    def progress(self, prompt_id: str) -> JobProgress:
+        with self._lock:
+            watch = self._watches.get(prompt_id)
+            prompt = self._prompts.get(prompt_id, {})
+        if watch is None:
+            return JobProgress(prompt_id)
+        done_nodes = sum(1 for s in watch.node_states.values() if s == "finished")
+        total = max(watch.nodes_total, len(watch.node_states))
+        fraction = 1.0 if watch.finished.is_set() and watch.succeeded else (done_nodes / total if total else 0.0)
+        node_class = (prompt.get(watch.node) or {}).get("class_type") if watch.node else None
+        return JobProgress(
+            prompt_id=prompt_id, started=watch.started, done=watch.finished.is_set(), node=watch.node,
+            node_class=node_class, nodes_done=done_nodes, nodes_total=total, step=watch.step, steps=watch.steps,
+            fraction=fraction,
+        )
+
