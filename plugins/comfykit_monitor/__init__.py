@@ -1,1 +1,144 @@
-"""The bundled comfykit_monitor plugin."""
+"""The bundled ``monitor`` plugin: live events over the server's WebSocket.
+
+One socket per client, opened before the first submission with the client's id (so
+the server routes that client's job events to it), with the same base path and
+credentials as HTTP.  A reader thread parses every frame and hands it to
+``client.dispatch_event``.  When the socket drops it reconnects with backoff and
+asks the tracker to reconcile every watched job, because a server never replays
+what it sent during the gap.  Disable it with ``-p no:monitor`` or
+``websocket.enable: false``; comfykit then polls.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from typing import TYPE_CHECKING
+
+import websocket
+
+from comfykit import hookimpl
+from comfykit.events import parse_message
+
+if TYPE_CHECKING:
+    from comfykit.client import ComfyUIClient
+
+__all__ = ["WebSocketEventSource"]
+
+log = logging.getLogger("comfykit.monitor")
+
+
+class WebSocketEventSource:
+    """Reads a client's WebSocket in a thread and dispatches typed events."""
+
+    name = "websocket"
+
+    def __init__(self, client: ComfyUIClient) -> None:
+        self.client = client
+        config = client.config
+        self.reconnect_attempts = int(config["websocket.reconnect_attempts"])
+        self.reconnect_delay = float(config["websocket.reconnect_delay"])
+        self.max_frame_size = int(config["websocket.max_frame_size"])
+        self.ping_interval = float(config["websocket.ping_interval"])
+        self._ws: websocket.WebSocket | None = None
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._connected = threading.Event()
+        self.reconnects = 0
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    def _open(self) -> websocket.WebSocket:
+        headers = [f"{k}: {v}" for k, v in self.client.ws_headers().items()]
+        ws = websocket.WebSocket(enable_multithread=True)
+        ws.connect(self.client.ws_url, header=headers, timeout=float(self.client.config["comfyui.connect_timeout"]))
+        ws.settimeout(self.ping_interval)
+        ws.send(json.dumps({"type": "feature_flags", "data": {"supports_preview_metadata": True}}))
+        return ws
+
+    def start(self) -> None:
+        """Connect now (before the first POST) and start the reader thread; falls back to reconnecting."""
+        try:
+            self._ws = self._open()
+            self._connected.set()
+        except (OSError, websocket.WebSocketException) as exc:
+            log.warning("WebSocket to %s failed (%s); will retry in the background", self.client.base_url, exc)
+        self._thread = threading.Thread(target=self._run, name="comfykit-monitor", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        ws = self._ws
+        if ws is not None:
+            try:
+                ws.close(timeout=1)
+            except (OSError, websocket.WebSocketException) as exc:
+                log.debug("closing the WebSocket: %s", exc)
+        if self._thread is not None:
+            self._thread.join(5)
+
+    def watch(self, prompt_id: str) -> None:
+        """Every event of this client arrives on the one socket: nothing to subscribe."""
+
+    def unwatch(self, prompt_id: str) -> None:
+        """See :meth:`watch`."""
+
+    def _run(self) -> None:
+        failures = 0
+        while not self._stopping.is_set():
+            if self._ws is None:
+                if failures > self.reconnect_attempts:
+                    log.error("giving up on the WebSocket after %d attempts; polling instead", failures)
+                    return
+                delay = min(30.0, self.reconnect_delay * (2 ** max(0, failures - 1))) if failures else 0.0
+                if self._stopping.wait(delay):
+                    return
+                try:
+                    self._ws = self._open()
+                except (OSError, websocket.WebSocketException) as exc:
+                    failures += 1
+                    log.info("WebSocket reconnect %d failed: %s", failures, exc)
+                    continue
+                failures = 0
+                self.reconnects += 1
+                self._connected.set()
+                # Events sent while we were away are lost: ask the server about every watched job.
+                self.client.tracker.reconcile()
+            self._read(self._ws)
+            self._connected.clear()
+            self._ws = None
+
+    def _read(self, ws: websocket.WebSocket) -> None:
+        while not self._stopping.is_set():
+            try:
+                opcode, payload = ws.recv_data()
+            except websocket.WebSocketTimeoutException:
+                try:
+                    ws.ping()
+                except (OSError, websocket.WebSocketException):
+                    return
+                continue
+            except (OSError, websocket.WebSocketException) as exc:
+                if not self._stopping.is_set():
+                    log.info("WebSocket dropped: %s", exc)
+                return
+            if opcode == websocket.ABNF.OPCODE_CLOSE:
+                return
+            if len(payload) > self.max_frame_size:
+                log.warning("dropped a %d-byte frame larger than websocket.max_frame_size", len(payload))
+                continue
+            message = payload if opcode == websocket.ABNF.OPCODE_BINARY else payload.decode("utf-8", "replace")
+            try:
+                self.client.dispatch_event(parse_message(message))
+            except Exception:
+                log.exception("handling a WebSocket event failed")
+
+
+@hookimpl
+def comfykit_event_source(client: ComfyUIClient) -> WebSocketEventSource | None:
+    if not client.config["websocket.enable"]:
+        return None
+    return WebSocketEventSource(client)
