@@ -218,6 +218,13 @@ def build_app(server: SimServer) -> web.Application:
     """The aiohttp application serving ``server``."""
 
     @web.middleware
+    async def empty_errors(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]):
+        try:
+            return await handler(request)
+        except (web.HTTPNotFound, web.HTTPMethodNotAllowed) as exc:
+            return web.Response(status=exc.status)
+
+    @web.middleware
     async def knobs_middleware(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]):
         status = server.knobs.take_failure()
         if status is not None:
@@ -233,7 +240,7 @@ def build_app(server: SimServer) -> web.Application:
             return web.Response(status=403)
         return await handler(request)
 
-    app = web.Application(middlewares=[knobs_middleware], client_max_size=MAX_UPLOAD + 1024 * 1024)
+    app = web.Application(middlewares=[knobs_middleware, empty_errors], client_max_size=MAX_UPLOAD + 1024 * 1024)
     routes: list[tuple[str, str, Callable[[web.Request], Awaitable[web.StreamResponse]]]] = []
 
     def route(method: str, path: str):
@@ -436,9 +443,7 @@ def build_app(server: SimServer) -> web.Application:
         if folder_type not in FOLDER_TYPES:
             return _crash()
         filename = str(image.filename or "")
-        if not filename:
-            return web.Response(status=400)
-        if "/" in filename:
+        if not filename or "/" in filename:
             return _crash()
         subfolder = str(form.get("subfolder", "") or "")
         overwrite = str(form.get("overwrite", "")).lower() in ("true", "1")
@@ -556,7 +561,10 @@ def build_app(server: SimServer) -> web.Application:
         return ws
 
     for method, path, handler in routes:
-        app.router.add_route(method, path, handler)
+        if method == "GET":
+            app.router.add_get(path, handler)  # answers HEAD too, as ComfyUI's routes do
+        else:
+            app.router.add_route(method, path, handler)
     _add_static_routes(server, app)
     return app
 

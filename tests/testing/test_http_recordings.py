@@ -129,3 +129,120 @@ def test_jobs_api_exists_only_on_the_new_version(sim: ComfyUISimulator) -> None:
     assert bad.status_code == 400 and "error" in bad.json()
     missing = httpx.get(sim.url + "/api/jobs/not-a-job")
     assert missing.status_code == 404 and missing.json() == {"error": "Job not found"}
+
+
+VIEW_AND_STATELESS = [
+    "get_view_ok",
+    "get_view_default_type_output",
+    "get_view_range",
+    "get_view_if_modified_since",
+    "get_view_channel_rgb",
+    "get_view_channel_a",
+    "get_view_preview_webp",
+    "get_view_preview_jpeg",
+    "get_view_input_upload",
+    "get_view_annotated_name",
+    "get_view_traversal_subfolder_short",
+    "get_api_view_ok",
+    "head_view",
+    "post_interrupt_global_no_body",
+    "post_interrupt_other_prompt_id",
+    "post_free",
+    "post_free_empty",
+    "post_queue_clear",
+    "post_queue_delete",
+    "post_history_clear",
+    "post_history_delete",
+    "get_api_internal_logs",
+    "get_api_prompt",
+    "get_api_system_stats",
+    "get_api_object_info_one",
+    "get_object_info_one",
+    "get_object_info_v3_node",
+    "get_models",
+    "get_users",
+    "get_settings",
+]
+
+
+def _setup_files(sim: ComfyUISimulator, path: str) -> None:
+    """Create the files the recorded request reads (the names differ between the two recordings)."""
+    from io import BytesIO
+    from urllib.parse import parse_qs, urlsplit
+
+    from PIL import Image
+
+    query = parse_qs(urlsplit(path).query)
+    filename = query.get("filename", [""])[0].removesuffix(" [input]")
+    if filename.endswith(".png") and "/" not in filename and ".." not in filename:
+        folder = sim.files.folder(query.get("type", ["output"])[0]) / query.get("subfolder", [""])[0]
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.new("RGBA", (16, 16), (1, 2, 3, 128)).save(folder / filename)
+    buffer = BytesIO()
+    Image.new("RGB", (8, 8)).save(buffer, format="PNG")
+    (sim.files.input_dir / "comfykit_upload.png").write_bytes(buffer.getvalue())
+
+
+@pytest.mark.parametrize("name", VIEW_AND_STATELESS)
+def test_files_and_control_endpoints_answer_like_the_recording(sim: ComfyUISimulator, name: str) -> None:
+    recording = _load(sim.comfyui_version, name)
+    request = recording["request"]
+    _setup_files(sim, request["path"])
+    response = httpx.request(
+        request["method"], sim.url + request["path"], json=request.get("json"), headers=request.get("headers", {})
+    )
+    assert response.status_code == recording["status"]
+    body = recording.get("body") or {}
+    if "json" in body:
+        assert _shape(response.json()) == _shape(body["json"]) or name.startswith(("get_object_info", "get_api_object"))
+    elif body.get("binary_length") == 0 or request["method"] == "HEAD":
+        assert response.content == b""
+    if name in ("get_view_ok", "get_view_range", "head_view"):
+        for header in ("Content-Disposition", "Accept-Ranges", "ETag", "Last-Modified"):
+            assert header in response.headers
+
+
+JOBS_ERRORS = [
+    "jobs_list_limit_0",
+    "jobs_list_limit_invalid",
+    "jobs_list_limit_negative",
+    "jobs_list_offset_invalid",
+    "jobs_list_sort_by_invalid",
+    "jobs_list_sort_order_invalid",
+    "jobs_list_status_invalid",
+    "jobs_list_no_api_prefix",
+    "jobs_list_empty",
+    "jobs_list_offset_100",
+    "jobs_list_offset_negative",
+    "jobs_list_status_empty",
+    "jobs_list_double_api_prefix",
+    "jobs_get_unknown_uuid",
+    "jobs_get_unknown_free_text",
+    "jobs_cancel_unknown_uuid",
+    "jobs_cancel_free_text_id",
+    "jobs_cancel_batch_empty",
+    "jobs_cancel_batch_invalid_ids",
+    "jobs_cancel_batch_missing_key",
+    "jobs_cancel_batch_non_json",
+    "jobs_cancel_batch_not_list",
+    "jobs_cancel_batch_body_not_object",
+]
+
+
+@pytest.mark.parametrize("name", JOBS_ERRORS)
+def test_jobs_api_answers_like_the_recording(name: str, tmp_path: Path) -> None:
+    recording = _load("0.33.0", name)
+    request = recording["request"]
+    with ComfyUISimulator(port=0, comfyui_version="0.33.0", root=tmp_path) as simulator:
+        if "raw_body" in request:
+            response = httpx.request(request["method"], simulator.url + request["path"],
+                                     content=request["raw_body"].encode(), headers=request.get("headers", {}))
+        else:
+            response = httpx.request(request["method"], simulator.url + request["path"], json=request.get("json"))
+    assert response.status_code == recording["status"]
+    expected = (recording.get("body") or {}).get("json")
+    if expected is not None:
+        actual = response.json()
+        assert _shape(actual) == _shape(expected)
+        if "error" in expected and name != "jobs_list_status_invalid":
+            assert actual["error"] == expected["error"]
