@@ -168,6 +168,11 @@ class Executor:
                 "real_node_id": node_id,
             }
 
+        def report_output(node_id: str, ui: dict[str, Any]) -> None:
+            outputs[node_id] = ui
+            meta[node_id] = _meta(node_id)
+            sink.send("executed", {"node": node_id, "display_node": node_id, "output": ui, "prompt_id": pid})
+
         try:
             for node_id in order:
                 node = prompt[node_id]
@@ -179,9 +184,7 @@ class Executor:
                     result, ui = hit
                     results[node_id] = result
                     if ui is not None:
-                        outputs[node_id] = ui
-                        meta[node_id] = _meta(node_id)
-                        sink.send("executed", {"node": node_id, "display_node": node_id, "output": ui, "prompt_id": pid})
+                        report_output(node_id, ui)
                         set_state(node_id, "finished", 1, 1)
                         send_state()
                     continue
@@ -210,9 +213,7 @@ class Executor:
                 with self._lock:
                     self._cache[key] = (result, ui)
                 if ui is not None:
-                    outputs[node_id] = ui
-                    meta[node_id] = _meta(node_id)
-                    sink.send("executed", {"node": node_id, "display_node": node_id, "output": ui, "prompt_id": pid})
+                    report_output(node_id, ui)
                 set_state(node_id, "finished", 1.0, 1.0)
                 send_state()
         except _Interrupted as stop:

@@ -166,12 +166,7 @@ def add_job_routes(server: SimServer, routes: list[tuple[str, str, Handler]]) ->
             if server.running is not None and server.running[1] == job_id:
                 server.interrupts.add(job_id)
                 return True
-            before = len(server.pending)
-            server.pending = [item for item in server.pending if item[1] != job_id]
-            if len(server.pending) != before:
-                import heapq
-
-                heapq.heapify(server.pending)
+            if server.remove_pending([job_id]):
                 server.broadcast_status()
                 return True
         return False

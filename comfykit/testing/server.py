@@ -193,6 +193,14 @@ class SimServer:
                 self.broadcast_status()
             sink.send("executing", {"node": None, "prompt_id": prompt_id})
 
+    def remove_pending(self, prompt_ids: list[str]) -> bool:
+        """Drop pending items by prompt id (call with ``lock`` held); True when any was removed."""
+        doomed = set(prompt_ids)
+        before = len(self.pending)
+        self.pending = [item for item in self.pending if item[1] not in doomed]
+        heapq.heapify(self.pending)
+        return len(self.pending) != before
+
     def shutdown(self) -> None:
         with self.lock:
             self._stop = True
@@ -333,9 +341,7 @@ def build_app(server: SimServer) -> web.Application:
         with server.lock:
             if body.get("clear"):
                 server.pending.clear()
-            for prompt_id in body.get("delete", []) or []:
-                server.pending = [item for item in server.pending if item[1] != prompt_id]
-                heapq.heapify(server.pending)
+            server.remove_pending(body.get("delete", []) or [])
             server.broadcast_status()
         return web.Response(status=200)
 
