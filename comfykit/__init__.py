@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from comfykit.jobs import Job, JobStatus
     from comfykit.outputs import OutputFile, StoredOutput
     from comfykit.plugins import PluginManager, get_plugin_manager
+    from comfykit.workflow import WorkflowManager
 
 __all__ = [
     "ComfyKitError",
@@ -30,6 +31,7 @@ __all__ = [
     "OutputFile",
     "PluginManager",
     "StoredOutput",
+    "WorkflowManager",
     "__version__",
     "get_plugin_manager",
     "hookimpl",
@@ -47,6 +49,7 @@ _LAZY = {
     "StoredOutput": "comfykit.outputs",
     "PluginManager": "comfykit.plugins",
     "get_plugin_manager": "comfykit.plugins",
+    "WorkflowManager": "comfykit.workflow",
 }
 
 

@@ -1,0 +1,99 @@
+"""Reading workflow files: API-format JSON, the ``{"prompt": ...}`` wrapper, YAML, and ComfyUI PNGs.
+
+Reading (bytes to data) and conversion (data to an API graph) are separate hooks,
+``comfykit_read_workflow`` and ``comfykit_convert_workflow``, so a plugin can add a
+container format or a workflow format independently.  Nothing here mutates the
+caller's data: every result is a deep copy.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from comfykit.errors import ConversionError, WorkflowLoadError
+
+__all__ = ["is_api_graph", "is_ui_workflow", "read_workflow_file", "to_api_graph"]
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def read_workflow_file(path: Path) -> Any:
+    """Decode a JSON, YAML or PNG workflow file; raise :class:`WorkflowLoadError` naming the file."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise WorkflowLoadError(f"cannot read the file: {exc.strerror or exc}", path=str(path),
+                                hint="Check the path and permissions.") from None
+    if raw.startswith(PNG_SIGNATURE):
+        return _read_png(path)
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise WorkflowLoadError("the file is neither UTF-8 text nor a PNG", path=str(path)) from None
+    if path.suffix.lower() in (".yaml", ".yml"):
+        try:
+            return yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise WorkflowLoadError(f"invalid YAML: {exc}", path=str(path)) from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise WorkflowLoadError(
+            f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}",
+            path=str(path),
+            hint="Export the workflow again, or check the file was not truncated.",
+        ) from None
+
+
+def _read_png(path: Path) -> Any:
+    try:
+        from PIL import Image
+    except ImportError:
+        raise WorkflowLoadError("reading workflows from PNG files needs Pillow", path=str(path),
+                                hint="pip install 'comfykit[simulator]' or pip install Pillow") from None
+    with Image.open(path) as image:
+        text = dict(getattr(image, "text", {}) or image.info)
+    for key in ("prompt", "workflow"):
+        if isinstance(text.get(key), str):
+            try:
+                return json.loads(text[key])
+            except json.JSONDecodeError as exc:
+                raise WorkflowLoadError(f"the PNG's {key!r} text chunk is not valid JSON: {exc.msg}", path=str(path)) from None
+    raise WorkflowLoadError(
+        "this PNG carries no ComfyUI workflow (no 'prompt' or 'workflow' text chunk)",
+        path=str(path),
+        hint="Only images saved by ComfyUI's SaveImage node embed their workflow.",
+    )
+
+
+def is_api_graph(data: Any) -> bool:
+    """``{node_id: {"class_type": ..., "inputs": {...}}}`` with at least one node."""
+    return (
+        isinstance(data, Mapping)
+        and bool(data)
+        and all(isinstance(node, Mapping) and "class_type" in node for node in data.values())
+    )
+
+
+def is_ui_workflow(data: Any) -> bool:
+    """What the ComfyUI editor saves: ``nodes`` and ``links`` lists."""
+    return isinstance(data, Mapping) and isinstance(data.get("nodes"), list) and "links" in data
+
+
+def to_api_graph(data: Any, source: str | None) -> dict[str, Any] | None:
+    """A deep copy of the API graph in ``data`` (bare or wrapped), or ``None`` when it is another format."""
+    if isinstance(data, Mapping) and "prompt" in data and is_api_graph(data["prompt"]):
+        data = data["prompt"]
+    if is_api_graph(data):
+        return {str(node_id): copy.deepcopy(dict(node)) for node_id, node in data.items()}
+    if is_ui_workflow(data):
+        return None
+    if isinstance(data, Mapping) and not data:
+        raise ConversionError("the workflow is empty", path=source, hint="Export it again with 'Export (API)'.")
+    return None

@@ -1,0 +1,184 @@
+"""Core validation of API-format workflows: structure (offline) and node schemas (against ``/object_info``).
+
+Problem codes reuse ComfyUI's error type names where one exists
+(``required_input_missing``, ``value_not_in_list``, ``return_type_mismatch``...), so
+a problem reported here matches what ``POST /prompt`` would answer.  Validators never
+raise on odd input: every oddity is a problem.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from typing import Any
+
+from comfykit.workflow.problems import Problem, Severity
+
+__all__ = ["check_schema", "check_structure"]
+
+
+def _is_link(value: Any) -> bool:
+    return isinstance(value, list) and len(value) == 2 and isinstance(value[0], str) and isinstance(value[1], int)
+
+
+def check_structure(workflow: Any) -> list[Problem]:
+    """Ids, class_type, inputs, links to missing nodes, cycles (no catalogue needed)."""
+    if not isinstance(workflow, Mapping) or not workflow:
+        return [Problem("empty_workflow", "the workflow has no nodes", hint="Export it with 'Export (API)'.")]
+    problems: list[Problem] = []
+    for node_id, node in workflow.items():
+        if not isinstance(node, Mapping):
+            problems.append(Problem("invalid_node", f"node is a {type(node).__name__}, not an object", node_id=str(node_id)))
+            continue
+        class_type = node.get("class_type")
+        if not isinstance(class_type, str) or not class_type:
+            problems.append(Problem("missing_class_type", "node has no class_type", node_id=str(node_id),
+                                    hint="The workflow may be corrupted; export it again."))
+            continue
+        inputs = node.get("inputs", {})
+        if not isinstance(inputs, Mapping):
+            problems.append(Problem("invalid_inputs", "inputs is not an object", node_id=str(node_id), class_type=class_type))
+            continue
+        for name, value in inputs.items():
+            if _is_link(value) and value[0] not in workflow:
+                problems.append(Problem(
+                    "link_to_missing_node", f"links to node {value[0]!r}, which is not in the workflow",
+                    node_id=str(node_id), class_type=class_type, input_name=str(name),
+                    hint="Connect the input to an existing node.",
+                ))
+    cycle = _find_cycle(workflow)
+    if cycle:
+        path = " -> ".join(cycle)
+        for node_id in dict.fromkeys(cycle):
+            node = workflow[node_id]
+            problems.append(Problem("dependency_cycle", f"dependency cycle: {path}", node_id=node_id,
+                                    class_type=node.get("class_type"), hint="Remove one of the links in the cycle."))
+    return problems
+
+
+def _find_cycle(workflow: Mapping[str, Any]) -> list[str] | None:
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node_id: str) -> list[str] | None:
+        if state.get(node_id) == 1:
+            return [*stack[stack.index(node_id):], node_id]
+        if state.get(node_id) == 2 or not isinstance(workflow.get(node_id), Mapping):
+            return None
+        state[node_id] = 1
+        stack.append(node_id)
+        inputs = workflow[node_id].get("inputs", {})
+        for value in inputs.values() if isinstance(inputs, Mapping) else ():
+            if _is_link(value):
+                found = visit(value[0])
+                if found:
+                    return found
+        stack.pop()
+        state[node_id] = 2
+        return None
+
+    for node_id in workflow:
+        found = visit(str(node_id))
+        if found:
+            return found
+    return None
+
+
+def _spec(entry: Mapping[str, Any], name: str) -> list[Any] | None:
+    for section in ("required", "optional"):
+        spec = (entry.get("input") or {}).get(section, {}).get(name)
+        if isinstance(spec, list) and spec:
+            return spec
+    return None
+
+
+def _options(spec: list[Any]) -> list[Any] | None:
+    if isinstance(spec[0], list):
+        return spec[0]
+    if spec[0] == "COMBO" and len(spec) > 1 and isinstance(spec[1], Mapping):
+        return list(spec[1].get("options") or [])
+    return None
+
+
+def check_schema(workflow: Any, object_info: Mapping[str, Any]) -> list[Problem]:
+    """Classes, required inputs, types, min/max, enums and link types against the server's catalogue."""
+    if not isinstance(workflow, Mapping):
+        return []
+    problems: list[Problem] = []
+    has_output = False
+    for node_id, node in workflow.items():
+        if not isinstance(node, Mapping) or not isinstance(node.get("class_type"), str):
+            continue
+        class_type = node["class_type"]
+        entry = object_info.get(class_type)
+        where: dict[str, Any] = {"node_id": str(node_id), "class_type": class_type}
+        if not isinstance(entry, Mapping):
+            close = difflib.get_close_matches(class_type, list(object_info), n=3)
+            hint = f"Did you mean {', '.join(close)}?" if close else "Install the custom node that provides it."
+            problems.append(Problem("missing_node_type", f"the server has no node class {class_type!r}", hint=hint, **where))
+            continue
+        has_output = has_output or bool(entry.get("output_node"))
+        raw_inputs = node.get("inputs")
+        inputs: Mapping[str, Any] = raw_inputs if isinstance(raw_inputs, Mapping) else {}
+        for name in (entry.get("input") or {}).get("required", {}):
+            if name not in inputs:
+                problems.append(Problem("required_input_missing", "required input is missing", input_name=name,
+                                        hint="Set it with --update NODE.INPUT=VALUE.", **where))
+        for name, value in inputs.items():
+            spec = _spec(entry, name)
+            if spec is None:
+                continue
+            problem = _check_value(workflow, object_info, str(name), spec, value, where)
+            if problem is not None:
+                problems.append(problem)
+    if not has_output and not problems:
+        problems.append(Problem("prompt_no_outputs", "the workflow has no output node (SaveImage, PreviewImage...)",
+                                hint="Add an output node; the server refuses prompts without one."))
+    return problems
+
+
+def _check_value(
+    workflow: Mapping[str, Any], object_info: Mapping[str, Any], name: str, spec: list[Any], value: Any,
+    where: dict[str, Any],
+) -> Problem | None:
+    kind = spec[0] if isinstance(spec[0], str) else "COMBO"
+    if _is_link(value):
+        source = workflow.get(value[0])
+        if not isinstance(source, Mapping):
+            return None  # reported by the structural check
+        outputs = (object_info.get(str(source.get("class_type"))) or {}).get("output") or []
+        if value[1] >= len(outputs) or value[1] < 0:
+            return Problem("output_index_out_of_range",
+                           f"links to output {value[1]} of node {value[0]}, which has {len(outputs)} outputs",
+                           input_name=name, hint="Pick an existing output slot.", **where)
+        received = str(outputs[value[1]])
+        if kind != "COMBO" and "*" not in (received, kind) and not set(received.split(",")) & set(kind.split(",")):
+            return Problem("return_type_mismatch", f"expects {kind} but node {value[0]} output {value[1]} is {received}",
+                           input_name=name, hint=f"Connect an output of type {kind}.", **where)
+        return None
+    options = spec[1] if len(spec) > 1 and isinstance(spec[1], Mapping) else {}
+    if kind in ("INT", "FLOAT"):
+        try:
+            number = int(value) if kind == "INT" else float(value)
+            if isinstance(value, bool):
+                raise ValueError("a boolean")
+        except (TypeError, ValueError):
+            return Problem("invalid_input_type", f"{value!r} is not a valid {kind}", input_name=name,
+                           hint="Give a number.", **where)
+        if "min" in options and number < options["min"]:
+            return Problem("value_smaller_than_min", f"{number} is below the minimum {options['min']}",
+                           input_name=name, hint=f"Use a value from {options['min']} to {options.get('max', '∞')}.", **where)
+        if "max" in options and number > options["max"]:
+            return Problem("value_bigger_than_max", f"{number} is above the maximum {options['max']}",
+                           input_name=name, hint=f"Use a value from {options.get('min', '-∞')} to {options['max']}.", **where)
+        return None
+    choices = _options(spec)
+    if choices is not None and value not in choices and where["class_type"] != "LoadImage":
+        close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=3)
+        hint = f"Close matches: {', '.join(close)}." if close else f"The server offers {len(choices)} values."
+        return Problem("value_not_in_list", f"{value!r} is not one of the server's values", input_name=name,
+                       hint=hint, **where)
+    if kind == "BOOLEAN" and not isinstance(value, bool):
+        return Problem("invalid_input_type", f"{value!r} is not true or false", input_name=name,
+                       severity=Severity.ERROR, **where)
+    return None
