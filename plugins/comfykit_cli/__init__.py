@@ -54,11 +54,14 @@ def _plugin_options(argv: Sequence[str]) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    from comfykit.errors import ComfyKitError
+    from comfykit.errors import ComfyKitError, RequestTimeout, ServerUnreachable
 
     try:
         cli = build_cli(_plugin_options(args))
-        cli.main(args=args, prog_name="comfykit", standalone_mode=False)
+        # Without standalone mode click returns the code of a command's Exit instead of raising it.
+        result = cli.main(args=args, prog_name="comfykit", standalone_mode=False)
+        if isinstance(result, int):
+            return result
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         return 130
@@ -67,6 +70,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except click.UsageError as exc:
         exc.show()
         return 2
+    except (ServerUnreachable, RequestTimeout) as exc:
+        click.echo(f"Error: {exc}", err=True)
+        return 3
     except ComfyKitError as exc:
         click.echo(f"Error: {exc}", err=True)
         return 1
@@ -75,6 +81,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 @hookimpl
 def comfykit_register_commands(cli: click.Group) -> None:
+    from comfykit_cli.commands import register
+
+    register(cli)
+
     @cli.command()
     @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
     @click.option("--port", default=8188, show_default=True, type=int, help="Port to listen on (0: any free port).")
