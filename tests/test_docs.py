@@ -36,3 +36,15 @@ def test_firstresult_hooks_are_marked_in_the_reference() -> None:
     for name, fn in inspect.getmembers(hookspecs, inspect.isfunction):
         if name.startswith("comfykit_") and fn.comfykit_spec["firstresult"]:
             assert "**firstresult**" in by_name[name], name
+
+
+def test_generated_reference_pages_are_up_to_date() -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gen_reference", DOCS / "gen_reference.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for relative, build in module.PAGES.items():
+        committed = (DOCS / relative).read_text(encoding="utf-8")
+        assert committed == build() + "\n", f"docs/{relative} is stale: run python docs/gen_reference.py"
