@@ -142,3 +142,88 @@ def test_validation_error_sends_no_job_events(version: str, tmp_path: Path) -> N
         with pytest.raises(websocket.WebSocketTimeoutException):
             ws.recv()
         ws.close()
+
+
+def _socket_types(transcript: dict[str, Any], socket_name: str) -> list[str]:
+    types = []
+    for frame in transcript["sockets"][socket_name]["frames"]:
+        if frame["kind"] == "text":
+            types.append(frame["msg"]["type"])
+        elif frame["kind"] == "binary":
+            types.append(f"binary:{frame['event_type']}")
+    return types[1:]  # without the connect status
+
+
+def _collect(ws: websocket.WebSocket, until: Any, limit: float = 20) -> list[str]:
+    ws.settimeout(limit)
+    types: list[str] = []
+    while True:
+        payload = ws.recv()
+        if isinstance(payload, bytes):
+            types.append(_binary_type(payload))
+            continue
+        message = json.loads(payload)
+        types.append(message["type"])
+        if until(message):
+            return types
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_interrupt_lands_at_the_next_node_as_recorded(version: str, tmp_path: Path) -> None:
+    transcript = _transcript(version, "interrupted")
+    prompt = json.loads((RECORDINGS / version / "workflows" / "interruptible_chain.json").read_text())
+    with ComfyUISimulator(port=0, comfyui_version=version, root=tmp_path) as sim:
+        sim.knobs.node_seconds = 0.15
+        ws = websocket.create_connection(sim.url.replace("http://", "ws://") + "/ws?clientId=me", timeout=20)
+        ws.recv()
+        prompt_id = httpx.post(sim.url + "/prompt", json={"prompt": prompt, "client_id": "me"}).json()["prompt_id"]
+
+        def third_node_started(message: dict[str, Any]) -> bool:
+            return message["type"] == "executing" and message["data"].get("node") == "3"
+
+        types = _collect(ws, third_node_started)
+        httpx.post(sim.url + "/interrupt", json={"prompt_id": prompt_id})
+        types += _collect(ws, lambda m: m["type"] == "executing" and m["data"].get("node") is None)
+        ws.close()
+    assert types == _socket_types(transcript, "A")
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_owner_gets_job_events_observer_only_status(version: str, tmp_path: Path) -> None:
+    transcript = _transcript(version, "two_sockets_owner_and_observer")
+    prompt = json.loads((RECORDINGS / version / "workflows" / "websocket_image.json").read_text())
+    with ComfyUISimulator(port=0, comfyui_version=version, root=tmp_path) as sim:
+        owner = websocket.create_connection(sim.url.replace("http://", "ws://") + "/ws?clientId=owner", timeout=20)
+        observer = websocket.create_connection(sim.url.replace("http://", "ws://") + "/ws?clientId=observer", timeout=20)
+        owner.recv()
+        observer.recv()
+        httpx.post(sim.url + "/prompt", json={"prompt": prompt, "client_id": "owner"})
+        owner_types = _collect(owner, lambda m: m["type"] == "executing" and m["data"].get("node") is None)
+        observer_types = _collect(observer, lambda m: m["type"] == "status"
+                                  and m["data"]["status"]["exec_info"]["queue_remaining"] == 0)
+        owner.close()
+        observer.close()
+    owner_name, observer_name = list(transcript["sockets"])
+    assert owner_types == _socket_types(transcript, owner_name)
+    assert observer_types == _socket_types(transcript, observer_name)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_job_without_client_id_broadcasts_only_progress(version: str, tmp_path: Path) -> None:
+    transcript = _transcript(version, "job_without_client_id")
+    prompt = json.loads((RECORDINGS / version / "workflows" / "websocket_image.json").read_text())
+    with ComfyUISimulator(port=0, comfyui_version=version, root=tmp_path) as sim:
+        ws = websocket.create_connection(sim.url.replace("http://", "ws://") + "/ws?clientId=bystander", timeout=20)
+        ws.recv()
+        httpx.post(sim.url + "/prompt", json={"prompt": prompt})
+        seen_start = False
+
+        def done(message: dict[str, Any]) -> bool:
+            nonlocal seen_start
+            if message["type"] == "progress_state":
+                seen_start = True
+            return seen_start and message["type"] == "status" and message["data"]["status"]["exec_info"]["queue_remaining"] == 0
+
+        types = _collect(ws, done)
+        ws.close()
+    assert types == _socket_types(transcript, "A")
