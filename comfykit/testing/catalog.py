@@ -36,13 +36,22 @@ def _raw_catalogue(version: str) -> dict[str, Any]:
 
 
 def load_object_info(version: str, *, models: Mapping[str, Sequence[str]] | None = None) -> dict[str, Any]:
-    """A fresh copy of a version's catalogue, with model-file combos listing ``models`` (by input name)."""
+    """A fresh copy of a version's catalogue with model names filled in, keyed by input name.
+
+    By default the recorded names are kept and :data:`DEFAULT_MODELS` added, so recorded
+    workflows and typical user workflows both validate; ``models`` replaces the list of
+    each input it names (to test what happens when the server lacks a model).
+    """
     catalogue = copy.deepcopy(_raw_catalogue(version))
-    names = {**DEFAULT_MODELS, **(dict(models) if models else {})}
+    chosen = dict(models) if models else {}
     for entry in catalogue.values():
         for section in ("required", "optional"):
             inputs = entry.get("input", {}).get(section, {})
             for input_name, spec in inputs.items():
-                if input_name in names and isinstance(spec, list) and spec and isinstance(spec[0], list):
-                    spec[0] = list(names[input_name])
+                if not (isinstance(spec, list) and spec and isinstance(spec[0], list)):
+                    continue
+                if input_name in chosen:
+                    spec[0] = list(chosen[input_name])
+                elif input_name in DEFAULT_MODELS:
+                    spec[0] = list(dict.fromkeys([*spec[0], *DEFAULT_MODELS[input_name]]))
     return catalogue

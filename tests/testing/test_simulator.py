@@ -186,3 +186,42 @@ def test_upload_renames_on_collision_and_dedupes_same_bytes(comfyui_simulator: C
     assert escape.status_code == 400
     view = httpx.get(sim.url + "/view", params={"filename": "a (1).png", "type": "input"}, headers={"Range": "bytes=0-1"})
     assert view.status_code == 206 and view.content == b"tw"
+
+
+def test_model_lists_keep_recorded_names_and_can_be_replaced(tmp_path: Path) -> None:
+    from comfykit.testing.catalog import load_object_info
+
+    default = load_object_info("0.3.64")["UNETLoader"]["input"]["required"]["unet_name"][0]
+    assert "comfykit_tiny_mmdit.safetensors" in default and "tiny_sd3.safetensors" in default
+    chosen = load_object_info("0.3.64", models={"ckpt_name": ["only.safetensors"]})
+    assert chosen["CheckpointLoaderSimple"]["input"]["required"]["ckpt_name"][0] == ["only.safetensors"]
+    with ComfyUISimulator(port=0, root=tmp_path, models={"ckpt_name": ["only.safetensors"]}) as sim:
+        answer = httpx.post(sim.url + "/prompt", json={"prompt": TXT2IMG})
+    assert answer.status_code == 400
+    assert answer.json()["node_errors"]["4"]["errors"][0]["type"] == "value_not_in_list"
+
+
+@pytest.mark.parametrize("version", ["0.3.64", "0.33.0"])
+def test_recorded_tiny_sampler_runs_with_step_time_and_previews(version: str, tmp_path: Path) -> None:
+    workflow = json.loads((RECORDINGS / version / "workflows" / "tiny_ksampler.json").read_text())
+    with ComfyUISimulator(port=0, comfyui_version=version, root=tmp_path) as sim:
+        sim.knobs.preview_method = "latent2rgb"
+        sim.knobs.step_seconds = 0.01
+        client_id = str(uuid.uuid4())
+        ws = websocket.create_connection(sim.url.replace("http", "ws") + f"/ws?clientId={client_id}", timeout=10)
+        ws.recv()
+        answer = httpx.post(sim.url + "/prompt", json={"prompt": workflow, "client_id": client_id})
+        assert answer.status_code == 200, answer.text
+        previews = progress = 0
+        while True:
+            frame = ws.recv()
+            if isinstance(frame, bytes):
+                assert frame[:4] == (1).to_bytes(4, "big") and frame[8:10] == b"\xff\xd8"  # legacy JPEG preview
+                previews += 1
+                continue
+            message = json.loads(frame)
+            progress += message["type"] == "progress"
+            if message["type"] == "executing" and message["data"]["node"] is None:
+                break
+        ws.close()
+    assert previews == progress == workflow["6"]["inputs"]["steps"]  # steps with previews are never throttled
