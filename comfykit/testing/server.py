@@ -517,6 +517,97 @@ def build_app(server: SimServer) -> web.Application:
             return _reencode(path, preview, channel, headers)
         return web.FileResponse(path, headers=headers)
 
+    # -- user data, internal routes, model metadata ------------------------------------
+
+    def userdata_path(request: web.Request) -> Any:
+        return server.files.inside(server.files.root / "user", request.match_info["file"])
+
+    @route("GET", "/userdata")
+    async def userdata_list(request: web.Request) -> web.Response:
+        directory = request.query.get("dir")
+        if not directory:
+            return web.Response(status=400, text="Directory not provided")
+        try:
+            folder = server.files.inside(server.files.root / "user", directory)
+        except PathEscape:
+            return web.Response(status=403)
+        if not folder.is_dir():
+            return web.Response(status=404, text="Directory not found")
+        return _json(sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()))
+
+    @route("GET", "/userdata/{file}")
+    async def userdata_get(request: web.Request) -> web.StreamResponse:
+        try:
+            path = userdata_path(request)
+        except PathEscape:
+            return web.Response(status=403)
+        if not path.is_file():
+            return web.Response(status=404)
+        return web.FileResponse(path)
+
+    @route("POST", "/userdata/{file}")
+    async def userdata_post(request: web.Request) -> web.Response:
+        try:
+            path = userdata_path(request)
+        except PathEscape:
+            return web.Response(status=403)
+        if path.exists() and request.query.get("overwrite", "true") == "false":
+            return web.Response(status=409, text="File already exists")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(await request.read())
+        relative = path.relative_to(server.files.root / "user").as_posix()
+        if request.query.get("full_info") == "true":
+            stat = path.stat()
+            scale = 1000 if server.is_new else 1
+            stamp = int(stat.st_mtime * 1000) if server.is_new else stat.st_mtime
+            return _json({"path": relative, "size": stat.st_size, "modified": stamp,
+                          "created": int(stat.st_ctime * scale) if server.is_new else stat.st_ctime})
+        return _json(relative)
+
+    @route("DELETE", "/userdata/{file}")
+    async def userdata_delete(request: web.Request) -> web.Response:
+        try:
+            path = userdata_path(request)
+        except PathEscape:
+            return web.Response(status=403)
+        if not path.is_file():
+            return web.Response(status=404)
+        path.unlink()
+        return web.Response(status=204)
+
+    @route("GET", "/view_metadata/{folder}")
+    async def view_metadata(request: web.Request) -> web.Response:
+        return web.Response(status=404)  # the simulator has no safetensors files to read headers from
+
+    @route("GET", "/experiment/models/{folder}")
+    async def experiment_models(request: web.Request) -> web.Response:
+        return _json([]) if request.match_info["folder"] in _model_folders(server) else web.Response(status=404)
+
+    async def internal_logs(request: web.Request) -> web.Response:
+        return _json(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} - comfykit simulator posing as ComfyUI {server.version}\n")
+
+    async def internal_logs_raw(request: web.Request) -> web.Response:
+        line = {"t": time.strftime("%Y-%m-%dT%H:%M:%S"), "m": f"comfykit simulator {server.version}\n"}
+        return _json({"entries": [line], "size": {"cols": 80, "rows": 24}})
+
+    async def internal_folder_paths(request: web.Request) -> web.Response:
+        names = list(MODEL_FOLDERS_NEW if server.is_new else MODEL_FOLDERS_OLD)
+        return _json({name: [f"SIMULATOR/models/{name}"] for name in names})
+
+    async def internal_files(request: web.Request) -> web.Response:
+        kind = request.match_info["kind"]
+        if kind not in FOLDER_TYPES:
+            return _json({"error": "Invalid directory type"}, 400)
+        folder = server.files.folder(kind)
+        files = sorted((p for p in folder.iterdir() if p.is_file()), key=lambda p: p.stat().st_mtime, reverse=True)
+        return _json([p.name for p in files])
+
+    # /internal is a sub-application in ComfyUI: it is not mirrored under /api.
+    routes.append(("GET", "/internal/logs", internal_logs))
+    routes.append(("GET", "/internal/logs/raw", internal_logs_raw))
+    routes.append(("GET", "/internal/folder_paths", internal_folder_paths))
+    routes.append(("GET", "/internal/files/{kind}", internal_files))
+
     # -- jobs API (0.33) -------------------------------------------------------
 
     if server.is_new:
@@ -624,6 +715,18 @@ def _with_inputs(server: SimServer) -> dict[str, Any]:
             spec[1]["options"] = files
         catalogue["LoadImage"] = entry
     return catalogue
+
+
+#: the model folder names each version knows (its ``/internal/folder_paths`` keys)
+MODEL_FOLDERS_OLD = (
+    "checkpoints", "configs", "loras", "vae", "text_encoders", "diffusion_models", "clip_vision", "style_models",
+    "embeddings", "diffusers", "vae_approx", "controlnet", "gligen", "upscale_models", "custom_nodes", "hypernetworks",
+    "photomaker", "classifiers", "model_patches", "audio_encoders",
+)
+MODEL_FOLDERS_NEW = (
+    *MODEL_FOLDERS_OLD[:14], "latent_upscale_models", "custom_nodes", "datasets", *MODEL_FOLDERS_OLD[15:],
+    "background_removal", "frame_interpolation", "geometry_estimation", "optical_flow", "detection",
+)
 
 
 def _model_folders(server: SimServer) -> dict[str, list[str]]:

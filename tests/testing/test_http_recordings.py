@@ -162,7 +162,28 @@ VIEW_AND_STATELESS = [
     "get_models",
     "get_users",
     "get_settings",
+    "get_userdata_no_dir",
+    "get_userdata_workflows",
+    "get_internal_files_invalid",
+    "get_internal_folder_paths",
+    "get_view_metadata_missing",
+    "get_experiment_models_checkpoints",
 ]
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_userdata_round_trip(version: str, tmp_path: Path) -> None:
+    with ComfyUISimulator(port=0, comfyui_version=version, root=tmp_path) as simulator:
+        url = simulator.url + "/userdata/workflows%2Fcomfykit_test.json"
+        saved = httpx.post(url + "?overwrite=true&full_info=true", content=b'{"comfykit": true}')
+        expected = _load(version, "post_userdata_file")
+        assert saved.status_code == 200 and _shape(saved.json()) == _shape(expected["body"]["json"])
+        assert httpx.get(url).json() == {"comfykit": True}
+        assert httpx.get(simulator.url + "/userdata?dir=workflows").json() == ["comfykit_test.json"]
+        assert httpx.delete(url).status_code == 204
+        assert httpx.get(url).status_code == 404
+        assert httpx.get(simulator.url + "/api/internal/logs").status_code == 404
+        assert isinstance(httpx.get(simulator.url + "/internal/logs").json(), str)
 
 
 def _setup_files(sim: ComfyUISimulator, path: str) -> None:
@@ -188,6 +209,8 @@ def test_files_and_control_endpoints_answer_like_the_recording(sim: ComfyUISimul
     recording = _load(sim.comfyui_version, name)
     request = recording["request"]
     _setup_files(sim, request["path"])
+    if name == "get_userdata_workflows" and recording["status"] == 200:
+        (sim.files.root / "user" / "workflows").mkdir(parents=True, exist_ok=True)  # it existed on that server
     response = httpx.request(
         request["method"], sim.url + request["path"], json=request.get("json"), headers=request.get("headers", {})
     )
