@@ -227,3 +227,73 @@ def test_job_without_client_id_broadcasts_only_progress(version: str, tmp_path: 
         types = _collect(ws, done)
         ws.close()
     assert types == _socket_types(transcript, "A")
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_connect_without_client_id_gets_an_invented_sid(version: str, tmp_path: Path) -> None:
+    import re
+
+    with ComfyUISimulator(port=0, comfyui_version=version, root=tmp_path) as sim:
+        base = sim.url.replace("http://", "ws://")
+        for path in ("/ws", "/ws?clientId="):
+            ws = websocket.create_connection(base + path, timeout=5)
+            sid = json.loads(ws.recv())["data"]["sid"]
+            assert re.fullmatch(r"[0-9a-f]{32}", sid)
+            ws.close()
+        ws = websocket.create_connection(base + "/api/ws?clientId=comfykit-api-ws", timeout=5)
+        assert json.loads(ws.recv())["data"]["sid"] == "comfykit-api-ws"
+        ws.send(json.dumps({"type": "feature_flags", "data": {"supports_preview_metadata": True}}))
+        flags = json.loads(ws.recv())
+        assert flags["type"] == "feature_flags" and flags["data"]["supports_preview_metadata"] is True
+        ws.close()
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_a_new_socket_with_the_same_client_id_takes_over(version: str, tmp_path: Path) -> None:
+    prompt = json.loads((RECORDINGS / version / "workflows" / "interruptible_chain.json").read_text())
+    with ComfyUISimulator(port=0, comfyui_version=version, root=tmp_path) as sim:
+        sim.knobs.node_seconds = 0.1
+        base = sim.url.replace("http://", "ws://") + "/ws?clientId=same"
+        first = websocket.create_connection(base, timeout=10)
+        first.recv()
+        prompt_id = httpx.post(sim.url + "/prompt", json={"prompt": prompt, "client_id": "same"}).json()["prompt_id"]
+        _collect(first, lambda m: m["type"] == "executing" and m["data"].get("node") == "2")
+        second = websocket.create_connection(base, timeout=10)
+        assert json.loads(second.recv())["type"] == "status"
+        resumed = json.loads(second.recv())
+        assert resumed["type"] == "executing" and set(resumed["data"]) == {"node"}
+        types = _collect(second, lambda m: m["type"] == "executing" and m["data"].get("node") is None)
+        assert "execution_success" in types
+        first.settimeout(0.2)
+        silent = []
+        try:
+            while True:
+                frame = first.recv()
+                message = json.loads(frame) if isinstance(frame, str) else {"type": "binary"}
+                silent.append(message["type"])
+        except websocket.WebSocketTimeoutException:
+            pass
+        assert set(silent) <= {"status"}  # the old socket stays open but hears only the broadcasts
+        first.close()
+        second.close()
+        assert httpx.get(f"{sim.url}/history/{prompt_id}").json()[prompt_id]["status"]["completed"]
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_deleted_and_cleared_prompts_leave_no_trace(version: str, tmp_path: Path) -> None:
+    slow = json.loads((RECORDINGS / version / "workflows" / "slow.json").read_text())
+    quick = json.loads((RECORDINGS / version / "workflows" / "invert_save.json").read_text())
+    with ComfyUISimulator(port=0, comfyui_version=version, root=tmp_path) as sim:
+        sim.knobs.node_seconds = 0.1
+        ws = websocket.create_connection(sim.url.replace("http://", "ws://") + "/ws?clientId=q", timeout=10)
+        ws.recv()
+        ids = [httpx.post(sim.url + "/prompt", json={"prompt": p, "client_id": "q"}).json()["prompt_id"]
+               for p in (slow, quick, quick)]
+        httpx.post(sim.url + "/queue", json={"delete": [ids[1]]})
+        httpx.post(sim.url + "/queue", json={"clear": True})
+        seen: list[dict[str, Any]] = []
+        _collect(ws, lambda m: seen.append(m) or (m["type"] == "executing" and m["data"].get("node") is None))
+        ws.close()
+        assert {m["data"].get("prompt_id") for m in seen if m["type"] != "status"} == {ids[0]}
+        history = httpx.get(sim.url + "/history").json()
+    assert list(history) == [ids[0]]
