@@ -110,7 +110,9 @@ class ComfyUIClient:
         registry = core_registry()
         self.plugin_manager.add_config(registry)
         if isinstance(config, Config):
-            self.config = Config(dict(config), {k: config.source(k) for k in config}, registry, config.path)
+            # Keys plugins declared after the caller built ``config`` start at their defaults.
+            values = {key.dotted: key.default for key in registry} | dict(config)
+            self.config = Config(values, {k: config.source(k) for k in config}, registry, config.path)
             self.config = self.config.with_overrides(overrides)
         else:
             self.config = load_config(path=config, overrides=overrides, registry=registry)

@@ -113,3 +113,14 @@ def test_hook_register_commands_adds_a_command(tmp_path: Path, monkeypatch: Any)
     result = CliRunner().invoke(cli, ["-p", "hello_plugin", "hello"])
     assert result.exit_code == 0, result.output
     assert result.output.strip() == "hello from a plugin"
+
+
+def test_hook_add_config_defaults_apply_to_a_config_object_built_before() -> None:
+    from comfykit.config import load_config
+
+    prebuilt = load_config(use_file=False, env={}, overrides={"comfyui.port": 9})
+    recorder = Recorder()
+    with ComfyUIClient(config=prebuilt, plugins=[recorder]) as client:
+        assert client.config["comfyui.port"] == 9
+        assert client.config["webhook.url"] is None
+    assert recorder.calls == ["configure"]
