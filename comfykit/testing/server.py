@@ -520,7 +520,10 @@ def build_app(server: SimServer) -> web.Application:
     # -- user data, internal routes, model metadata ------------------------------------
 
     def userdata_path(request: web.Request) -> Any:
-        return server.files.inside(server.files.root / "user", request.match_info["file"])
+        try:
+            return server.files.inside(server.files.root / "user", request.match_info["file"])
+        except PathEscape:
+            raise web.HTTPForbidden() from None
 
     @route("GET", "/userdata")
     async def userdata_list(request: web.Request) -> web.Response:
@@ -537,20 +540,14 @@ def build_app(server: SimServer) -> web.Application:
 
     @route("GET", "/userdata/{file}")
     async def userdata_get(request: web.Request) -> web.StreamResponse:
-        try:
-            path = userdata_path(request)
-        except PathEscape:
-            return web.Response(status=403)
+        path = userdata_path(request)
         if not path.is_file():
             return web.Response(status=404)
         return web.FileResponse(path)
 
     @route("POST", "/userdata/{file}")
     async def userdata_post(request: web.Request) -> web.Response:
-        try:
-            path = userdata_path(request)
-        except PathEscape:
-            return web.Response(status=403)
+        path = userdata_path(request)
         if path.exists() and request.query.get("overwrite", "true") == "false":
             return web.Response(status=409, text="File already exists")
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -558,18 +555,17 @@ def build_app(server: SimServer) -> web.Application:
         relative = path.relative_to(server.files.root / "user").as_posix()
         if request.query.get("full_info") == "true":
             stat = path.stat()
-            scale = 1000 if server.is_new else 1
-            stamp = int(stat.st_mtime * 1000) if server.is_new else stat.st_mtime
-            return _json({"path": relative, "size": stat.st_size, "modified": stamp,
-                          "created": int(stat.st_ctime * scale) if server.is_new else stat.st_ctime})
+
+            def stamp(seconds: float) -> float | int:
+                return int(seconds * 1000) if server.is_new else seconds  # 0.33 reports epoch ms
+
+            return _json({"path": relative, "size": stat.st_size, "modified": stamp(stat.st_mtime),
+                          "created": stamp(stat.st_ctime)})
         return _json(relative)
 
     @route("DELETE", "/userdata/{file}")
     async def userdata_delete(request: web.Request) -> web.Response:
-        try:
-            path = userdata_path(request)
-        except PathEscape:
-            return web.Response(status=403)
+        path = userdata_path(request)
         if not path.is_file():
             return web.Response(status=404)
         path.unlink()
