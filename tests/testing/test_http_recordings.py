@@ -269,3 +269,43 @@ def test_jobs_api_answers_like_the_recording(name: str, tmp_path: Path) -> None:
         assert _shape(actual) == _shape(expected)
         if "error" in expected and name != "jobs_list_status_invalid":
             assert actual["error"] == expected["error"]
+
+
+UPLOAD_CASES = [
+    # (recording, filename, content, extra form fields)
+    ("post_upload_image_new", "comfykit_new.png", b"new", {}),
+    ("post_upload_image_same_name_same_bytes", "comfykit_upload.png", b"original", {}),
+    ("post_upload_image_same_name_new_bytes", "comfykit_upload.png", b"different", {}),
+    ("post_upload_image_overwrite_true", "comfykit_upload.png", b"different", {"overwrite": "true"}),
+    ("post_upload_image_subfolder", "sub.png", b"s", {"subfolder": "comfykit/sub", "overwrite": "1"}),
+    ("post_upload_image_type_output", "out.png", b"o", {"type": "output", "overwrite": "true"}),
+    ("post_upload_image_type_temp", "tmp.png", b"t", {"type": "temp", "overwrite": "true"}),
+    ("post_upload_image_traversal_subfolder", "x.png", b"x", {"subfolder": "../.."}),
+    ("post_upload_image_bad_type", "x.png", b"x", {"type": "nonsense"}),
+    ("post_upload_image_filename_with_directory", "sub/dir/name.png", b"x", {}),
+    ("post_upload_image_missing_field", None, b"", {"overwrite": "true"}),
+]
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize(("name", "filename", "content", "fields"), UPLOAD_CASES, ids=[c[0] for c in UPLOAD_CASES])
+def test_uploads_answer_like_the_recording(
+    version: str, name: str, filename: str | None, content: bytes, fields: dict[str, str], tmp_path: Path
+) -> None:
+    recording = _load(version, name)
+    with ComfyUISimulator(port=0, comfyui_version=version, root=tmp_path) as simulator:
+        (simulator.files.input_dir / "comfykit_upload.png").write_bytes(b"original")
+        files = {"image": (filename, content, "image/png")} if filename is not None else {"other": ("a", b"", "x/y")}
+        response = httpx.post(simulator.url + "/upload/image", files=files, data=fields)
+        stored = sorted(p.relative_to(simulator.files.root).as_posix() for p in simulator.files.root.rglob("*") if p.is_file())
+    assert response.status_code == recording["status"], response.text
+    expected = recording["body"].get("json")
+    if expected is not None:
+        actual = response.json()
+        assert actual["subfolder"] == expected["subfolder"] and actual["type"] == expected["type"]
+        if name != "post_upload_image_new":
+            assert actual["name"] == expected["name"]
+        folder = "/".join(part for part in (actual["type"], actual["subfolder"], actual["name"]) if part)
+        assert folder in stored
+    else:
+        assert stored == ["input/comfykit_upload.png"]  # a refused upload writes nothing
