@@ -21,7 +21,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import machine, run_child, simulator, table  # noqa: E402
+from harness import machine, run_child, simulator, table
 
 
 def throughput(quick: bool) -> tuple[str, list[dict[str, Any]]]:

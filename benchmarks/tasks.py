@@ -15,8 +15,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from baselines import naive_sequential, raw_pipelined  # noqa: E402
-from harness import cpu_seconds, peak_rss_mb  # noqa: E402
+from baselines import naive_sequential, raw_pipelined
+from harness import cpu_seconds, peak_rss_mb
 
 
 def prompts(n: int, offset: int) -> list[dict[str, Any]]:
