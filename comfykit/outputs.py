@@ -1,17 +1,24 @@
-"""Output records: what a server reported a job produced, and what a sink stored.
+"""Output records, and discovery of every output a ComfyUI node reports.
 
 ``OutputFile`` is one item of a node's UI output (``images``, ``gifs``,
 ``audio``, ``text``...) as ComfyUI reports it in ``executed`` events and in
 ``/history``; ``StoredOutput`` is what an output sink did with one.
+:func:`discover_outputs` turns a history entry's ``outputs`` (or the
+``output`` of ``executed`` events keyed by node id) into ``OutputFile`` records.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
 
-__all__ = ["OutputFile", "StoredOutput"]
+__all__ = ["METADATA_KEYS", "OutputFile", "StoredOutput", "discover_outputs"]
+
+#: UI keys that describe other outputs instead of being outputs themselves
+#: (SaveAnimatedWEBP/PNG and core video nodes send ``"animated": [true]`` next to ``images``).
+METADATA_KEYS = frozenset({"animated"})
 
 
 @attrs.frozen
@@ -53,3 +60,63 @@ class StoredOutput:
     bytes: int | None = None
     sha256: str | None = None
     skipped: bool = False
+
+
+def _looks_like_history_entry(data: Mapping[Any, Any]) -> bool:
+    # A history entry wraps the per-node dict; node ids never sit next to "status"/"prompt".
+    return isinstance(data.get("outputs"), Mapping) and ("status" in data or "prompt" in data or "meta" in data)
+
+
+def _file_item(node_id: str, kind: str, index: int, item: Mapping[Any, Any]) -> OutputFile | None:
+    filename = item.get("filename")
+    if not isinstance(filename, str) or not filename:
+        return None
+    subfolder = item.get("subfolder")
+    folder_type = item.get("type")
+    return OutputFile(
+        node_id=node_id,
+        kind=kind,
+        filename=filename,
+        subfolder=subfolder if isinstance(subfolder, str) else "",
+        folder_type=folder_type if isinstance(folder_type, str) and folder_type else "output",
+        index=index,
+        raw=item,
+    )
+
+
+def discover_outputs(outputs_by_node: Mapping[str, Any] | Any, *, include_temp: bool = False) -> list[OutputFile]:
+    """Every output in ``outputs_by_node`` (``{node_id: ui_dict}``), in node order then item order.
+
+    Items with a ``filename`` become file records whatever key they came
+    under (``images``, ``gifs``, ``videos``, ``audio``, ``3d``, ``latents``,
+    custom keys); other items (``text`` strings, numbers, odd shapes) become
+    value records with the item kept in ``raw``.  Temp files (previews) are
+    left out unless ``include_temp``.  A whole history entry is accepted too.
+    Never raises on malformed input: what cannot be read is skipped or kept raw.
+    """
+    if not isinstance(outputs_by_node, Mapping):
+        return []
+    if _looks_like_history_entry(outputs_by_node):
+        outputs_by_node = outputs_by_node["outputs"]
+    found: list[OutputFile] = []
+    for raw_node_id, ui in outputs_by_node.items():
+        node_id = str(raw_node_id)
+        if ui is None:
+            continue
+        if not isinstance(ui, Mapping):
+            found.append(OutputFile(node_id=node_id, kind="raw", value=ui, raw=ui))
+            continue
+        for raw_kind, items in ui.items():
+            kind = str(raw_kind)
+            if kind in METADATA_KEYS:
+                continue
+            sequence = list(items) if isinstance(items, (list, tuple)) else [items]
+            for index, item in enumerate(sequence):
+                record = _file_item(node_id, kind, index, item) if isinstance(item, Mapping) else None
+                if record is not None:
+                    if record.is_temp and not include_temp:
+                        continue
+                    found.append(record)
+                elif item is not None:
+                    found.append(OutputFile(node_id=node_id, kind=kind, index=index, value=item, raw=item))
+    return found
