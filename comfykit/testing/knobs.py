@@ -37,6 +37,15 @@ class Knobs:
     output_filename: str | None = None
     #: output subfolder reported for saved files, instead of the real one
     output_subfolder: str | None = None
+    #: serve the newest output file for ANY ``/view`` filename/subfolder, even escaping ones (a hostile
+    #: server: pair it with ``output_filename``/``output_subfolder`` so the hostile names download)
+    view_any_name: bool = False
+    #: cut the next N ``/view`` transfers (the connection closes mid-body) ...
+    break_views: int = 0
+    #: ... after this many body bytes
+    break_view_after: int = 1024
+    #: answer Range requests on ``/view`` with 200 and the whole file (a proxy that drops ranges)
+    view_ignore_range: bool = False
     #: preview method for samplers: "none" (no previews) or "latent2rgb" (JPEG previews)
     preview_method: str = "none"
     #: sampler preview image longest side
@@ -50,4 +59,12 @@ class Knobs:
             if self.fail_next > 0:
                 self.fail_next -= 1
                 return self.fail_status
+        return None
+
+    def take_view_break(self) -> int | None:
+        """Consume one pending ``/view`` cut; return after how many bytes, or None when none is pending."""
+        with self._lock:
+            if self.break_views > 0:
+                self.break_views -= 1
+                return self.break_view_after
         return None

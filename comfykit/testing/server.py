@@ -13,6 +13,7 @@ import heapq
 import io
 import json
 import logging
+import mimetypes
 import re
 import sys
 import threading
@@ -498,16 +499,22 @@ def build_app(server: SimServer) -> web.Application:
             filename, folder_type = match.group(1), match.group(2)
         if folder_type not in FOLDER_TYPES:
             return web.Response(status=400)
-        if filename.startswith("/") or ".." in filename:
-            return web.Response(status=400)
-        base = server.files.folder(folder_type)
-        try:
-            directory = server.files.inside(base, request.query.get("subfolder", ""))
-            path = server.files.inside(directory, filename)
-        except PathEscape:
-            return web.Response(status=403)
-        if not path.is_file():
-            return web.Response(status=404)
+        if server.knobs.view_any_name:
+            newest = _newest_file(server.files.output_dir)
+            if newest is None:
+                return web.Response(status=404)
+            path = newest
+        else:
+            if filename.startswith("/") or ".." in filename:
+                return web.Response(status=400)
+            base = server.files.folder(folder_type)
+            try:
+                directory = server.files.inside(base, request.query.get("subfolder", ""))
+                path = server.files.inside(directory, filename)
+            except PathEscape:
+                return web.Response(status=403)
+            if not path.is_file():
+                return web.Response(status=404)
         preview = request.query.get("preview")
         channel = request.query.get("channel")
         headers = {"Content-Disposition": f'filename="{path.name}"'}
@@ -515,6 +522,9 @@ def build_app(server: SimServer) -> web.Application:
             headers["X-Content-Type-Options"] = "nosniff"
         if preview or channel:
             return _reencode(path, preview, channel, headers)
+        cut_after = server.knobs.take_view_break()
+        if cut_after is not None or server.knobs.view_ignore_range:
+            return await _stream_file(request, path, headers, cut_after, not server.knobs.view_ignore_range)
         return web.FileResponse(path, headers=headers)
 
     # -- user data, internal routes, model metadata ------------------------------------
@@ -800,6 +810,49 @@ def _apply_mask(server: SimServer, form: Any, data: bytes) -> bytes:
             return buffer.getvalue()
     except (KeyError, OSError, ValueError, PathEscape):
         return data
+
+
+def _newest_file(folder: Any) -> Any:
+    files = [p for p in folder.rglob("*") if p.is_file()]
+    return max(files, key=lambda p: (p.stat().st_mtime_ns, str(p))) if files else None
+
+
+async def _stream_file(
+    request: web.Request, path: Any, headers: dict[str, str], cut_after: int | None, honour_range: bool
+) -> web.StreamResponse:
+    """Send a file by hand, so a transfer can be cut mid-body or a Range ignored (the fault knobs)."""
+    size = path.stat().st_size
+    start = 0
+    if honour_range and "Range" in request.headers:
+        try:
+            start = request.http_range.start or 0
+        except ValueError:
+            return web.Response(status=416)
+        if start >= size:
+            return web.Response(status=416, headers={"Content-Range": f"bytes */{size}"})
+    response = web.StreamResponse(status=206 if start else 200, headers=headers)
+    response.headers["Accept-Ranges"] = "bytes"
+    if start:
+        response.headers["Content-Range"] = f"bytes {start}-{size - 1}/{size}"
+    response.content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    response.content_length = size - start
+    await response.prepare(request)
+    remaining = size - start if cut_after is None else min(cut_after, size - start)
+    with open(path, "rb") as handle:
+        handle.seek(start)
+        while remaining > 0:
+            chunk = handle.read(min(64 * 1024, remaining))
+            if not chunk:
+                break
+            await response.write(chunk)
+            remaining -= len(chunk)
+    if cut_after is not None and cut_after < size - start:
+        # Close the connection with the body unfinished: the client sees a broken transfer.
+        if request.transport is not None:
+            request.transport.close()
+        return response
+    await response.write_eof()
+    return response
 
 
 def _reencode(path: Any, preview: str | None, channel: str | None, headers: dict[str, str]) -> web.Response:
