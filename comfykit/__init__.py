@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from comfykit.jobs import Job, JobStatus
     from comfykit.outputs import OutputFile, StoredOutput
     from comfykit.plugins import PluginManager, get_plugin_manager
+    from comfykit.queue import QueueManager
     from comfykit.workflow import WorkflowManager
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "JobStatus",
     "OutputFile",
     "PluginManager",
+    "QueueManager",
     "StoredOutput",
     "WorkflowManager",
     "__version__",
@@ -49,6 +51,7 @@ _LAZY = {
     "StoredOutput": "comfykit.outputs",
     "PluginManager": "comfykit.plugins",
     "get_plugin_manager": "comfykit.plugins",
+    "QueueManager": "comfykit.queue",
     "WorkflowManager": "comfykit.workflow",
 }
 

@@ -32,6 +32,7 @@ from comfykit.errors import (
     RequestTimeout,
     ServerError,
     ServerUnreachable,
+    TransportError,
 )
 from comfykit.jobs import new_prompt_id
 from comfykit.plugins import PluginManager, get_plugin_manager, parse_plugin_options
@@ -89,6 +90,7 @@ class ComfyUIClient:
         plugin_options: Iterable[str] = (),
         transport: httpx.BaseTransport | None = None,
         client_id: str | None = None,
+        plugin_manager: PluginManager | None = None,
     ) -> None:
         enable, disable = parse_plugin_options(plugin_options)
         overrides = {
@@ -103,7 +105,9 @@ class ComfyUIClient:
         base = config if isinstance(config, Config) else load_config(path=config)
         disable += list(base["plugins.disable"])
         enable += list(base["plugins.enable"])
-        self.plugin_manager: PluginManager = get_plugin_manager(
+        # A QueueManager shares one plugin manager (one session) between its clients and configures it itself.
+        self._owns_plugin_manager = plugin_manager is None
+        self.plugin_manager: PluginManager = plugin_manager or get_plugin_manager(
             plugins=plugins, enable=enable, disable=disable, strict=bool(base["plugins.strict"]),
             autoload=None if base["plugins.autoload"] else False,
         )
@@ -158,7 +162,8 @@ class ComfyUIClient:
         self._event_source: EventSource | None = None
         self._event_source_asked = False
         self._callbacks: dict[str, list[Callable[[Event], None]]] = {}
-        self.plugin_manager.configure(self.config)
+        if self._owns_plugin_manager:
+            self.plugin_manager.configure(self.config)
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -260,6 +265,14 @@ class ComfyUIClient:
             ) from None
 
     # -- server facts ------------------------------------------------------------------
+
+    def ping(self, timeout: float = 3.0) -> bool:
+        """True when the server answers ``/system_stats`` within ``timeout`` seconds."""
+        try:
+            self._request("GET", "/system_stats", timeout=timeout)
+        except (TransportError, ServerError):
+            return False
+        return True
 
     def server_info(self) -> ServerInfo:
         """Version, features and whether the jobs API exists; asked once per client."""

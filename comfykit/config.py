@@ -290,6 +290,15 @@ def core_registry() -> ConfigRegistry:
     r.add("batch", "journal", None, type="str", help="SQLite journal that makes a batch resumable.")
     r.add("batch", "retry_delay", 1.0, type="float", help="First retry delay in seconds.")
     r.add("batch", "retry_delay_max", 60.0, type="float", help="Longest retry delay in seconds.")
+    r.add(
+        "batch", "down_timeout", 60.0, type="float",
+        help="Seconds an unreachable server keeps its jobs before they move to another server.",
+    )
+    r.add("batch", "health_interval", 2.0, type="float", help="Seconds between checks of an unreachable server.")
+    r.add(
+        "batch", "poll_interval", 0.25, type="float",
+        help="Seconds between server checks for jobs whose events cannot arrive (polling, resumed jobs).",
+    )
     # logging
     r.add("logging", "level", "INFO", help="Log level: DEBUG, INFO, WARNING, ERROR.")
     r.add("logging", "file", None, type="str", help="Log file path.")

@@ -50,6 +50,8 @@ class Job:
     metadata: dict[str, Any] = attrs.field(factory=dict)
     params: dict[str, Any] = attrs.field(factory=dict)
     extra_data: dict[str, Any] = attrs.field(factory=dict)
+    #: local files to upload to whichever server runs the job: ``{"NODE.INPUT" or "INPUT": path}``
+    inputs: dict[str, str] = attrs.field(factory=dict)
     status: JobStatus = JobStatus.PENDING
     attempts: int = 0
     server: str | None = None
@@ -64,6 +66,8 @@ class Job:
     history: dict[str, Any] | None = None
     error: str | None = None
     error_type: str | None = None
+    #: things that went wrong without failing the job (a sink that failed, a job moved off a dead server)
+    warnings: list[str] = attrs.field(factory=list)
 
     @property
     def done(self) -> bool:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -35,7 +36,11 @@ from comfykit.events import (
 if TYPE_CHECKING:
     from comfykit.client import ComfyUIClient
 
-__all__ = ["JobProgress", "JobTracker"]
+__all__ = ["JobProgress", "JobTracker", "WatchListener"]
+
+#: ``listener(prompt_id, what)`` with ``what`` one of ``"started"`` and ``"finished"``;
+#: called from the event source's thread (or the reconciling one), so it must be quick.
+WatchListener = Callable[[str, str], None]
 
 log = logging.getLogger("comfykit.tracking")
 
@@ -60,7 +65,9 @@ class _Watch:
     def __init__(self, prompt_id: str, nodes_total: int) -> None:
         self.prompt_id = prompt_id
         self.finished = threading.Event()
+        self.listener: WatchListener | None = None
         self.started = False
+        self.started_at: float | None = None
         self.succeeded = False
         self.error: ExecutionErrorEvent | None = None
         self.interrupted: ExecutionInterruptedEvent | None = None
@@ -87,12 +94,19 @@ class JobTracker:
         self._watches: dict[str, _Watch] = {}
         self._prompts: dict[str, dict[str, Any]] = {}
 
-    def watch(self, prompt_id: str, prompt: dict[str, Any] | None = None) -> None:
+    def watch(
+        self, prompt_id: str, prompt: dict[str, Any] | None = None, listener: WatchListener | None = None
+    ) -> None:
+        """Start following ``prompt_id`` (before it is posted); ``listener`` hears when it starts and ends."""
         with self._lock:
-            if prompt_id not in self._watches:
-                self._watches[prompt_id] = _Watch(prompt_id, len(prompt or {}))
-                if prompt is not None:
-                    self._prompts[prompt_id] = prompt
+            watch = self._watches.get(prompt_id)
+            if watch is None:
+                watch = self._watches[prompt_id] = _Watch(prompt_id, len(prompt or {}))
+            if prompt is not None:
+                watch.nodes_total = len(prompt)
+                self._prompts[prompt_id] = prompt
+            if listener is not None:
+                watch.listener = listener
 
     def forget(self, prompt_id: str) -> None:
         with self._lock:
@@ -100,8 +114,26 @@ class JobTracker:
             self._prompts.pop(prompt_id, None)
 
     def watched(self) -> list[str]:
+        return [p for p, w in list(self._watches.items()) if not w.finished.is_set()]
+
+    def reopen(self, prompt_id: str) -> None:
+        """Follow a prompt again whose end could not be read (the server vanished right then)."""
         with self._lock:
-            return [p for p, w in self._watches.items() if not w.finished.is_set()]
+            watch = self._watches.get(prompt_id)
+            if watch is not None:
+                watch.finished.clear()
+                watch.entry, watch.lost = None, False
+
+    def is_watched(self, prompt_id: str) -> bool:
+        with self._lock:
+            return prompt_id in self._watches
+
+    def _finish(self, watch: _Watch) -> None:
+        if watch.finished.is_set():
+            return
+        watch.finished.set()
+        if watch.listener is not None:
+            watch.listener(watch.prompt_id, "finished")
 
     # -- events -------------------------------------------------------------------
 
@@ -115,6 +147,9 @@ class JobTracker:
             return
         if isinstance(event, ExecutionStartEvent):
             watch.started = True
+            watch.started_at = time.time()
+            if watch.listener is not None:
+                watch.listener(prompt_id, "started")
         elif isinstance(event, ExecutionCachedEvent):
             watch.cached = event.nodes
             for node in event.nodes:
@@ -122,7 +157,7 @@ class JobTracker:
         elif isinstance(event, ExecutingEvent):
             if event.is_done:
                 watch.succeeded = watch.error is None and watch.interrupted is None
-                watch.finished.set()
+                self._finish(watch)
                 return
             watch.node = event.node
             watch.step = watch.steps = None
@@ -142,36 +177,46 @@ class JobTracker:
 
     # -- reconciliation -------------------------------------------------------------
 
-    def reconcile(self, prompt_ids: list[str] | None = None) -> None:
-        """Ask the server about watched prompts; complete the finished ones, mark the vanished ones lost."""
-        for prompt_id in prompt_ids if prompt_ids is not None else self.watched():
-            with self._lock:
-                watch = self._watches.get(prompt_id)
-            if watch is None or watch.finished.is_set():
-                continue
-            try:
-                self._reconcile_one(watch)
-            except ComfyKitError as exc:
-                log.warning("could not reconcile job %s: %s", prompt_id, exc)
+    def reconcile(self, prompt_ids: list[str] | None = None, *, raise_errors: bool = False) -> None:
+        """Ask the server about watched prompts; complete the finished ones, mark the vanished ones lost.
+
+        One ``/queue`` request covers every prompt; only the ones not queued or
+        running cost a ``/history/{id}`` request each.  Unless ``raise_errors``,
+        a server that cannot be asked is logged and the prompts stay watched.
+        """
+        with self._lock:
+            ids = self.watched() if prompt_ids is None else prompt_ids
+            watches = [w for w in (self._watches.get(p) for p in ids) if w is not None and not w.finished.is_set()]
+        if not watches:
+            return
+        try:
+            queue = self.client.get_queue()
+            queued = {
+                item[1] for key in ("queue_running", "queue_pending") for item in queue.get(key, [])
+                if isinstance(item, list) and len(item) > 1
+            }
+            for watch in watches:
+                if watch.prompt_id not in queued:
+                    self._reconcile_one(watch)
+        except ComfyKitError as exc:
+            if raise_errors:
+                raise
+            log.warning("could not reconcile %d job(s) with %s: %s", len(watches), self.client.base_url, exc)
 
     def _reconcile_one(self, watch: _Watch) -> None:
         entry = self.client.get_history(watch.prompt_id).get(watch.prompt_id)
-        if entry is not None:
-            watch.entry = entry
-            watch.finished.set()
-            return
-        queue = self.client.get_queue()
-        queued = {item[1] for key in ("queue_running", "queue_pending") for item in queue.get(key, [])}
-        if watch.prompt_id in queued:
-            return
-        # Not queued and no history: it may be finishing right now (history is written just
-        # before the final event), so look once more before calling it lost.
-        entry = self.client.get_history(watch.prompt_id).get(watch.prompt_id)
+        if entry is None:
+            # Not queued and no history: it may be finishing right now (history is written just
+            # before the final event), so look at the queue and history once more before calling it lost.
+            queue = self.client.get_queue()
+            if any(item[1] == watch.prompt_id for key in ("queue_running", "queue_pending") for item in queue.get(key, [])):
+                return
+            entry = self.client.get_history(watch.prompt_id).get(watch.prompt_id)
         if entry is not None:
             watch.entry = entry
         else:
             watch.lost = True
-        watch.finished.set()
+        self._finish(watch)
 
     # -- waiting --------------------------------------------------------------------
 
@@ -201,6 +246,20 @@ class JobTracker:
                 break
             self.reconcile([prompt_id])
         return self._result(watch)
+
+    def result(self, prompt_id: str) -> dict[str, Any]:
+        """The history entry of a finished prompt, or raise what ended it (see :meth:`wait`)."""
+        with self._lock:
+            watch = self._watches[prompt_id]
+        return self._result(watch)
+
+    def details(self, prompt_id: str) -> tuple[float | None, tuple[str, ...], dict[str, Any]]:
+        """(execution start time, cached node ids, outputs from ``executed`` events) of a watched prompt."""
+        with self._lock:
+            watch = self._watches.get(prompt_id)
+        if watch is None:
+            return None, (), {}
+        return watch.started_at, watch.cached, dict(watch.outputs)
 
     def _result(self, watch: _Watch) -> dict[str, Any]:
         prompt_id = watch.prompt_id
