@@ -618,6 +618,9 @@ class QueueManager:
                 self._server_trouble(server, exc)
                 with self._lock:
                     self._posting.discard(prompt_id)
+                    early = self._early.pop(prompt_id, [])
+                for what in early:
+                    self._on_watch(server, prompt_id, what)
                 return
             if not known:
                 self._release(server, prompt_id)
@@ -734,7 +737,7 @@ class QueueManager:
             if job.done:
                 return
             job.status = JobStatus.COMPLETED
-            job.error = None
+            job.error = job.error_type = None
             server.counts["completed"] += 1
             self._last_finish = time.time()
         self._release(server, prompt_id)

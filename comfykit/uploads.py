@@ -67,15 +67,15 @@ class UploadCache:
                 f"cannot read input file {source}: {exc.strerror or exc}", hint="Check the path given with --input."
             ) from None
         digest = hashlib.sha256(content).hexdigest()
+        # Held during the upload: two jobs needing the same new file must not both upload it.
         with self._lock:
             known = self._names.get(digest)
-        if known is not None:
-            return known
-        answer = client.upload_image(content, filename=source.name)
-        name = str(answer.get("name") or source.name)
-        if answer.get("subfolder"):
-            name = f"{answer['subfolder']}/{name}"
-        with self._lock:
+            if known is not None:
+                return known
+            answer = client.upload_image(content, filename=source.name)
+            name = str(answer.get("name") or source.name)
+            if answer.get("subfolder"):
+                name = f"{answer['subfolder']}/{name}"
             self._names[digest] = name
         return name
 
@@ -83,6 +83,7 @@ class UploadCache:
 def apply_inputs(prompt: dict[str, Any], inputs: Mapping[str, str], client: ComfyUIClient, cache: UploadCache) -> None:
     """Upload each local file in ``inputs`` to ``client``'s server and point its inputs at it, in place."""
     for key, path in inputs.items():
+        targets = input_targets(prompt, key)
         stored = cache.upload(client, path)
-        for node_id, name in input_targets(prompt, key):
+        for node_id, name in targets:
             prompt[node_id]["inputs"][name] = stored

@@ -202,6 +202,9 @@ class Executor:
                 try:
                     if self.knobs.node_seconds:
                         time.sleep(self.knobs.node_seconds)
+                    forced = self.knobs.take_node_failure()
+                    if forced is not None:
+                        raise NodeFailure(*forced)
                     result = run_node(context, class_type, self.object_info[class_type], inputs)
                 except _Interrupted:
                     raise

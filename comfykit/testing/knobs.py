@@ -31,6 +31,8 @@ class Knobs:
     fail_status: int = 500
     #: seconds to wait before answering each HTTP request
     response_delay: float = 0.0
+    #: seconds to wait after handling each HTTP request before answering (lost-answer faults)
+    answer_delay: float = 0.0
     #: refuse new connections (the listening socket is closed while True)
     refuse_connections: bool = False
     #: output filename (may be hostile: "../x.png", "/etc/x") reported for saved files, instead of the real one
@@ -46,12 +48,24 @@ class Knobs:
     break_view_after: int = 1024
     #: answer Range requests on ``/view`` with 200 and the whole file (a proxy that drops ranges)
     view_ignore_range: bool = False
+    #: the next N executed nodes raise ``node_failure_message`` (a transient GPU error by default)
+    fail_nodes_next: int = 0
+    node_failure_message: str = "CUDA error: out of memory"
+    node_failure_type: str = "torch.OutOfMemoryError"
     #: preview method for samplers: "none" (no previews) or "latent2rgb" (JPEG previews)
     preview_method: str = "none"
     #: sampler preview image longest side
     preview_size: int = 512
 
     _lock: threading.Lock = attrs.field(factory=threading.Lock, repr=False, eq=False, alias="_lock")
+
+    def take_node_failure(self) -> tuple[str, str] | None:
+        """Consume one pending forced node failure; return (message, exception type), or None."""
+        with self._lock:
+            if self.fail_nodes_next > 0:
+                self.fail_nodes_next -= 1
+                return self.node_failure_message, self.node_failure_type
+        return None
 
     def take_failure(self) -> int | None:
         """Consume one pending forced failure; return its status, or None when none is pending."""

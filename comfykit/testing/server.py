@@ -247,7 +247,13 @@ def build_app(server: SimServer) -> web.Application:
                 return web.Response(status=403)
         if server.is_new and request.headers.get("Sec-Fetch-Site") == "cross-site":
             return web.Response(status=403)
-        return await handler(request)
+        if request.content_type != "multipart/form-data":
+            await request.read()  # the whole body, so a client that gives up cannot stop the request's effect
+        response = await handler(request)
+        if server.knobs.answer_delay:
+            # The work is done; only the answer is late (a client timing out now "loses" it).
+            await asyncio.sleep(server.knobs.answer_delay)
+        return response
 
     app = web.Application(middlewares=[knobs_middleware, empty_errors], client_max_size=MAX_UPLOAD + 1024 * 1024)
     routes: list[tuple[str, str, Callable[[web.Request], Awaitable[web.StreamResponse]]]] = []
