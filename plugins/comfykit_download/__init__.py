@@ -15,7 +15,6 @@ can run clients with different settings without shared state.
 
 from __future__ import annotations
 
-import datetime
 import hashlib
 import logging
 import os
@@ -38,7 +37,7 @@ if TYPE_CHECKING:
     from comfykit.client import ComfyUIClient
     from comfykit.config import Config, ConfigRegistry
 
-__all__ = ["CHUNK_SIZE", "DownloadError", "download_outputs"]
+__all__ = ["CHUNK_SIZE", "DownloadError", "download_outputs", "selected_outputs"]
 
 log = logging.getLogger("comfykit.download")
 
@@ -123,6 +122,11 @@ def _resolve_outputs(
     return list(source), None, None
 
 
+def selected_outputs(outputs: Sequence[OutputFile], *, include_temp: bool = False) -> list[OutputFile]:
+    """The outputs the downloader writes: files (temp ones only if asked) and text values."""
+    return [o for o in outputs if (include_temp or not o.is_temp) and (o.is_file or isinstance(o.value, str))]
+
+
 def download_outputs(
     client: ComfyUIClient,
     job_or_outputs: Job | Mapping[str, Any] | Sequence[OutputFile] | str,
@@ -146,11 +150,9 @@ def download_outputs(
     outputs, found_job, prompt_id = _resolve_outputs(client, job_or_outputs, include_temp)
     job = job or found_job
     prompt_id = prompt_id or (job.prompt_id if job is not None else None)
-    selected = [o for o in outputs if (include_temp or not o.is_temp) and (o.is_file or isinstance(o.value, str))]
+    selected = selected_outputs(outputs, include_temp=include_temp)
     root = Path(output_dir).expanduser().resolve()
-    plan = plan_output_paths(
-        root, naming, selected, job=job, prompt_id=prompt_id, server=client.base_url, when=datetime.datetime.now()
-    )
+    plan = plan_output_paths(root, naming, selected, job=job, prompt_id=prompt_id, server=client.base_url)
     errors: list[BaseException] = [target for _, target in plan if isinstance(target, UnsafePathError)]
     work = [(output, target) for output, target in plan if isinstance(target, Path)]
 

@@ -45,7 +45,7 @@ def test_the_download_sink_stores_files_and_text(client: ComfyUIClient, out_dir:
     assert image.sink == "download" and image.node_id == "2" and not image.skipped
     assert Path(text.location).read_text() == "hello from comfykit" and text.location.endswith("5_text_0.txt")
     # The preview (temp) image is not downloaded by default; no temp files are left behind.
-    assert len(_files(out_dir)) == 2
+    assert _files(out_dir / job.job_id) == sorted([Path(image.location), Path(text.location)])
 
 
 def test_temp_outputs_when_configured(sim: ComfyUISimulator, out_dir: Path, run_job: RunJob) -> None:
@@ -63,7 +63,7 @@ def test_download_results_false_stores_nothing(sim: ComfyUISimulator, out_dir: P
     with make_client(sim, out_dir, **{"output.download_results": False}) as client:
         job = run_job(client, "invert_save")
         assert _sink(client.plugin_manager.store_outputs(job, job.outputs, client), "download").stored == ()
-    assert not out_dir.exists() or _files(out_dir) == [p for p in _files(out_dir) if p.suffix == ".json"]
+    assert [p.name for p in _files(out_dir)] == [f"{job.job_id}.json"]  # only the metadata sidecar
 
 
 def test_a_broken_transfer_resumes_with_range(
