@@ -206,3 +206,19 @@ def test_one_failing_sink_does_not_stop_the_others(
     assert len(broken) == 1 and "on fire" in str(broken[0].error)
     [stored] = _sink(results, "download").stored
     assert Path(stored.location).is_file()
+
+
+def test_a_large_file_is_streamed_not_held_in_memory(client: ComfyUIClient, sim: ComfyUISimulator, out_dir: Path) -> None:
+    import tracemalloc
+
+    size = 48 * 1024 * 1024
+    with open(sim.files.output_dir / "big.bin", "wb") as handle:
+        handle.truncate(size)
+    tracemalloc.start()
+    try:
+        [stored] = download_outputs(client, [OutputFile(node_id="1", kind="images", filename="big.bin")], out_dir)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert stored.bytes == size and stored.sha256 == hashlib.sha256(bytes(size)).hexdigest()
+    assert peak < 8 * 1024 * 1024  # a few network reads at a time, never the file
