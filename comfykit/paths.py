@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_NAMING",
     "MAX_COMPONENT_BYTES",
+    "job_time",
     "output_fields",
     "plan_output_paths",
     "safe_output_path",
@@ -176,6 +177,18 @@ def safe_output_path(root: Path | str, template: str, fields: Mapping[str, Any])
     return resolved
 
 
+def job_time(job: Job | None) -> datetime.datetime:
+    """The moment ``{date}``/``{time}`` stand for: when the job finished (else was submitted, created).
+
+    Taken from the job rather than the clock, so every sink computes the same
+    paths and a second download of the same job finds the files of the first.
+    """
+    if job is not None:
+        stamp = job.finished_at or job.started_at or job.submitted_at or job.created_at
+        return datetime.datetime.fromtimestamp(stamp)
+    return datetime.datetime.now()
+
+
 def output_fields(
     output: OutputFile,
     *,
@@ -186,7 +199,7 @@ def output_fields(
     index: int | None = None,
 ) -> dict[str, Any]:
     """The naming-template fields of one output (``job_id``, ``node_id``, ``filename``, ``date``...)."""
-    when = when or datetime.datetime.now()
+    when = when or job_time(job)
     filename = output.filename if output.filename is not None else f"{output.kind}_{output.index}.txt"
     stem, dot, ext = filename.rpartition(".")
     if not dot or not stem:
@@ -230,7 +243,7 @@ def plan_output_paths(
     ``_2``... before the extension, in output order, so the plan is the same
     for every sink that computes it.
     """
-    when = when or datetime.datetime.now()
+    when = when or job_time(job)
     taken: set[Path] = set()
     plan: list[tuple[OutputFile, Path | UnsafePathError]] = []
     for output in outputs:

@@ -250,9 +250,16 @@ class PluginManager:
     def store_outputs(
         self, job: Job, outputs: Sequence[OutputFile], client: ComfyUIClient
     ) -> list[SinkResult]:
-        """Run every output sink in isolation, so one broken sink cannot silence the rest."""
+        """Run every output sink in isolation, so one broken sink cannot silence the rest.
+
+        When the client's ``output.sinks`` lists names, only those plugins run.
+        """
         results: list[SinkResult] = []
+        config = getattr(client, "config", None)
+        chosen = config.get("output.sinks") if isinstance(config, Mapping) else None
         for impl in reversed(self.pm.hook.comfykit_store_outputs.get_hookimpls()):
+            if chosen is not None and impl.plugin_name not in chosen:
+                continue
             try:
                 stored = impl.function(job=job, outputs=outputs, client=client)
             except Exception as exc:

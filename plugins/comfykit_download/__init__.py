@@ -1,1 +1,311 @@
-"""The bundled comfykit_download plugin."""
+"""The bundled ``download`` plugin: an output sink that streams every output file to the output folder.
+
+Files are streamed from ``/view`` in chunks into a temporary file next to the
+destination, hashed while written, checked against the announced size and
+renamed into place, so a reader never sees half a file.  A broken transfer is
+resumed with a Range request when the server answers 206 (else restarted);
+a file already present with the same size is left alone.  Inline text
+outputs are written as ``.txt`` files.  Names come from the ``output.naming``
+template and are sanitized by :mod:`comfykit.paths`: nothing a server sends
+can put a file outside ``output.output_dir``.
+
+The hooks read the client's effective config on every call, so one process
+can run clients with different settings without shared state.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import tempfile
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+import httpx
+
+from comfykit.errors import NotFound, OutputError, RequestTimeout, ServerError, ServerUnreachable, UnsafePathError
+from comfykit.hookspecs import hookimpl
+from comfykit.jobs import Job
+from comfykit.outputs import OutputFile, StoredOutput, discover_outputs
+from comfykit.paths import DEFAULT_NAMING, plan_output_paths
+
+if TYPE_CHECKING:
+    from comfykit.client import ComfyUIClient
+    from comfykit.config import Config, ConfigRegistry
+
+__all__ = ["CHUNK_SIZE", "DownloadError", "download_outputs", "selected_outputs"]
+
+log = logging.getLogger("comfykit.download")
+
+SINK_NAME = "download"
+#: Bytes read at a time when hashing a file already on disk.
+CHUNK_SIZE = 1024 * 1024
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
+
+
+class DownloadError(OutputError):
+    """Some outputs of a job could not be stored; ``stored`` lists those that were, ``errors`` the rest."""
+
+    def __init__(self, message: str, *, stored: Sequence[StoredOutput], errors: Sequence[BaseException]) -> None:
+        details = "\n".join(f"  - {error}" for error in errors)
+        super().__init__(f"{message}\n{details}", hint="The files listed as stored are complete; retry for the rest.")
+        self.stored = list(stored)
+        self.errors = list(errors)
+
+
+class _Incomplete(Exception):
+    """The transfer ended before the announced size was reached."""
+
+
+# --------------------------------------------------------------------------- hooks
+
+
+@hookimpl
+def comfykit_add_config(registry: ConfigRegistry) -> None:
+    # download_results, output_dir, naming, include_temp and concurrent_downloads are core keys.
+    registry.add("output", "verify_size", True, help="Check each downloaded file against the size the server announced.")
+    registry.add("output", "download_attempts", 3, help="Attempts per file before a broken download is given up.")
+
+
+@hookimpl
+def comfykit_configure(config: Config) -> None:
+    if config.get("output.download_attempts", 3) < 1:
+        from comfykit.errors import ConfigError
+
+        raise ConfigError("output.download_attempts must be at least 1", key="output.download_attempts")
+
+
+@hookimpl
+def comfykit_store_outputs(job: Job, outputs: Sequence[OutputFile], client: ComfyUIClient) -> list[StoredOutput]:
+    section = client.config.section("output")
+    if not section.get("download_results", True):
+        return []
+    return download_outputs(
+        client,
+        list(outputs),
+        section.get("output_dir") or "outputs",
+        job=job,
+        naming=section.get("naming") or DEFAULT_NAMING,
+        include_temp=bool(section.get("include_temp", False)),
+        max_concurrent=int(section.get("concurrent_downloads") or 4),
+        verify_size=bool(section.get("verify_size", True)),
+        attempts=int(section.get("download_attempts") or 3),
+    )
+
+
+# --------------------------------------------------------------------------- API
+
+
+def _resolve_outputs(
+    client: ComfyUIClient, source: Job | Mapping[str, Any] | Sequence[OutputFile] | str, include_temp: bool
+) -> tuple[list[OutputFile], Job | None, str | None]:
+    if isinstance(source, Job):
+        outputs = list(source.outputs)
+        if not outputs and source.history is not None:
+            outputs = discover_outputs(source.history.get("outputs") or {}, include_temp=True)
+        return outputs, source, source.prompt_id
+    if isinstance(source, str):
+        history = client.get_history(source)
+        entry = history.get(source)
+        if not isinstance(entry, Mapping):
+            raise OutputError(
+                f"the server has no history for prompt {source!r}",
+                hint="History is lost when ComfyUI restarts; check the prompt id with `comfykit history`.",
+            )
+        return discover_outputs(entry.get("outputs") or {}, include_temp=include_temp), None, source
+    if isinstance(source, Mapping):
+        return discover_outputs(source, include_temp=include_temp), None, None
+    return list(source), None, None
+
+
+def selected_outputs(outputs: Sequence[OutputFile], *, include_temp: bool = False) -> list[OutputFile]:
+    """The outputs the downloader writes: files (temp ones only if asked) and text values."""
+    return [o for o in outputs if (include_temp or not o.is_temp) and (o.is_file or isinstance(o.value, str))]
+
+
+def download_outputs(
+    client: ComfyUIClient,
+    job_or_outputs: Job | Mapping[str, Any] | Sequence[OutputFile] | str,
+    output_dir: str | os.PathLike[str],
+    *,
+    job: Job | None = None,
+    naming: str = DEFAULT_NAMING,
+    include_temp: bool = False,
+    max_concurrent: int = 4,
+    verify_size: bool = True,
+    attempts: int = 3,
+) -> list[StoredOutput]:
+    """Store the outputs of one job under ``output_dir``; return one record per file written or kept.
+
+    ``job_or_outputs`` is a :class:`Job`, a history entry or ``{node_id:
+    ui}`` dict, a list of :class:`OutputFile`, or a prompt id whose history
+    is fetched.  Up to ``max_concurrent`` files download at once.  Raises
+    :class:`DownloadError` (with ``stored`` and ``errors``) when some outputs
+    could not be stored; the others are complete on disk.
+    """
+    outputs, found_job, prompt_id = _resolve_outputs(client, job_or_outputs, include_temp)
+    job = job or found_job
+    prompt_id = prompt_id or (job.prompt_id if job is not None else None)
+    selected = selected_outputs(outputs, include_temp=include_temp)
+    root = Path(output_dir).expanduser().resolve()
+    plan = plan_output_paths(root, naming, selected, job=job, prompt_id=prompt_id, server=client.base_url)
+    errors: list[BaseException] = [target for _, target in plan if isinstance(target, UnsafePathError)]
+    work = [(output, target) for output, target in plan if isinstance(target, Path)]
+
+    def store(item: tuple[OutputFile, Path]) -> StoredOutput:
+        output, target = item
+        if output.filename is None:
+            return _write_text(output, str(output.value), target, root)
+        return _download(client, output, target, root, verify_size=verify_size, attempts=attempts)
+
+    stored: list[StoredOutput] = []
+    if work:
+        with ThreadPoolExecutor(max_workers=max(1, min(max_concurrent, len(work))), thread_name_prefix="comfykit-dl") as pool:
+            futures = [pool.submit(store, item) for item in work]
+            for future in futures:
+                try:
+                    stored.append(future.result())
+                except Exception as exc:  # collected: one bad file must not hide the others
+                    errors.append(exc)
+    if errors:
+        for error in errors:
+            log.error("download failed: %s", error)
+        raise DownloadError(f"{len(errors)} of {len(selected)} outputs could not be stored", stored=stored, errors=errors)
+    return stored
+
+
+# --------------------------------------------------------------------------- one file
+
+
+def _make_parent(target: Path, root: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # A folder swapped for a symlink between planning and writing must not redirect the file.
+    real_parent = target.parent.resolve()
+    if os.path.commonpath([str(real_parent), str(root)]) != str(root):
+        raise UnsafePathError(
+            f"refusing to write {target.name!r}: {target.parent} now leads outside the output folder {root}",
+            hint="Something replaced a folder inside the output folder with a link; check it.",
+        )
+
+
+def _temp_file(target: Path) -> tuple[IO[bytes], Path]:
+    handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed by the caller, renamed or removed
+        dir=target.parent, prefix=f".{target.name[:40]}.", suffix=".part", delete=False
+    )
+    return handle, Path(handle.name)
+
+
+def _sha256_of(path: Path, chunk_size: int = CHUNK_SIZE) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk_size):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _write_text(output: OutputFile, text: str, target: Path, root: Path) -> StoredOutput:
+    data = text.encode("utf-8")
+    digest = hashlib.sha256(data).hexdigest()
+    if target.is_file() and target.stat().st_size == len(data) and _sha256_of(target) == digest:
+        return _record(output, target, len(data), digest, skipped=True)
+    _make_parent(target, root)
+    handle, temp = _temp_file(target)
+    try:
+        with handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, target)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    return _record(output, target, len(data), digest)
+
+
+def _record(output: OutputFile, target: Path, size: int, digest: str, *, skipped: bool = False) -> StoredOutput:
+    return StoredOutput(
+        sink=SINK_NAME, node_id=output.node_id, kind=output.kind, location=str(target), bytes=size, sha256=digest,
+        skipped=skipped,
+    )
+
+
+def _total_size(response: httpx.Response, offset: int) -> tuple[int, int | None]:
+    """(where this body starts, the file's full size if announced)."""
+    if response.status_code == 206:
+        match = _CONTENT_RANGE.fullmatch(response.headers.get("Content-Range", "").strip())
+        if match is None:
+            return -1, None
+        total = match.group(3)
+        return int(match.group(1)), None if total == "*" else int(total)
+    length = response.headers.get("Content-Length")
+    return 0, int(length) if length is not None and length.isdigit() else None
+
+
+def _download(
+    client: ComfyUIClient, output: OutputFile, target: Path, root: Path, *, verify_size: bool, attempts: int
+) -> StoredOutput:
+    assert output.filename is not None
+    name = f"{output.filename!r} (node {output.node_id})"
+    _make_parent(target, root)
+    handle: IO[bytes] | None = None
+    temp: Path | None = None
+    written = 0
+    digest = hashlib.sha256()
+    total: int | None = None
+    try:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                with client.stream_view(output.filename, output.subfolder, output.folder_type, offset=written) as response:
+                    start, total = _total_size(response, written)
+                    if handle is None and target.is_file() and total is not None and target.stat().st_size == total:
+                        return _record(output, target, total, _sha256_of(target), skipped=True)
+                    if handle is None:
+                        handle, temp = _temp_file(target)
+                    if start != written:
+                        # The Range was ignored (200) or answered oddly: start over from the first byte.
+                        handle.seek(0)
+                        handle.truncate()
+                        written, digest = 0, hashlib.sha256()
+                        if response.status_code == 206:
+                            raise _Incomplete(f"unusable Content-Range {response.headers.get('Content-Range')!r}")
+                    # Chunks as they arrive (at most one network read each): nothing received is held
+                    # back in a re-chunking buffer and lost when the connection breaks.
+                    for chunk in response.iter_bytes():
+                        handle.write(chunk)
+                        digest.update(chunk)
+                        written += len(chunk)
+                if verify_size and total is not None and written != total:
+                    raise _Incomplete(f"got {written} of {total} bytes")
+                break
+            except NotFound:
+                raise OutputError(
+                    f"the server has no file {name} in {output.folder_type}/{output.subfolder}",
+                    hint="It may have been deleted, or (temp files) the server restarted.",
+                ) from None
+            except (httpx.TransportError, ServerUnreachable, RequestTimeout, ServerError, _Incomplete) as exc:
+                if isinstance(exc, ServerError) and exc.status_code < 500:
+                    raise OutputError(f"the server refused to send {name}: {exc.message}") from exc
+                if attempt >= attempts:
+                    raise OutputError(
+                        f"downloading {name} failed after {attempt} attempts: {type(exc).__name__}: {exc}",
+                        hint="The connection keeps breaking; raise output.download_attempts or check the network.",
+                    ) from exc
+                log.warning("download of %s broke after %d bytes (%s); retrying", name, written, exc)
+        assert handle is not None and temp is not None
+        handle.flush()
+        os.fsync(handle.fileno())
+        handle.close()
+        os.replace(temp, target)
+        temp = None
+        return _record(output, target, written, digest.hexdigest())
+    finally:
+        if handle is not None and not handle.closed:
+            handle.close()
+        if temp is not None:
+            temp.unlink(missing_ok=True)

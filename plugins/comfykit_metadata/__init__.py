@@ -1,1 +1,357 @@
-"""The bundled comfykit_metadata plugin."""
+"""The bundled ``metadata`` plugin: a JSON sidecar per job, an optional JSONL manifest, optional PNG text chunks.
+
+The sidecar ``<output_dir>/<job_id>.json`` records what is needed to
+reproduce or audit a job: the prompt actually sent, the template parameters,
+the seeds in the graph, the server, the timings, cached nodes, and every
+output with the SHA-256 of the file the download sink wrote.  Secrets never
+reach it: keys that look like credentials are removed wherever they appear,
+and the client's own credentials are masked inside any text.
+
+Like the downloader, the hooks read ``client.config`` on every call and keep
+no module-level settings.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import os
+import re
+import struct
+import tempfile
+import threading
+import zlib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
+
+from comfykit._version import __version__
+from comfykit.hookspecs import hookimpl
+from comfykit.jobs import Job
+from comfykit.outputs import OutputFile, StoredOutput
+from comfykit.paths import DEFAULT_NAMING, plan_output_paths, safe_output_path
+from comfykit_download import selected_outputs
+
+if TYPE_CHECKING:
+    from comfykit.client import ComfyUIClient
+
+__all__ = ["SECRET_KEY_PATTERN", "build_metadata", "embed_png_text", "find_seeds", "strip_secrets"]
+
+SINK_NAME = "metadata"
+#: Keys removed wherever they appear in the sidecar (``extra_data.api_key_comfy_org`` among others).
+SECRET_KEY_PATTERN = re.compile(r"token|api[-_]?key|authorization|password|passwd|secret|cookie", re.IGNORECASE)
+SEED_INPUTS = frozenset({"seed", "noise_seed"})
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PNG_KEYWORD = "comfykit"
+_IEND = struct.pack(">I", 0) + b"IEND" + struct.pack(">I", zlib.crc32(b"IEND"))
+
+# Appends from several jobs of one process go through this lock; other processes through flock.
+_manifest_lock = threading.Lock()
+
+
+# --------------------------------------------------------------------------- hooks
+
+
+# trylast: the downloader (and other sinks) run first, so the files to hash are on disk.
+@hookimpl(trylast=True)
+def comfykit_store_outputs(job: Job, outputs: Sequence[OutputFile], client: ComfyUIClient) -> list[StoredOutput]:
+    section = client.config.section("output")
+    if not section.get("save_metadata", True):
+        return []
+    root = Path(section.get("output_dir") or "outputs").expanduser().resolve()
+    naming = section.get("naming") or DEFAULT_NAMING
+    include_temp = bool(section.get("include_temp", False))
+    files = _downloaded_files(job, outputs, client, root, naming, include_temp)
+    if section.get("embed_png_metadata"):
+        for path in files.values():
+            if path.suffix.lower() == ".png":
+                embed_png_text(path, PNG_KEYWORD, json.dumps(_png_payload(job, _client_secrets(client)), sort_keys=True))
+    document = build_metadata(job, outputs, client, files=files)
+    data = (json.dumps(document, indent=2, sort_keys=False, default=str) + "\n").encode("utf-8")
+    sidecar = safe_output_path(root, "{job_id}.json", {"job_id": job.job_id})
+    _atomic_write(sidecar, data)
+    stored = [_record(sidecar, data, "metadata")]
+    manifest = section.get("manifest")
+    if manifest:
+        line = json.dumps(_manifest_entry(document, sidecar), sort_keys=True, default=str) + "\n"
+        path = _append_line(Path(manifest).expanduser(), line)
+        stored.append(_record(path, line.encode("utf-8"), "manifest"))
+    return stored
+
+
+def _record(path: Path, data: bytes, kind: str) -> StoredOutput:
+    return StoredOutput(
+        sink=SINK_NAME, node_id="", kind=kind, location=str(path), bytes=len(data), sha256=hashlib.sha256(data).hexdigest()
+    )
+
+
+# --------------------------------------------------------------------------- the document
+
+
+def strip_secrets(value: Any, secrets: Sequence[str] = ()) -> Any:
+    """A copy of ``value`` without credential-like keys, and with each of ``secrets`` masked in text."""
+    if isinstance(value, Mapping):
+        return {
+            str(k): strip_secrets(v, secrets) for k, v in value.items() if not SECRET_KEY_PATTERN.search(str(k))
+        }
+    if isinstance(value, (list, tuple)):
+        return [strip_secrets(v, secrets) for v in value]
+    if isinstance(value, str):
+        for secret in secrets:
+            if secret:
+                value = value.replace(secret, "***")
+        return value
+    return value
+
+
+def find_seeds(prompt: Mapping[str, Any]) -> dict[str, dict[str, int]]:
+    """``{node_id: {input: value}}`` for every integer ``seed``/``noise_seed`` input of an API graph."""
+    seeds: dict[str, dict[str, int]] = {}
+    for node_id, node in prompt.items():
+        inputs = node.get("inputs") if isinstance(node, Mapping) else None
+        if not isinstance(inputs, Mapping):
+            continue
+        for name, value in inputs.items():
+            if name in SEED_INPUTS and isinstance(value, int) and not isinstance(value, bool):
+                seeds.setdefault(str(node_id), {})[str(name)] = value
+    return seeds
+
+
+def _iso(stamp: float | None) -> str | None:
+    if stamp is None:
+        return None
+    return datetime.datetime.fromtimestamp(stamp, tz=datetime.timezone.utc).isoformat()
+
+
+def _span(start: float | None, end: float | None) -> float | None:
+    return None if start is None or end is None else round(max(0.0, end - start), 6)
+
+
+def _public_url(url: str) -> str:
+    parts = urlsplit(url)
+    netloc = parts.hostname or ""
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def _client_secrets(client: ComfyUIClient) -> list[str]:
+    config = client.config
+    secrets: list[str] = []
+    for key in config.registry:
+        value = config.get(key.dotted)
+        if key.secret and isinstance(value, str) and len(value) >= 4:
+            secrets.append(value)
+    return secrets
+
+
+def _sent_prompt(job: Job) -> tuple[Any, Any]:
+    """(the prompt the server ran, the extra_data it stored), from history when it is there."""
+    history = job.history or {}
+    entry = history.get("prompt")
+    if isinstance(entry, (list, tuple)) and len(entry) >= 3 and isinstance(entry[2], Mapping):
+        extra = entry[3] if len(entry) >= 4 else job.extra_data
+        return entry[2], extra
+    workflow = job.workflow.get("prompt") if isinstance(job.workflow.get("prompt"), Mapping) else job.workflow
+    return workflow, job.extra_data
+
+
+def build_metadata(
+    job: Job, outputs: Sequence[OutputFile], client: ComfyUIClient, *, files: Mapping[int, Path] | None = None
+) -> dict[str, Any]:
+    """The sidecar document of one job, secrets already removed.
+
+    ``files`` maps an output's position in ``outputs`` to the file written for
+    it; those files are hashed.  Records other sinks left in ``job.stored`` are
+    listed per output too.
+    """
+    files = files or {}
+    prompt, extra_data = _sent_prompt(job)
+    stored_by_node: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for record in job.stored:
+        stored_by_node.setdefault((record.node_id, record.kind), []).append(
+            {"sink": record.sink, "location": record.location, "bytes": record.bytes, "sha256": record.sha256}
+        )
+    listed: list[dict[str, Any]] = []
+    for position, output in enumerate(outputs):
+        item: dict[str, Any] = {"node_id": output.node_id, "kind": output.kind, "index": output.index}
+        if output.is_file:
+            item.update(filename=output.filename, subfolder=output.subfolder, type=output.folder_type)
+        else:
+            item["value"] = output.value
+        path = files.get(position)
+        if path is not None and path.is_file():
+            item.update(path=str(path), bytes=path.stat().st_size, sha256=_sha256_of(path))
+        others = stored_by_node.get((output.node_id, output.kind))
+        if others:
+            item["stored"] = others
+        listed.append(item)
+    submitted, started, finished = job.submitted_at, job.started_at, job.finished_at
+    document = {
+        "comfykit_version": __version__,
+        "job_id": job.job_id,
+        "prompt_id": job.prompt_id,
+        "server": _public_url(job.server or client.base_url),
+        "status": str(job.status),
+        "attempts": job.attempts,
+        "times": {
+            "created": _iso(job.created_at),
+            "submitted": _iso(submitted),
+            "started": _iso(started),
+            "finished": _iso(finished),
+        },
+        "durations": {
+            "queued": _span(submitted, started),
+            "running": _span(started, finished),
+            "total": _span(submitted, finished),
+        },
+        "params": job.params,
+        "seeds": find_seeds(prompt) if isinstance(prompt, Mapping) else {},
+        "cached_nodes": list(job.cached_nodes),
+        "metadata": job.metadata,
+        "prompt": prompt,
+        "extra_data": extra_data,
+        "outputs": listed,
+    }
+    result: dict[str, Any] = strip_secrets(document, _client_secrets(client))
+    return result
+
+
+def _manifest_entry(document: Mapping[str, Any], sidecar: Path) -> dict[str, Any]:
+    keys = ("job_id", "prompt_id", "server", "status", "times", "durations", "params", "seeds", "cached_nodes")
+    entry = {key: document[key] for key in keys}
+    entry["sidecar"] = str(sidecar)
+    entry["outputs"] = [
+        {k: item[k] for k in ("node_id", "kind", "filename", "path", "sha256") if k in item} for item in document["outputs"]
+    ]
+    return entry
+
+
+def _png_payload(job: Job, secrets: Sequence[str]) -> dict[str, Any]:
+    prompt, _ = _sent_prompt(job)
+    payload = {
+        "job_id": job.job_id,
+        "prompt_id": job.prompt_id,
+        "params": job.params,
+        "seeds": find_seeds(prompt) if isinstance(prompt, Mapping) else {},
+    }
+    result: dict[str, Any] = strip_secrets(payload, secrets)
+    return result
+
+
+# --------------------------------------------------------------------------- files
+
+
+def _downloaded_files(
+    job: Job, outputs: Sequence[OutputFile], client: ComfyUIClient, root: Path, naming: str, include_temp: bool
+) -> dict[int, Path]:
+    """Where the download sink put each output (same plan, same names), for those files that exist."""
+    chosen = selected_outputs(outputs, include_temp=include_temp)
+    positions = {id(output): position for position, output in enumerate(outputs)}
+    plan = plan_output_paths(root, naming, chosen, job=job, server=client.base_url)
+    return {
+        positions[id(output)]: target
+        for output, target in plan
+        if isinstance(target, Path) and target.is_file()
+    }
+
+
+def _sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(1024 * 1024):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name[:40]}.", suffix=".part", delete=False)  # noqa: SIM115
+    temp = Path(handle.name)
+    try:
+        with handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+
+
+def _append_line(path: Path, line: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _manifest_lock, open(path, "a", encoding="utf-8") as handle:
+        try:
+            import fcntl
+        except ImportError:  # Windows: appends of one short line are not interleaved by the OS
+            fcntl = None  # type: ignore[assignment]
+        if fcntl is not None:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            handle.write(line)
+            handle.flush()
+        finally:
+            if fcntl is not None:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    return path.resolve()
+
+
+def _png_chunks(handle: Any) -> Any:
+    """(type, data offset, length) of each chunk of a PNG file, read by seeking over the data."""
+    handle.seek(len(PNG_SIGNATURE))
+    while True:
+        header = handle.read(8)
+        if len(header) < 8:
+            return
+        length, kind = struct.unpack(">I4s", header)
+        offset = handle.tell()
+        yield kind, offset, length
+        handle.seek(offset + length + 4)
+
+
+def embed_png_text(path: Path, keyword: str, text: str) -> bool:
+    """Add a ``tEXt`` chunk ``keyword`` to a PNG file, atomically and without re-encoding the image.
+
+    Existing chunks (ComfyUI's ``prompt`` and ``workflow``) are kept byte for
+    byte.  Returns ``False`` when the file is not a PNG or already carries the
+    keyword.
+    """
+    with open(path, "rb") as handle:
+        if handle.read(len(PNG_SIGNATURE)) != PNG_SIGNATURE:
+            return False
+        end = None
+        for kind, offset, length in _png_chunks(handle):
+            if kind == b"tEXt":
+                handle.seek(offset)
+                if handle.read(min(length, len(keyword) + 1)) == keyword.encode("latin-1") + b"\0":
+                    return False
+            if kind == b"IEND":
+                end = offset - 8
+                break
+        if end is None:
+            return False
+        body = keyword.encode("latin-1") + b"\0" + text.encode("latin-1", errors="replace")
+        chunk = struct.pack(">I", len(body)) + b"tEXt" + body + struct.pack(">I", zlib.crc32(b"tEXt" + body))
+        temp_handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name[:40]}.", suffix=".part", delete=False)  # noqa: SIM115
+        temp = Path(temp_handle.name)
+        try:
+            with temp_handle:
+                handle.seek(0)
+                remaining = end
+                while remaining > 0:
+                    block = handle.read(min(1024 * 1024, remaining))
+                    if not block:
+                        break
+                    temp_handle.write(block)
+                    remaining -= len(block)
+                temp_handle.write(chunk + _IEND)
+                temp_handle.flush()
+                os.fsync(temp_handle.fileno())
+            os.replace(temp, path)
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
+    return True
