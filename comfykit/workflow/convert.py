@@ -42,12 +42,17 @@ FRONTEND_ONLY_TYPES = frozenset({"Note", "MarkdownNote", "Reroute", "PrimitiveNo
 
 # Widget types the editor builds from /object_info input specs (a list is a COMBO too).
 _WIDGET_TYPES = frozenset({"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO", "MARKDOWN"})
+# Widgets the editor's own extensions add for special input types.  They take a saved value;
+# the editor computes what it sends for them when queueing (a webcam capture, a 3D snapshot,
+# a recording), which a file cannot reproduce, so the saved value is sent as it is.
+_EXTENSION_WIDGET_TYPES = frozenset({"WEBCAM", "AUDIO_RECORD", "LOAD_3D", "LOAD_3D_ANIMATION", "IMAGECOMPARE"})
 # Input options that make the editor add an upload button widget (a saved value, never sent).
 _UPLOAD_OPTIONS = ("image_upload", "video_upload", "audio_upload", "animated_image_upload")
 _MUTED, _BYPASSED = 2, 4
 # Ids of the subgraph input and output pseudo-nodes inside a subgraph definition.
 _SUBGRAPH_INPUT_ID, _SUBGRAPH_OUTPUT_ID = -10, -20
 _COMMENTS = re.compile(r"/\*[\s\S]*?\*/|//.*")
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 #: Titles the editor's English translations give classes whose ``/object_info`` has no
 #: ``display_name`` (the editor titles a node with the translated name).  Only names
 #: checked against real "Export (API)" output are listed; others fall back to the class name.
@@ -263,6 +268,12 @@ class _Converter:
                 node.id,
                 hint="In the editor, right-click the group node and choose 'Convert to nodes' "
                      "(or convert it to a subgraph), then save the workflow again.",
+            )
+        if _UUID.fullmatch(kind):
+            raise self._error(
+                f"node {node.id} is an instance of subgraph {kind}, but the file has no definition for it",
+                node.id,
+                hint="Save the workflow again from the editor; the subgraph definitions go in 'definitions.subgraphs'.",
             )
         raise self._error(
             f"node {node.id} has class {kind!r}, which the server does not know",
@@ -571,7 +582,7 @@ def _is_widget(spec: tuple[Any, Mapping[str, Any]]) -> bool:
     kind, options = spec
     if options.get("forceInput"):
         return False
-    return isinstance(kind, list) or (isinstance(kind, str) and kind in _WIDGET_TYPES)
+    return isinstance(kind, list) or (isinstance(kind, str) and kind in _WIDGET_TYPES | _EXTENSION_WIDGET_TYPES)
 
 
 def _companions(name: str, kind: Any, options: Mapping[str, Any]) -> int:

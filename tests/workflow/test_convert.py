@@ -84,6 +84,10 @@ INFO: dict[str, Any] = {
                   "optional": {"cond": ["CONDITIONING"], "noise": ["NOISE"]}},
         "output": [], "name": "Save", "display_name": "Save", "output_node": True,
     },
+    "Recorder": {
+        "input": {"required": {"audio": ["AUDIO_RECORD", {}], "gain": ["FLOAT", {"default": 1.0}]}},
+        "output": ["AUDIO"], "name": "Recorder",
+    },
     "Uploader": {
         "input": {"required": {"image": [["x.png", "y.png"], {"image_upload": True}], "channel": [["alpha", "red"]]},
                   "optional": {"points": ["STRING", {"default": ""}]}},
@@ -145,8 +149,11 @@ def test_legacy_seed_names_upload_buttons_dicts_defaults_and_list_values() -> No
         _node(2, "Uploader", ["y.png", "red", "image", "[1, 2]"], outputs=[("MASK", "MASK", [])]),
         _node(3, "Sampler", {"seed": 7, "sampler": "heun", "denoise": [0.1, 0.2]}, inputs=[("model", "MODEL", None)]),
         _node(4, "Save"),
+        _node(5, "Recorder", ["take1.wav", 0.5]),
     ], [])
     api = ui_to_api(ui, INFO)
+    # Widgets added by editor extensions (a recorder here) hold a saved value too.
+    assert api["5"]["inputs"] == {"audio": "take1.wav", "gain": 0.5}
     assert api["1"]["inputs"] == {"noise_seed": 5, "cfg": 2.5}
     assert api["1"]["_meta"]["title"] == "OldSeed"  # no display_name: the class name
     assert api["2"]["inputs"] == {"image": "y.png", "channel": "red", "points": "[1, 2]"}
@@ -282,6 +289,9 @@ def test_unknown_classes_and_group_nodes_are_named_with_a_hint() -> None:
     # Muted or bypassed, an unknown node is not needed (the editor leaves it out too).
     ui["nodes"][0]["mode"] = 2
     assert ui_to_api(ui, INFO) == {}
+    orphan = _ui([_node(4, "0b0e5f6a-1111-4222-8333-444455556666")], [])
+    with pytest.raises(ConversionError, match="no definition"):
+        ui_to_api(orphan, INFO)
     group = _ui([_node(3, "workflow>MyGroup", [1])], [], extra={"groupNodes": {"MyGroup": {"nodes": []}}})
     with pytest.raises(ConversionError, match="group node") as caught:
         ui_to_api(group, INFO)
