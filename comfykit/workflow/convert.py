@@ -232,9 +232,11 @@ class _Converter:
 
     def _place(self, graph: _Graph, instance: _Exec | None, path: list[str]) -> None:
         nodes = list(graph.nodes.values())
-        indexed = sorted(range(len(nodes)), key=lambda i: (_order(nodes[i]), i))
-        for index in indexed:
-            node = nodes[index]
+        if instance is None:
+            # The editor walks the root graph in execution order (saved as each node's
+            # 'order'), and a subgraph's nodes in the order of its definition.
+            nodes = [nodes[i] for i in sorted(range(len(nodes)), key=lambda i: (_order(nodes[i]), i))]
+        for node in nodes:
             exec_id = ":".join([*path, str(node["id"])])
             kind = node["type"]
             placed = _Exec(exec_id, node, graph, instance)

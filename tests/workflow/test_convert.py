@@ -45,7 +45,9 @@ def test_real_editor_exports_are_reproduced(name: str) -> None:
     ui = json.loads((PAIRS / f"{name}.ui.json").read_text())
     expected = json.loads((PAIRS / f"{name}.api.json").read_text())
     # The pairs were exported from ComfyUI 0.3.64, whose catalogue the simulator ships.
-    assert ui_to_api(ui, load_object_info("0.3.64"), source=name) == expected
+    api = ui_to_api(ui, load_object_info("0.3.64"), source=name)
+    assert api == expected
+    assert list(api) == list(expected)  # the same key order too, so saved files diff cleanly
 
 
 # ---------------------------------------------------------------------- a small catalogue of our own
