@@ -127,7 +127,11 @@ def ui_to_api(
     :raise ConversionError: naming the node and class, for an unknown class, a group node or
         a malformed file.
     """
-    return _Converter(ui, object_info, source, frozenset(virtual_types) | FRONTEND_ONLY_TYPES, rng).run()
+    try:
+        return _Converter(ui, object_info, source, frozenset(virtual_types) | FRONTEND_ONLY_TYPES, rng).run()
+    except RecursionError:
+        raise ConversionError("the workflow nests too deeply to convert (links, subgraphs or {a|b} prompts)",
+                              path=source) from None
 
 
 class _Converter:
