@@ -1,12 +1,13 @@
 """Workflows: loading (API JSON, YAML, ComfyUI PNGs), editing, and validation through the hooks.
 
-Modules: ``loader`` (files to data to API graphs), ``validate`` (structural and schema
-checks), ``edit`` (``NODE.INPUT=VALUE`` updates), ``manager`` (``WorkflowManager``),
-``problems`` (the ``Problem`` record), ``plugin`` (core hook implementations).
+Modules: ``loader`` (files to data to API graphs), ``convert`` (editor workflows to API
+graphs), ``validate`` (structural and schema checks), ``edit`` (``NODE.INPUT=VALUE``
+updates), ``manager`` (``WorkflowManager``), ``problems`` (the ``Problem`` record), ``plugin`` (core hook implementations).
 """
 
 from __future__ import annotations
 
+from comfykit.workflow.convert import ui_to_api
 from comfykit.workflow.edit import Update, apply_updates, find_node, parse_update
 from comfykit.workflow.manager import WorkflowInfo, WorkflowManager, load_workflow, validate_workflow
 from comfykit.workflow.problems import Problem, Severity
@@ -21,5 +22,6 @@ __all__ = [
     "find_node",
     "load_workflow",
     "parse_update",
+    "ui_to_api",
     "validate_workflow",
 ]

@@ -65,9 +65,9 @@ def load_workflow(
         return graph
     if is_ui_workflow(data):
         raise ConversionError(
-            "this is an editor (UI-format) workflow, which this comfykit version cannot convert yet",
+            "this is an editor (UI-format) workflow and no installed converter accepted it",
             path=where,
-            hint="In ComfyUI use Workflow > Export (API) and load that file.",
+            hint="Pass client= or object_info= so it can be converted, or in ComfyUI use Workflow > Export (API).",
         )
     raise WorkflowLoadError(
         "not a ComfyUI workflow: expected {node_id: {class_type, inputs}} or an editor workflow",
