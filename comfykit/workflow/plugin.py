@@ -8,7 +8,6 @@ from typing import Any
 
 from comfykit.errors import ConversionError
 from comfykit.hookspecs import hookimpl
-from comfykit.workflow.convert import ui_to_api
 from comfykit.workflow.loader import is_ui_workflow, read_workflow_file, to_api_graph
 from comfykit.workflow.problems import Problem
 from comfykit.workflow.validate import check_schema, check_structure
@@ -32,6 +31,8 @@ def comfykit_convert_workflow(data: Any, source: str | None, object_info: Mappin
                  "load_workflow(path, object_info=...); on the command line add --server URL. "
                  "Or save it from ComfyUI with Workflow > Export (API).",
         )
+    from comfykit.workflow.convert import ui_to_api  # only UI-format files pay for importing the converter
+
     return ui_to_api(data, object_info, source=source)
 
 

@@ -25,8 +25,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-import httpx
-
 from comfykit.errors import NotFound, OutputError, RequestTimeout, ServerError, ServerUnreachable, UnsafePathError
 from comfykit.hookspecs import hookimpl
 from comfykit.jobs import Job
@@ -34,6 +32,8 @@ from comfykit.outputs import OutputFile, StoredOutput, discover_outputs
 from comfykit.paths import DEFAULT_NAMING, plan_output_paths
 
 if TYPE_CHECKING:
+    import httpx
+
     from comfykit.client import ComfyUIClient
     from comfykit.config import Config, ConfigRegistry
 
@@ -248,6 +248,8 @@ def _total_size(response: httpx.Response, offset: int) -> tuple[int, int | None]
 def _download(
     client: ComfyUIClient, output: OutputFile, target: Path, root: Path, *, verify_size: bool, attempts: int
 ) -> StoredOutput:
+    import httpx  # here, not at the top: loading the plugin must not slow `comfykit --version`
+
     assert output.filename is not None
     name = f"{output.filename!r} (node {output.node_id})"
     _make_parent(target, root)
