@@ -437,6 +437,10 @@ class QueueManager:
         self._threads = [threading.Thread(target=self._dispatch_loop, name="comfykit-dispatch", daemon=True),
                          threading.Thread(target=self._supervise_loop, name="comfykit-supervise", daemon=True)]
         self._threads += [
+            threading.Thread(target=self._server_loop, args=(server,), name=f"comfykit-server-{i}", daemon=True)
+            for i, server in enumerate(self._servers)
+        ]
+        self._threads += [
             threading.Thread(target=self._finish_loop, name=f"comfykit-finish-{i}", daemon=True) for i in range(workers)
         ]
         # Two submitters per server: one posts while the other prepares (uploads, hooks).
@@ -868,13 +872,22 @@ class QueueManager:
                     if job is not None and job.status is JobStatus.PENDING:
                         self._pending.append(job_id)
                         self._changed.notify_all()
-            for server in self._servers:
-                try:
-                    self._supervise(server, now)
-                except Exception:
-                    log.exception("supervising %s failed", server.url)
             self._check_timeouts()
             self._check_all_down(now)
+
+    def _server_loop(self, server: _Server) -> None:
+        # One thread per server: a server that hangs cannot delay the health checks of the others.
+        while True:
+            with self._lock:
+                if self._stopping:
+                    return
+                self._changed.wait(0.1)
+                if self._stopping:
+                    return
+            try:
+                self._supervise(server, time.monotonic())
+            except Exception:
+                log.exception("supervising %s failed", server.url)
 
     def _supervise(self, server: _Server, now: float) -> None:
         if not server.healthy:

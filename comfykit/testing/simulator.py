@@ -97,7 +97,9 @@ class ComfyUISimulator:
         loop.close()
 
     async def _open(self) -> None:
-        self._runner = web.AppRunner(build_app(self.server), access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(
+            build_app(self.server), access_log=None, handle_signals=False, shutdown_timeout=1.0
+        )
         await self._runner.setup()
         await self._listen()
 
@@ -122,6 +124,9 @@ class ComfyUISimulator:
                 refusing = False
 
     async def _close(self) -> None:
+        # Open WebSockets would hold the shutdown for its whole grace period: a dying server just drops them.
+        for socket in list(self.server.all_sockets):
+            await socket.ws.close()
         if self._runner is not None:
             await self._runner.cleanup()
 
