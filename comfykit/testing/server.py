@@ -247,6 +247,8 @@ def build_app(server: SimServer) -> web.Application:
                 return web.Response(status=403)
         if server.is_new and request.headers.get("Sec-Fetch-Site") == "cross-site":
             return web.Response(status=403)
+        if request.method == "OPTIONS":
+            return web.Response(status=200)  # ComfyUI's middleware answers preflights itself, without CORS headers
         if request.content_type != "multipart/form-data":
             await request.read()  # the whole body, so a client that gives up cannot stop the request's effect
         response = await handler(request)
@@ -910,3 +912,26 @@ def _add_static_routes(server: SimServer, app: web.Application) -> None:
         return web.Response(text="<!doctype html><title>ComfyUI (comfykit simulator)</title>", content_type="text/html")
 
     app.router.add_get("/", root)
+    app.router.add_get("/api/", root)
+    app.router.add_get("/index.html", root)  # a static file: not mirrored under /api
+    if server.is_new:
+        _add_disabled_assets(app)
+
+
+ASSETS_DISABLED = {
+    "error": {
+        "code": "SERVICE_DISABLED",
+        "message": "Assets system is disabled. Start the server with --enable-assets to use this feature.",
+        "details": {},
+    }
+}
+
+
+def _add_disabled_assets(app: web.Application) -> None:
+    """0.33.0's assets routes as a server without ``--enable-assets`` has them: 503 for every method."""
+
+    async def disabled(request: web.Request) -> web.Response:
+        return _json(ASSETS_DISABLED, 503)
+
+    for path in ("/api/assets", "/api/assets/{tail:.*}", "/api/tags"):
+        app.router.add_route("*", path, disabled)
