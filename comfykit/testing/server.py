@@ -249,6 +249,8 @@ def build_app(server: SimServer) -> web.Application:
             return web.Response(status=403)
         if request.method == "OPTIONS":
             return web.Response(status=200)  # ComfyUI's middleware answers preflights itself, without CORS headers
+        if request.content_length is not None and request.content_length > MAX_UPLOAD:
+            return await _too_large(request)
         if request.content_type != "multipart/form-data":
             await request.read()  # the whole body, so a client that gives up cannot stop the request's effect
         response = await handler(request)
@@ -445,20 +447,20 @@ def build_app(server: SimServer) -> web.Application:
     # -- files ---------------------------------------------------------------
 
     async def upload(request: web.Request, *, mask: bool) -> web.Response:
-        if request.content_length and request.content_length > MAX_UPLOAD:
-            return web.Response(status=413)
         try:
             form = await request.post()
         except web.HTTPRequestEntityTooLarge:
-            return web.Response(status=413)
+            return await _too_large(request)
         image = form.get("image")
-        if not isinstance(image, web.FileField):
+        if not image:
             return web.Response(status=400)
+        if not isinstance(image, web.FileField):
+            return _crash()  # a part with filename="" is a plain field: ComfyUI fails reading its .filename
         folder_type = str(form.get("type", "input") or "input")
         if folder_type not in FOLDER_TYPES:
             return _crash()
         filename = str(image.filename or "")
-        if not filename or "/" in filename:
+        if not filename:
             return _crash()
         subfolder = str(form.get("subfolder", "") or "")
         overwrite = str(form.get("overwrite", "")).lower() in ("true", "1")
@@ -469,6 +471,8 @@ def build_app(server: SimServer) -> web.Application:
         except PathEscape:
             return web.Response(status=400)
         directory.mkdir(parents=True, exist_ok=True)
+        if not target.parent.is_dir():
+            return _crash()  # "a/b.png": ComfyUI only creates the subfolder, so writing the file fails
         if mask:
             data = _apply_mask(server, form, data)
         name = filename
@@ -702,6 +706,13 @@ async def _drop_later(server: SimServer, socket: _Socket) -> None:
         if after is not None and time.monotonic() - socket.opened >= after:
             socket.outbox.put_nowait(None)
             return
+
+
+async def _too_large(request: web.Request) -> web.Response:
+    """The 413 of aiohttp's ``client_max_size``, after reading the body so the client sees the answer."""
+    while await request.content.readany():
+        pass
+    return web.Response(status=413, text=f"Maximum request body size {MAX_UPLOAD} exceeded.")
 
 
 async def _json_body(request: web.Request) -> dict[str, Any]:

@@ -440,3 +440,74 @@ def _wait_for_history(sim: ComfyUISimulator, count: int) -> dict[str, Any]:
             return history
         time.sleep(0.01)
     raise AssertionError(f"history never reached {count} entries")
+
+
+def _png(mode: str = "RGB", color: Any = (9, 9, 9)) -> bytes:
+    from io import BytesIO
+
+    from PIL import Image
+
+    buffer = BytesIO()
+    Image.new(mode, (8, 8), color).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _multipart(filename: str, content: bytes) -> bytes:
+    """A multipart body whose ``image`` part carries ``filename`` byte for byte (as curl -F sends it)."""
+    head = f'--comfykitBOUNDARY\r\nContent-Disposition: form-data; name="image"; filename="{filename}"\r\n'
+    return head.encode() + b"Content-Type: image/png\r\n\r\n" + content + b"\r\n--comfykitBOUNDARY--\r\n"
+
+
+#: recording -> the filename as it reached the server (aiohttp's client percent-encodes "/" in filenames)
+RAW_UPLOADS = {
+    "post_upload_image_empty_filename": "",
+    "post_upload_image_raw_traversal_filename": "../escape.png",
+    "post_upload_image_traversal_filename": "..%2Fescape.png",
+}
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize("name", sorted(RAW_UPLOADS))
+def test_raw_multipart_uploads_answer_like_the_recording(version: str, name: str, tmp_path: Path) -> None:
+    recording = _load(version, name)
+    with ComfyUISimulator(port=0, comfyui_version=version, root=tmp_path) as simulator:
+        response = httpx.post(simulator.url + "/upload/image", content=_multipart(RAW_UPLOADS[name], _png()),
+                              headers={"Content-Type": "multipart/form-data; boundary=comfykitBOUNDARY"})
+        written = sorted(p.name for p in simulator.files.root.rglob("*") if p.is_file())
+    _assert_like(response, recording)
+    if recording["status"] == 200:
+        assert response.json() == recording["body"]["json"]
+        assert written == [recording["body"]["json"]["name"]]
+    else:
+        assert written == []
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_upload_over_the_size_limit_is_refused_as_recorded(version: str, tmp_path: Path) -> None:
+    recording = _load(version, "post_upload_image_too_large")
+    with ComfyUISimulator(port=0, comfyui_version=version, root=tmp_path) as simulator:
+        limit = httpx.get(simulator.url + "/features").json()["max_upload_size"]
+        body = _multipart("big.png", b"\0" * (105_000_000 - 200))
+        response = httpx.post(simulator.url + "/upload/image", content=body, timeout=60,
+                              headers={"Content-Type": "multipart/form-data; boundary=comfykitBOUNDARY"})
+    assert response.status_code == recording["status"] == 413
+    assert response.text.startswith(f"Maximum request body size {limit} exceeded")
+    assert response.text == "Maximum request body size 104857600 exceeded."
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_mask_upload_answers_like_the_recording(version: str, tmp_path: Path) -> None:
+    recording = _load(version, "post_upload_mask")
+    recorded_fields = recording["request"]["multipart"].items()
+    fields = {k: (json.dumps(v) if isinstance(v, dict) else v) for k, v in recorded_fields if k != "image"}
+    with ComfyUISimulator(port=0, comfyui_version=version, root=tmp_path) as simulator:
+        (simulator.files.input_dir / "comfykit_upload.png").write_bytes(_png())
+        files = {"image": ("comfykit_mask.png", _png("RGBA", (0, 0, 0, 77)), "image/png")}
+        response = httpx.post(simulator.url + "/upload/mask", files=files, data=fields)
+        saved = simulator.files.input_dir / "clipspace" / "comfykit_mask.png"
+        from PIL import Image
+
+        with Image.open(saved) as image:
+            assert image.mode == "RGBA" and image.getpixel((0, 0)) == (9, 9, 9, 77)
+    _assert_like(response, recording)
+    assert response.json() == recording["body"]["json"]
