@@ -180,7 +180,7 @@ class SimServer:
                 if self.running is not item:
                     continue  # a restart happened meanwhile: this job is forgotten
                 history_extra = {k: v for k, v in extra_data.items() if k not in SECRET_KEYS}
-                self.history.pop(prompt_id, None)
+                # A reused prompt id overwrites its entry in place: it keeps its old position (as recorded).
                 self.history[prompt_id] = {
                     "prompt": [number, prompt_id, prompt, history_extra, outputs],
                     "outputs": outcome.outputs,
