@@ -283,6 +283,7 @@ class _NodeError(Exception):
             "traceback": frames,
             "current_inputs": {name: [repr(value)[:200]] for name, value in self.inputs.items()},
             "current_outputs": list(self.executed),
+            "timestamp": _now_ms(),
         }
 
 

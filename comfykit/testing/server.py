@@ -180,7 +180,7 @@ class SimServer:
                 if self.running is not item:
                     continue  # a restart happened meanwhile: this job is forgotten
                 history_extra = {k: v for k, v in extra_data.items() if k not in SECRET_KEYS}
-                self.history.pop(prompt_id, None)
+                # A reused prompt id overwrites its entry in place: it keeps its old position (as recorded).
                 self.history[prompt_id] = {
                     "prompt": [number, prompt_id, prompt, history_extra, outputs],
                     "outputs": outcome.outputs,
@@ -247,6 +247,10 @@ def build_app(server: SimServer) -> web.Application:
                 return web.Response(status=403)
         if server.is_new and request.headers.get("Sec-Fetch-Site") == "cross-site":
             return web.Response(status=403)
+        if request.method == "OPTIONS":
+            return web.Response(status=200)  # ComfyUI's middleware answers preflights itself, without CORS headers
+        if request.content_length is not None and request.content_length > MAX_UPLOAD:
+            return await _too_large(request)
         if request.content_type != "multipart/form-data":
             await request.read()  # the whole body, so a client that gives up cannot stop the request's effect
         response = await handler(request)
@@ -443,20 +447,20 @@ def build_app(server: SimServer) -> web.Application:
     # -- files ---------------------------------------------------------------
 
     async def upload(request: web.Request, *, mask: bool) -> web.Response:
-        if request.content_length and request.content_length > MAX_UPLOAD:
-            return web.Response(status=413)
         try:
             form = await request.post()
         except web.HTTPRequestEntityTooLarge:
-            return web.Response(status=413)
+            return await _too_large(request)
         image = form.get("image")
-        if not isinstance(image, web.FileField):
+        if not image:
             return web.Response(status=400)
+        if not isinstance(image, web.FileField):
+            return _crash()  # a part with filename="" is a plain field: ComfyUI fails reading its .filename
         folder_type = str(form.get("type", "input") or "input")
         if folder_type not in FOLDER_TYPES:
             return _crash()
         filename = str(image.filename or "")
-        if not filename or "/" in filename:
+        if not filename:
             return _crash()
         subfolder = str(form.get("subfolder", "") or "")
         overwrite = str(form.get("overwrite", "")).lower() in ("true", "1")
@@ -467,6 +471,8 @@ def build_app(server: SimServer) -> web.Application:
         except PathEscape:
             return web.Response(status=400)
         directory.mkdir(parents=True, exist_ok=True)
+        if not target.parent.is_dir():
+            return _crash()  # "a/b.png": ComfyUI only creates the subfolder, so writing the file fails
         if mask:
             data = _apply_mask(server, form, data)
         name = filename
@@ -702,6 +708,13 @@ async def _drop_later(server: SimServer, socket: _Socket) -> None:
             return
 
 
+async def _too_large(request: web.Request) -> web.Response:
+    """The 413 of aiohttp's ``client_max_size``, after reading the body so the client sees the answer."""
+    while await request.content.readany():
+        pass
+    return web.Response(status=413, text=f"Maximum request body size {MAX_UPLOAD} exceeded.")
+
+
 async def _json_body(request: web.Request) -> dict[str, Any]:
     text = await request.text()
     if not text:
@@ -910,3 +923,26 @@ def _add_static_routes(server: SimServer, app: web.Application) -> None:
         return web.Response(text="<!doctype html><title>ComfyUI (comfykit simulator)</title>", content_type="text/html")
 
     app.router.add_get("/", root)
+    app.router.add_get("/api/", root)
+    app.router.add_get("/index.html", root)  # a static file: not mirrored under /api
+    if server.is_new:
+        _add_disabled_assets(app)
+
+
+ASSETS_DISABLED = {
+    "error": {
+        "code": "SERVICE_DISABLED",
+        "message": "Assets system is disabled. Start the server with --enable-assets to use this feature.",
+        "details": {},
+    }
+}
+
+
+def _add_disabled_assets(app: web.Application) -> None:
+    """0.33.0's assets routes as a server without ``--enable-assets`` has them: 503 for every method."""
+
+    async def disabled(request: web.Request) -> web.Response:
+        return _json(ASSETS_DISABLED, 503)
+
+    for path in ("/api/assets", "/api/assets/{tail:.*}", "/api/tags"):
+        app.router.add_route("*", path, disabled)

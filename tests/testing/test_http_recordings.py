@@ -178,9 +178,11 @@ def test_userdata_round_trip(version: str, tmp_path: Path) -> None:
         saved = httpx.post(url + "?overwrite=true&full_info=true", content=b'{"comfykit": true}')
         expected = _load(version, "post_userdata_file")
         assert saved.status_code == 200 and _shape(saved.json()) == _shape(expected["body"]["json"])
-        assert httpx.get(url).json() == {"comfykit": True}
+        read = httpx.get(url)
+        assert read.status_code == _load(version, "get_userdata_file")["status"]
+        assert read.json() == {"comfykit": True}
         assert httpx.get(simulator.url + "/userdata?dir=workflows").json() == ["comfykit_test.json"]
-        assert httpx.delete(url).status_code == 204
+        assert httpx.delete(url).status_code == _load(version, "delete_userdata_file")["status"] == 204
         assert httpx.get(url).status_code == 404
         assert httpx.get(simulator.url + "/api/internal/logs").status_code == 404
         assert isinstance(httpx.get(simulator.url + "/internal/logs").json(), str)
@@ -309,3 +311,203 @@ def test_uploads_answer_like_the_recording(
         assert folder in stored
     else:
         assert stored == ["input/comfykit_upload.png"]  # a refused upload writes nothing
+
+
+def _replay(sim: ComfyUISimulator, recording: dict[str, Any]) -> httpx.Response:
+    """Send the recorded request again; an ``Origin`` naming the recorded server is pointed at this one."""
+    request = recording["request"]
+    headers = dict(request.get("headers", {}))
+    if "Origin" in headers:
+        headers["Origin"] = sim.url
+    content = None
+    if "json" in request:
+        content = json.dumps(request["json"]).encode()
+        headers.setdefault("Content-Type", "application/json")
+    return httpx.request(request["method"], sim.url + request["path"], content=content, headers=headers)
+
+
+def _assert_like(response: httpx.Response, recording: dict[str, Any], *, exact_keys: bool = True) -> None:
+    """Same status, and a body of the same kind: JSON of the same shape, the same text, or empty."""
+    assert response.status_code == recording["status"], response.text
+    body = recording.get("body") or {}
+    if recording["request"]["method"] == "HEAD" or body.get("binary_length") == 0:
+        assert response.content == b""
+    elif "json" in body:
+        expected = body["json"]
+        actual = response.json()
+        assert response.headers["content-type"] == "application/json; charset=utf-8"
+        assert type(actual) is type(expected)
+        if exact_keys:
+            assert _shape(actual) == _shape(expected)
+    elif "text" in body:
+        assert response.text == body["text"]
+    elif "text_truncated" in body:
+        assert response.headers["content-type"].startswith(recording["headers"]["Content-Type"])
+
+
+#: requests that need no state; the body shape must match key for key
+PLAIN = [
+    "get_api_history_empty_id",
+    "get_extensions",
+    "get_internal_logs",
+    "get_internal_logs_raw",
+    "get_models_checkpoints",
+    "get_root",
+    "get_api_root",
+    "get_matching_origin",
+    "options_prompt",
+    "get_v2_userdata",
+]
+#: the same, for bodies whose keys are data of the recording machine (templates, languages, files)
+PLAIN_DATA_KEYS = ["get_i18n", "get_workflow_templates", "get_experiment_models", "get_internal_files_output"]
+#: 0.33.0 only (global subgraphs and node replacements are served empty: their keys are data)
+PLAIN_NEW = [
+    "get_global_subgraphs",
+    "get_node_replacements",
+    "get_sec_fetch_site_cross_site",
+    "get_sec_fetch_site_same_origin",
+    "get_assets_disabled",
+    "get_assets_one_disabled",
+    "get_assets_seed_status_disabled",
+    "get_tags_disabled",
+    "head_assets_hash_disabled",
+    "post_assets_seed_disabled",
+]
+
+
+@pytest.mark.parametrize("name", PLAIN + PLAIN_DATA_KEYS)
+def test_plain_requests_answer_like_the_recording(sim: ComfyUISimulator, name: str) -> None:
+    recording = _load(sim.comfyui_version, name)
+    _assert_like(_replay(sim, recording), recording, exact_keys=name not in PLAIN_DATA_KEYS)
+
+
+@pytest.mark.parametrize("name", PLAIN_NEW)
+def test_new_version_requests_answer_like_the_recording(name: str, tmp_path: Path) -> None:
+    recording = _load("0.33.0", name)
+    with ComfyUISimulator(port=0, comfyui_version="0.33.0", root=tmp_path) as simulator:
+        _assert_like(_replay(simulator, recording), recording, exact_keys=not name.startswith(("get_global", "get_node_repl")))
+
+
+def test_routes_answer_with_and_without_the_api_prefix_as_recorded(sim: ComfyUISimulator) -> None:
+    matrix = _load(sim.comfyui_version, "api_prefix_matrix")["matrix"]
+    (sim.files.root / "user" / "workflows").mkdir(parents=True, exist_ok=True)
+    seen = {path: {"plain": httpx.get(sim.url + path).status_code, "/api": httpx.get(sim.url + "/api" + path).status_code}
+            for path in matrix}
+    assert seen == matrix
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_queue_runs_by_number_then_prompt_id_as_recorded(version: str, tmp_path: Path) -> None:
+    recording = _load(version, "queue_execution_order")
+    slow = json.loads((RECORDINGS / version / "workflows" / "slow.json").read_text())
+    with ComfyUISimulator(port=0, comfyui_version=version, root=tmp_path) as simulator:
+        simulator.knobs.node_seconds = 0.2
+        for _ in range(recording["numbers_returned"]["plain_1"] - 1):  # rejected posts advance the counter too
+            assert httpx.post(simulator.url + "/prompt", json={"prompt": {}}).status_code == 400
+        first = httpx.post(simulator.url + "/prompt", json={"prompt": slow}).json()["prompt_id"]
+        names = {first: "slow_running"}
+        numbers = {}
+        for name in recording["posted_order"]:
+            body: dict[str, Any] = {"prompt": _text_prompt(name)}
+            if name == "front_true":
+                body["front"] = True
+            elif name.startswith("number_"):
+                body["number"] = float(name.removeprefix("number_"))
+            answer = httpx.post(simulator.url + "/prompt", json=body).json()
+            names[answer["prompt_id"]] = name
+            numbers[name] = answer["number"]
+        history = _wait_for_history(simulator, len(names))
+    assert [names[prompt_id] for prompt_id in history] == recording["completion_order"]
+    assert numbers == recording["numbers_returned"]
+    assert {n: type(v) for n, v in numbers.items()} == {n: type(v) for n, v in recording["numbers_returned"].items()}
+
+
+def _text_prompt(tag: str) -> dict[str, Any]:
+    """A quick, uncached job: a string concatenation shown as text."""
+    return {
+        "1": {"class_type": "StringConcatenate", "inputs": {"string_a": "comfy", "string_b": tag, "delimiter": "_"}},
+        "2": {"class_type": "PreviewAny", "inputs": {"source": ["1", 0]}},
+    }
+
+
+def _wait_for_history(sim: ComfyUISimulator, count: int) -> dict[str, Any]:
+    """Poll until ``count`` jobs are in history (the executor thread works in the background)."""
+    import time
+
+    for _ in range(2000):
+        history = dict(httpx.get(sim.url + "/history").json())
+        if len(history) >= count and not httpx.get(sim.url + "/prompt").json()["exec_info"]["queue_remaining"]:
+            return history
+        time.sleep(0.01)
+    raise AssertionError(f"history never reached {count} entries")
+
+
+def _png(mode: str = "RGB", color: Any = (9, 9, 9)) -> bytes:
+    from io import BytesIO
+
+    from PIL import Image
+
+    buffer = BytesIO()
+    Image.new(mode, (8, 8), color).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _multipart(filename: str, content: bytes) -> bytes:
+    """A multipart body whose ``image`` part carries ``filename`` byte for byte (as curl -F sends it)."""
+    head = f'--comfykitBOUNDARY\r\nContent-Disposition: form-data; name="image"; filename="{filename}"\r\n'
+    return head.encode() + b"Content-Type: image/png\r\n\r\n" + content + b"\r\n--comfykitBOUNDARY--\r\n"
+
+
+#: recording -> the filename as it reached the server (aiohttp's client percent-encodes "/" in filenames)
+RAW_UPLOADS = {
+    "post_upload_image_empty_filename": "",
+    "post_upload_image_raw_traversal_filename": "../escape.png",
+    "post_upload_image_traversal_filename": "..%2Fescape.png",
+}
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize("name", sorted(RAW_UPLOADS))
+def test_raw_multipart_uploads_answer_like_the_recording(version: str, name: str, tmp_path: Path) -> None:
+    recording = _load(version, name)
+    with ComfyUISimulator(port=0, comfyui_version=version, root=tmp_path) as simulator:
+        response = httpx.post(simulator.url + "/upload/image", content=_multipart(RAW_UPLOADS[name], _png()),
+                              headers={"Content-Type": "multipart/form-data; boundary=comfykitBOUNDARY"})
+        written = sorted(p.name for p in simulator.files.root.rglob("*") if p.is_file())
+    _assert_like(response, recording)
+    if recording["status"] == 200:
+        assert response.json() == recording["body"]["json"]
+        assert written == [recording["body"]["json"]["name"]]
+    else:
+        assert written == []
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_upload_over_the_size_limit_is_refused_as_recorded(version: str, tmp_path: Path) -> None:
+    recording = _load(version, "post_upload_image_too_large")
+    with ComfyUISimulator(port=0, comfyui_version=version, root=tmp_path) as simulator:
+        limit = httpx.get(simulator.url + "/features").json()["max_upload_size"]
+        body = _multipart("big.png", b"\0" * (105_000_000 - 200))
+        response = httpx.post(simulator.url + "/upload/image", content=body, timeout=60,
+                              headers={"Content-Type": "multipart/form-data; boundary=comfykitBOUNDARY"})
+    assert response.status_code == recording["status"] == 413
+    assert response.text.startswith(f"Maximum request body size {limit} exceeded")
+    assert response.text == "Maximum request body size 104857600 exceeded."
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_mask_upload_answers_like_the_recording(version: str, tmp_path: Path) -> None:
+    recording = _load(version, "post_upload_mask")
+    recorded_fields = recording["request"]["multipart"].items()
+    fields = {k: (json.dumps(v) if isinstance(v, dict) else v) for k, v in recorded_fields if k != "image"}
+    with ComfyUISimulator(port=0, comfyui_version=version, root=tmp_path) as simulator:
+        (simulator.files.input_dir / "comfykit_upload.png").write_bytes(_png())
+        files = {"image": ("comfykit_mask.png", _png("RGBA", (0, 0, 0, 77)), "image/png")}
+        response = httpx.post(simulator.url + "/upload/mask", files=files, data=fields)
+        saved = simulator.files.input_dir / "clipspace" / "comfykit_mask.png"
+        from PIL import Image
+
+        with Image.open(saved) as image:
+            assert image.mode == "RGBA" and image.getpixel((0, 0)) == (9, 9, 9, 77)
+    _assert_like(response, recording)
+    assert response.json() == recording["body"]["json"]
