@@ -2,7 +2,8 @@
 
 Modules: ``loader`` (files to data to API graphs), ``convert`` (editor workflows to API
 graphs), ``validate`` (structural and schema checks), ``edit`` (``NODE.INPUT=VALUE``
-updates), ``manager`` (``WorkflowManager``), ``problems`` (the ``Problem`` record), ``plugin`` (core hook implementations).
+updates), ``manager`` (``WorkflowManager``), ``templates`` (named parameters), ``sweep``
+(parameter sweeps), ``problems`` (the ``Problem`` record), ``plugin`` (core hook implementations).
 """
 
 from __future__ import annotations
@@ -11,17 +12,40 @@ from comfykit.workflow.convert import ui_to_api
 from comfykit.workflow.edit import Update, apply_updates, find_node, parse_update
 from comfykit.workflow.manager import WorkflowInfo, WorkflowManager, load_workflow, validate_workflow
 from comfykit.workflow.problems import Problem, Severity
+from comfykit.workflow.sweep import SweepAxis, apply_sweep_point, expand_sweep, parse_sweep
+from comfykit.workflow.templates import (
+    Parameter,
+    Template,
+    create_template,
+    find_template,
+    instantiate,
+    list_templates,
+    load_template,
+    save_template,
+)
 
 __all__ = [
+    "Parameter",
     "Problem",
     "Severity",
+    "SweepAxis",
+    "Template",
     "Update",
     "WorkflowInfo",
     "WorkflowManager",
+    "apply_sweep_point",
     "apply_updates",
+    "create_template",
+    "expand_sweep",
     "find_node",
+    "find_template",
+    "instantiate",
+    "list_templates",
+    "load_template",
     "load_workflow",
+    "parse_sweep",
     "parse_update",
+    "save_template",
     "ui_to_api",
     "validate_workflow",
 ]
