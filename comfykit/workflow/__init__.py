@@ -9,8 +9,15 @@ updates), ``manager`` (``WorkflowManager``), ``templates`` (named parameters), `
 from __future__ import annotations
 
 from comfykit.workflow.convert import ui_to_api
-from comfykit.workflow.edit import Update, apply_updates, find_node, parse_update
-from comfykit.workflow.manager import WorkflowInfo, WorkflowManager, load_workflow, validate_workflow
+from comfykit.workflow.edit import Update, apply_updates, find_node, merge_workflows, node_address, parse_update
+from comfykit.workflow.manager import (
+    WorkflowInfo,
+    WorkflowManager,
+    check_workflow,
+    get_workflow_info,
+    load_workflow,
+    validate_workflow,
+)
 from comfykit.workflow.problems import Problem, Severity
 from comfykit.workflow.sweep import SweepAxis, apply_sweep_point, expand_sweep, parse_sweep
 from comfykit.workflow.templates import (
@@ -35,14 +42,18 @@ __all__ = [
     "WorkflowManager",
     "apply_sweep_point",
     "apply_updates",
+    "check_workflow",
     "create_template",
     "expand_sweep",
     "find_node",
     "find_template",
+    "get_workflow_info",
     "instantiate",
     "list_templates",
     "load_template",
     "load_workflow",
+    "merge_workflows",
+    "node_address",
     "parse_sweep",
     "parse_update",
     "save_template",
