@@ -23,7 +23,10 @@ class Update:
 
 def parse_update(text: str) -> Update:
     """Parse ``3.seed=42`` or ``"Positive Prompt".text=a cat``; the value is JSON where it parses, else text."""
-    target, sep, raw = text.partition("=")
+    # A quoted title may itself contain '=', so look for the separator after the closing quote.
+    skip = text.find('"', text.find('"') + 1) + 1 if text.lstrip().startswith('"') else 0
+    head, sep, raw = text[skip:].partition("=")
+    target = text[:skip] + head
     if not sep:
         raise WorkflowError(f"update {text!r} has no '='", hint='Write NODE.INPUT=VALUE, e.g. 3.seed=42 or "Title".text=cat')
     target = target.strip()
