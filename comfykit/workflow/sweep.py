@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
@@ -37,12 +37,16 @@ _RANGE = re.compile(rf"^\s*({_NUMBER})\s*\.\.\s*({_NUMBER})\s*(?:\.\.\s*({_NUMBE
 _HINT = 'Write NAME=A..B, NAME=A..B..STEP or NAME=v1,v2,... e.g. seed=1..10, cfg=5,7.5, sampler=euler,"dpm 2"'
 
 
+def _as_tuple(values: Iterable[Any]) -> tuple[Any, ...]:
+    return tuple(values)
+
+
 @attrs.frozen
 class SweepAxis:
     """One swept name and the values it takes, in order."""
 
     name: str
-    values: tuple[Any, ...] = attrs.field(converter=tuple)
+    values: tuple[Any, ...] = attrs.field(converter=_as_tuple)
 
 
 def _split_name(text: str) -> tuple[str, str]:
