@@ -77,12 +77,11 @@ def apply_updates(workflow: Mapping[str, Any], updates: Iterable[Update | str]) 
 
 
 def node_address(workflow: Mapping[str, Any], node_id: str) -> str:
-    """The most readable name :func:`find_node` resolves back to ``node_id``: its unique class, its title, or its id."""
+    """The most readable name :func:`find_node` resolves back to ``node_id``: its title, its unique class, or its id."""
     node = workflow[node_id]
     title = (node.get("_meta") or {}).get("title") if isinstance(node.get("_meta"), Mapping) else None
-    candidates = [str(node.get("class_type") or "")]
-    if isinstance(title, str) and title and '"' not in title:
-        candidates.append(title)
+    candidates = [title] if isinstance(title, str) and title and '"' not in title else []
+    candidates.append(str(node.get("class_type") or ""))
     for candidate in candidates:
         if not candidate:
             continue

@@ -17,12 +17,11 @@ from pathlib import Path
 from typing import Any, Literal, overload
 
 import attrs
-import yaml
 
 from comfykit.errors import ConversionError, WorkflowError, WorkflowLoadError
 from comfykit.plugins import PluginManager, get_plugin_manager
 from comfykit.workflow.edit import Update, apply_updates, find_node, merge_workflows, node_address
-from comfykit.workflow.loader import is_ui_workflow
+from comfykit.workflow.loader import dump_yaml, is_ui_workflow
 from comfykit.workflow.problems import Problem
 from comfykit.workflow.templates import Template, create_template, find_template, instantiate, list_templates, save_template
 
@@ -229,7 +228,7 @@ class WorkflowManager:
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
         if target.suffix.lower() in (".yaml", ".yml"):
-            text = yaml.safe_dump(dict(workflow), sort_keys=False, allow_unicode=True)
+            text = dump_yaml(dict(workflow))
         else:
             text = json.dumps(workflow, indent=2, ensure_ascii=False) + "\n"
         temporary = target.with_name(f".{target.name}.tmp")

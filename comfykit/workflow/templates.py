@@ -39,6 +39,7 @@ import yaml
 
 from comfykit.errors import TemplateError, WorkflowError
 from comfykit.workflow.edit import find_node, parse_update
+from comfykit.workflow.loader import dump_yaml
 
 __all__ = [
     "MISSING",
@@ -457,7 +458,7 @@ def save_template(template: Template, path: str | Path, *, workflow_file: str | 
     else:
         data["workflow"] = template.workflow
     data["parameters"] = {key: param.to_dict() for key, param in template.parameters.items()}
-    text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+    text = dump_yaml(data)
     temporary = target.with_name(f".{target.name}.tmp")
     temporary.write_text(text, encoding="utf-8")
     temporary.replace(target)

@@ -174,9 +174,7 @@ def _check_value(
     if kind in ("INT", "FLOAT"):
         try:
             number = int(value) if kind == "INT" else float(value)
-            if isinstance(value, bool):
-                raise ValueError("a boolean")
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             return Problem("invalid_input_type", f"{value!r} is not a valid {kind}", input_name=name,
                            hint="Give a number.", **where)
         if "min" in options and number < options["min"]:
@@ -185,6 +183,10 @@ def _check_value(
         if "max" in options and number > options["max"]:
             return Problem("value_bigger_than_max", f"{number} is above the maximum {options['max']}",
                            input_name=name, hint=f"Use a value from {options.get('min', '-∞')} to {options['max']}.", **where)
+        if isinstance(value, bool):
+            # The server converts with int()/float() and accepts it, so this is only a warning.
+            return Problem("value_coerced", f"{value!r} is a boolean; the server reads it as {number}", input_name=name,
+                           severity=Severity.WARNING, hint="Give a number.", **where)
         return None
     choices = _options(spec)
     if choices is not None and value not in choices and where["class_type"] != "LoadImage":
@@ -193,6 +195,7 @@ def _check_value(
         return Problem("value_not_in_list", f"{value!r} is not one of the server's values", input_name=name,
                        hint=hint, **where)
     if kind == "BOOLEAN" and not isinstance(value, bool):
-        return Problem("invalid_input_type", f"{value!r} is not true or false", input_name=name,
-                       severity=Severity.ERROR, **where)
+        # The server applies bool(), so "false" (a non-empty text) silently becomes True.
+        return Problem("value_coerced", f"{value!r} is not true or false; the server reads it as {bool(value)}",
+                       input_name=name, severity=Severity.WARNING, hint="Give true or false (JSON booleans).", **where)
     return None
