@@ -16,6 +16,8 @@ from comfykit.workflow.manager import (
     check_workflow,
     get_workflow_info,
     load_workflow,
+    read_object_info,
+    validate_before_send,
     validate_workflow,
 )
 from comfykit.workflow.problems import Problem, Severity
@@ -56,7 +58,9 @@ __all__ = [
     "node_address",
     "parse_sweep",
     "parse_update",
+    "read_object_info",
     "save_template",
     "ui_to_api",
+    "validate_before_send",
     "validate_workflow",
 ]

@@ -18,14 +18,23 @@ from typing import Any, Literal, overload
 
 import attrs
 
-from comfykit.errors import ConversionError, WorkflowError, WorkflowLoadError
+from comfykit.errors import ConversionError, WorkflowError, WorkflowLoadError, WorkflowValidationError
 from comfykit.plugins import PluginManager, get_plugin_manager
 from comfykit.workflow.edit import Update, apply_updates, find_node, merge_workflows, node_address
 from comfykit.workflow.loader import dump_yaml, is_ui_workflow
 from comfykit.workflow.problems import Problem
 from comfykit.workflow.templates import Template, create_template, find_template, instantiate, list_templates, save_template
 
-__all__ = ["WorkflowInfo", "WorkflowManager", "check_workflow", "get_workflow_info", "load_workflow", "validate_workflow"]
+__all__ = [
+    "WorkflowInfo",
+    "WorkflowManager",
+    "check_workflow",
+    "get_workflow_info",
+    "load_workflow",
+    "read_object_info",
+    "validate_before_send",
+    "validate_workflow",
+]
 
 
 def _manager(plugin_manager: PluginManager | None, client: Any) -> PluginManager:
@@ -123,6 +132,71 @@ def validate_workflow(
     if detailed:
         return ok, problems
     return ok, [str(p) for p in problems]
+
+
+def _setting(config: Any, dotted: str, default: Any) -> Any:
+    """A dotted config key from a :class:`~comfykit.config.Config` or a plain (possibly nested) mapping."""
+    if not isinstance(config, Mapping):
+        return default
+    if dotted in config:
+        return config[dotted]
+    section, _, key = dotted.partition(".")
+    nested = config.get(section)
+    return nested.get(key, default) if isinstance(nested, Mapping) else default
+
+
+def read_object_info(path: str | Path) -> dict[str, Any]:
+    """A saved ``/object_info`` answer (JSON, optionally gzipped) for offline schema checks."""
+    import gzip
+
+    file = Path(path)
+    try:
+        raw = file.read_bytes()
+        if raw[:2] == b"\x1f\x8b":
+            raw = gzip.decompress(raw)
+        data = json.loads(raw)
+    except OSError as exc:
+        raise WorkflowLoadError(f"cannot read the saved /object_info: {exc.strerror or exc}", path=str(file),
+                                hint="Save one with: curl http://SERVER/object_info > object_info.json") from None
+    except (ValueError, EOFError) as exc:
+        raise WorkflowLoadError(f"the saved /object_info is not valid JSON: {exc}", path=str(file)) from None
+    if not isinstance(data, dict):
+        raise WorkflowLoadError("the saved /object_info is not a JSON object", path=str(file))
+    return data
+
+
+def validate_before_send(
+    workflow: Mapping[str, Any],
+    *,
+    client: Any = None,
+    config: Mapping[str, Any] | None = None,
+    object_info: Mapping[str, Any] | None = None,
+    plugin_manager: PluginManager | None = None,
+    path: str | None = None,
+) -> list[Problem]:
+    """The check to run before ``POST /prompt``; raises :class:`WorkflowValidationError` listing every error.
+
+    Does nothing (returns ``[]``) when the config's ``workflow.validate_before_send`` is
+    off (``config`` defaults to the client's).  Schema checks use ``object_info``, else the
+    saved copy named by ``workflow.object_info``, else the client's cached ``/object_info``.
+    Returns the warnings when there are no errors.
+    """
+    settings = config if config is not None else getattr(client, "config", None)
+    if not _setting(settings, "workflow.validate_before_send", True):
+        return []
+    info = object_info
+    saved = _setting(settings, "workflow.object_info", None)
+    if info is None and saved:
+        info = read_object_info(saved)
+    problems = check_workflow(workflow, client=client if info is None else None, object_info=info,
+                              plugin_manager=plugin_manager or getattr(client, "plugin_manager", None))
+    errors = [p for p in problems if p.is_error]
+    if errors:
+        raise WorkflowValidationError(
+            f"the workflow has {len(errors)} error{'s' if len(errors) > 1 else ''}; it was not sent", problems=errors,
+            path=path,
+        )
+    return problems
 
 
 # Inputs a user usually wants to change between runs; ``text`` only on text encoders.

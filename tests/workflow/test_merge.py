@@ -195,3 +195,38 @@ def test_update_strings_round_trip(node: tuple[str, str], name: str, value: Any)
         assert math.isclose(update.value, value) or update.value == value
     else:
         assert update.value == value
+
+
+def test_validate_before_send_follows_the_config(tmp_path: Path) -> None:
+    from comfykit import ComfyUIClient
+    from comfykit.errors import WorkflowLoadError, WorkflowValidationError
+    from comfykit.testing import ComfyUISimulator
+    from comfykit.workflow import read_object_info, validate_before_send
+
+    broken = copy.deepcopy(INVERT)
+    broken["1"]["inputs"]["width"] = 0
+    broken["2"]["inputs"]["image"] = ["9", 0]
+    with ComfyUISimulator(port=0) as sim, ComfyUIClient(url=sim.url, plugin_options=["no:monitor"]) as client:
+        assert validate_before_send(INVERT, client=client) == []
+        with pytest.raises(WorkflowValidationError, match="has 2 errors; it was not sent") as caught:
+            validate_before_send(broken, client=client, path="w.json")
+        assert {p.code for p in caught.value.problems} == {"value_smaller_than_min", "link_to_missing_node"}
+        assert str(caught.value).startswith("w.json: ") and "input 'width'" in str(caught.value)
+        assert validate_before_send(broken, client=client, config={"workflow": {"validate_before_send": False}}) == []
+    # Offline: the saved /object_info named in the config.
+    saved = tmp_path / "object_info.json"
+    saved.write_text(json.dumps(INFO))
+    settings = {"workflow.validate_before_send": True, "workflow.object_info": str(saved)}
+    assert read_object_info(saved)["ImageInvert"] == INFO["ImageInvert"]
+    with pytest.raises(WorkflowValidationError):
+        validate_before_send(broken, config=settings)
+    warned = _with_bool_batch()
+    assert [p.code for p in validate_before_send(warned, config=settings)] == ["value_coerced"]
+    with pytest.raises(WorkflowLoadError, match="cannot read the saved /object_info"):
+        validate_before_send(INVERT, config={"workflow.object_info": str(tmp_path / "absent.json")})
+
+
+def _with_bool_batch() -> dict[str, Any]:
+    graph = copy.deepcopy(INVERT)
+    graph["1"]["inputs"]["batch_size"] = True
+    return graph
