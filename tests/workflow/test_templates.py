@@ -286,3 +286,13 @@ def test_invalid_values_always_raise_template_errors(bad: tuple[str, Any]) -> No
     values: dict[str, Any] = {"i": 1, "f": 1.0, "s": "x", "b": True, "c": "euler", name: value}
     with pytest.raises(TemplateError):
         instantiate(TYPED, values)
+
+
+def test_the_documented_template_example_loads(tmp_path: Path) -> None:
+    text = (ROOT / "docs" / "workflows.md").read_text()
+    block = text.split("```yaml\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "txt2img.template.yaml").write_text(block)
+    (tmp_path / "txt2img.json").write_text(json.dumps(KSAMPLER))
+    template = find_template("txt2img", {"workflow.templates_dir": str(tmp_path)})
+    graph = instantiate(template, {"prompt": "a cat", "seed": "42"})
+    assert graph["3"]["inputs"]["text"] == "a cat" and graph["6"]["inputs"]["seed"] == 42
