@@ -79,7 +79,7 @@ def _find_cycle(workflow: Mapping[str, Any]) -> list[str] | None:
             continue
         path: list[str] = [root]
         on_path: set[str] = {root}
-        pending: list[list[str]] = [_links(workflow, root)]
+        pending: list[list[str]] = [_links(workflow, root)[::-1]]
         while pending:
             if not pending[-1]:
                 finished = path.pop()
@@ -94,7 +94,7 @@ def _find_cycle(workflow: Mapping[str, Any]) -> list[str] | None:
                 continue
             path.append(child)
             on_path.add(child)
-            pending.append(_links(workflow, child))
+            pending.append(_links(workflow, child)[::-1])
     return None
 
 
