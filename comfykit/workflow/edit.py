@@ -1,4 +1,4 @@
-"""Editing API graphs: ``NODE.INPUT=VALUE`` updates, with nodes addressed by id, title or unique class."""
+"""Editing API graphs: ``NODE.INPUT=VALUE`` updates (nodes addressed by id, title or unique class), and merging."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import attrs
 
 from comfykit.errors import WorkflowError
 
-__all__ = ["Update", "apply_updates", "find_node", "parse_update"]
+__all__ = ["Update", "apply_updates", "find_node", "merge_workflows", "node_address", "parse_update"]
 
 
 @attrs.frozen
@@ -23,7 +23,10 @@ class Update:
 
 def parse_update(text: str) -> Update:
     """Parse ``3.seed=42`` or ``"Positive Prompt".text=a cat``; the value is JSON where it parses, else text."""
-    target, sep, raw = text.partition("=")
+    # A quoted title may itself contain '=', so look for the separator after the closing quote.
+    skip = text.find('"', text.find('"') + 1) + 1 if text.lstrip().startswith('"') else 0
+    head, sep, raw = text[skip:].partition("=")
+    target = text[:skip] + head
     if not sep:
         raise WorkflowError(f"update {text!r} has no '='", hint='Write NODE.INPUT=VALUE, e.g. 3.seed=42 or "Title".text=cat')
     target = target.strip()
@@ -71,3 +74,61 @@ def apply_updates(workflow: Mapping[str, Any], updates: Iterable[Update | str]) 
         node_id = find_node(result, parsed.node)
         result[node_id].setdefault("inputs", {})[parsed.input] = parsed.value
     return result
+
+
+def node_address(workflow: Mapping[str, Any], node_id: str) -> str:
+    """The most readable name :func:`find_node` resolves back to ``node_id``: its title, its unique class, or its id."""
+    node = workflow[node_id]
+    title = (node.get("_meta") or {}).get("title") if isinstance(node.get("_meta"), Mapping) else None
+    candidates = [title] if isinstance(title, str) and title and '"' not in title else []
+    candidates.append(str(node.get("class_type") or ""))
+    for candidate in candidates:
+        if not candidate:
+            continue
+        try:
+            if find_node(workflow, candidate) == node_id:
+                plain = candidate.replace("_", "").replace("-", "").isalnum()
+                return candidate if plain else f'"{candidate}"'
+        except WorkflowError:
+            continue  # ambiguous: try the next way of naming it
+    return node_id
+
+
+def _is_link(value: Any) -> bool:
+    return isinstance(value, list) and len(value) == 2 and isinstance(value[0], str) and isinstance(value[1], int)
+
+
+def _renamed(workflow: Mapping[str, Any], prefix: str | None) -> dict[str, Any]:
+    if not prefix:
+        return copy.deepcopy(dict(workflow))
+    result: dict[str, Any] = {}
+    for node_id, node in workflow.items():
+        copied = copy.deepcopy(node)
+        inputs = copied.get("inputs") if isinstance(copied, dict) else None
+        if isinstance(inputs, dict):
+            for name, value in inputs.items():
+                if _is_link(value):
+                    # Links stay in their own graph's namespace, so even dangling ones keep meaning the same node.
+                    inputs[name] = [f"{prefix}{value[0]}", value[1]]
+        result[f"{prefix}{node_id}"] = copied
+    return result
+
+
+def merge_workflows(
+    first: Mapping[str, Any], second: Mapping[str, Any], *, prefix_a: str | None = None, prefix_b: str | None = "b_"
+) -> dict[str, Any]:
+    """One graph holding both workflows; node ids are prefixed (and every link rewritten to match).
+
+    By default only the second graph's ids get ``b_``; ids that still collide raise
+    :class:`WorkflowError`.  Neither input is modified.
+    """
+    a = _renamed(first, prefix_a)
+    b = _renamed(second, prefix_b)
+    clashes = sorted(set(a) & set(b))
+    if clashes:
+        shown = ", ".join(clashes[:10]) + (f" and {len(clashes) - 10} more" if len(clashes) > 10 else "")
+        raise WorkflowError(
+            f"cannot merge: both workflows have node id(s) {shown}",
+            hint="Pass prefix_b= (and/or prefix_a=) so the ids differ, e.g. prefix_b='b_'.",
+        )
+    return {**a, **b}

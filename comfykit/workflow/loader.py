@@ -18,7 +18,7 @@ import yaml
 
 from comfykit.errors import ConversionError, WorkflowLoadError
 
-__all__ = ["is_api_graph", "is_ui_workflow", "read_workflow_file", "to_api_graph"]
+__all__ = ["dump_yaml", "is_api_graph", "is_ui_workflow", "read_workflow_file", "to_api_graph"]
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -97,3 +97,11 @@ def to_api_graph(data: Any, source: str | None) -> dict[str, Any] | None:
     if isinstance(data, Mapping) and not data:
         raise ConversionError("the workflow is empty", path=source, hint="Export it again with 'Export (API)'.")
     return None
+
+
+def dump_yaml(data: Any) -> str:
+    """YAML text that loads back equal: readable Unicode, except that PyYAML mangles U+0085 unescaped."""
+    text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+    if "\x85" in text:
+        text = yaml.safe_dump(data, sort_keys=False, allow_unicode=False)
+    return text

@@ -48,7 +48,9 @@ def check_structure(workflow: Any) -> list[Problem]:
                 ))
     cycle = _find_cycle(workflow)
     if cycle:
-        path = " -> ".join(cycle)
+        # A long cycle is shortened so that one message per node does not grow with the square of its length.
+        shown = cycle if len(cycle) <= 12 else [*cycle[:6], f"... ({len(cycle) - 11} more)", *cycle[-5:]]
+        path = " -> ".join(shown)
         for node_id in dict.fromkeys(cycle):
             node = workflow[node_id]
             problems.append(Problem("dependency_cycle", f"dependency cycle: {path}", node_id=node_id,
@@ -56,31 +58,43 @@ def check_structure(workflow: Any) -> list[Problem]:
     return problems
 
 
+def _links(workflow: Mapping[str, Any], node_id: str) -> list[str]:
+    node = workflow.get(node_id)
+    inputs = node.get("inputs", {}) if isinstance(node, Mapping) else {}
+    if not isinstance(inputs, Mapping):
+        return []
+    return [value[0] for value in inputs.values() if _is_link(value) and isinstance(workflow.get(value[0]), Mapping)]
+
+
 def _find_cycle(workflow: Mapping[str, Any]) -> list[str] | None:
-    state: dict[str, int] = {}
-    stack: list[str] = []
+    """One dependency cycle as a path of ids, or ``None``.
 
-    def visit(node_id: str) -> list[str] | None:
-        if state.get(node_id) == 1:
-            return [*stack[stack.index(node_id):], node_id]
-        if state.get(node_id) == 2 or not isinstance(workflow.get(node_id), Mapping):
-            return None
-        state[node_id] = 1
-        stack.append(node_id)
-        inputs = workflow[node_id].get("inputs", {})
-        for value in inputs.values() if isinstance(inputs, Mapping) else ():
-            if _is_link(value):
-                found = visit(value[0])
-                if found:
-                    return found
-        stack.pop()
-        state[node_id] = 2
-        return None
-
-    for node_id in workflow:
-        found = visit(str(node_id))
-        if found:
-            return found
+    Depth-first search with an explicit stack: a long chain (thousands of nodes listed
+    output first) would overflow Python's recursion limit.
+    """
+    done: set[str] = set()
+    for root in workflow:
+        root = str(root)
+        if root in done or not isinstance(workflow.get(root), Mapping):
+            continue
+        path: list[str] = [root]
+        on_path: set[str] = {root}
+        pending: list[list[str]] = [_links(workflow, root)[::-1]]
+        while pending:
+            if not pending[-1]:
+                finished = path.pop()
+                on_path.discard(finished)
+                done.add(finished)
+                pending.pop()
+                continue
+            child = pending[-1].pop()
+            if child in on_path:
+                return [*path[path.index(child):], child]
+            if child in done:
+                continue
+            path.append(child)
+            on_path.add(child)
+            pending.append(_links(workflow, child)[::-1])
     return None
 
 
@@ -160,9 +174,7 @@ def _check_value(
     if kind in ("INT", "FLOAT"):
         try:
             number = int(value) if kind == "INT" else float(value)
-            if isinstance(value, bool):
-                raise ValueError("a boolean")
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             return Problem("invalid_input_type", f"{value!r} is not a valid {kind}", input_name=name,
                            hint="Give a number.", **where)
         if "min" in options and number < options["min"]:
@@ -171,6 +183,10 @@ def _check_value(
         if "max" in options and number > options["max"]:
             return Problem("value_bigger_than_max", f"{number} is above the maximum {options['max']}",
                            input_name=name, hint=f"Use a value from {options.get('min', '-∞')} to {options['max']}.", **where)
+        if isinstance(value, bool):
+            # The server converts with int()/float() and accepts it, so this is only a warning.
+            return Problem("value_coerced", f"{value!r} is a boolean; the server reads it as {number}", input_name=name,
+                           severity=Severity.WARNING, hint="Give a number.", **where)
         return None
     choices = _options(spec)
     if choices is not None and value not in choices and where["class_type"] != "LoadImage":
@@ -179,6 +195,7 @@ def _check_value(
         return Problem("value_not_in_list", f"{value!r} is not one of the server's values", input_name=name,
                        hint=hint, **where)
     if kind == "BOOLEAN" and not isinstance(value, bool):
-        return Problem("invalid_input_type", f"{value!r} is not true or false", input_name=name,
-                       severity=Severity.ERROR, **where)
+        # The server applies bool(), so "false" (a non-empty text) silently becomes True.
+        return Problem("value_coerced", f"{value!r} is not true or false; the server reads it as {bool(value)}",
+                       input_name=name, severity=Severity.WARNING, hint="Give true or false (JSON booleans).", **where)
     return None
