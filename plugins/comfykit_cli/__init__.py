@@ -46,6 +46,10 @@ class ComfykitGroup(click.Group):
             state = ctx.find_object(CliState)
             verbose = state is not None and state.verbose > 0
             raise click.exceptions.Exit(report_error(exc, verbose=verbose)) from None
+        finally:
+            state = ctx.find_object(CliState)
+            if state is not None:
+                state.close_logging()
 
 
 def report_error(exc: BaseException, *, verbose: bool) -> int:
@@ -65,8 +69,12 @@ def report_error(exc: BaseException, *, verbose: bool) -> int:
     return 1
 
 
-def build_cli(plugin_options: Sequence[str] = ()) -> click.Group:
-    """The root ``comfykit`` group with every plugin's commands registered."""
+def build_cli(plugin_options: Sequence[str] = (), plugins: Sequence[object] = ()) -> click.Group:
+    """The root ``comfykit`` group with every plugin's commands registered.
+
+    ``plugin_options`` are ``-p`` values; ``plugins`` are extra plugin objects
+    (as an application embedding the CLI, or a test, would pass them).
+    """
     from comfykit.plugins import get_plugin_manager, parse_plugin_options
 
     @click.group(cls=ComfykitGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -93,7 +101,7 @@ def build_cli(plugin_options: Sequence[str] = ()) -> click.Group:
         state.quiet = quiet
 
     enable, disable = parse_plugin_options(plugin_options)
-    manager = get_plugin_manager(enable=enable, disable=disable)
+    manager = get_plugin_manager(plugins=plugins, enable=enable, disable=disable)
     manager.register_commands(cli)
     return cli
 

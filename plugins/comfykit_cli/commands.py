@@ -69,6 +69,7 @@ def _cancel_prompt(client: Any, prompt_id: str) -> None:
 
 
 def register(cli: click.Group) -> None:
+    from comfykit_cli.batch import register as register_batch
     from comfykit_cli.more import register as register_more
 
     @cli.command()
@@ -209,5 +210,6 @@ def register(cli: click.Group) -> None:
                "system_stats": info.system_stats}, get_state().json(as_json),
               f"ComfyUI {info.version} (jobs API: {'yes' if info.has_jobs_api else 'no'})")
 
+    register_batch(cli)
     register_more(cli)
 

@@ -25,8 +25,7 @@ __all__ = ["BatchReporter", "emit_event", "follow_job", "job_mode", "job_record"
 
 
 def stdout_is_tty() -> bool:
-    isatty = getattr(click.get_text_stream("stdout"), "isatty", None)
-    return bool(isatty()) if callable(isatty) else False
+    return sys.stdout.isatty()
 
 
 def emit_event(event: str, **data: Any) -> None:

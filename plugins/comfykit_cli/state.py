@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
 __all__ = ["CliState", "get_state"]
 
+log = logging.getLogger("comfykit.cli")
+
 _LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
 
@@ -73,10 +75,7 @@ class CliState:
         index = min(len(_LEVELS) - 1, max(0, index - self.verbose + self.quiet))
         level = getattr(logging, _LEVELS[index])
         logger = logging.getLogger("comfykit")
-        # In-process runs (tests, scripts calling main()) must not pile up handlers run after run.
-        for handler in [h for h in logger.handlers if getattr(h, "_comfykit_cli", False)]:
-            logger.removeHandler(handler)
-            handler.close()
+        self.close_logging()
         formatter = logging.Formatter(str(config.get("logging.format") or "%(levelname)s %(name)s: %(message)s"))
         handlers: list[logging.Handler] = []
         if config.get("logging.console", True):
@@ -90,6 +89,13 @@ class CliState:
             logger.addHandler(handler)
         logger.setLevel(level)
 
+    def close_logging(self) -> None:
+        """Remove the handlers a run added, so in-process runs (tests, scripts calling main()) do not pile them up."""
+        logger = logging.getLogger("comfykit")
+        for handler in [h for h in logger.handlers if getattr(h, "_comfykit_cli", False)]:
+            logger.removeHandler(handler)
+            handler.close()
+
     def client(self, local_servers: Sequence[str] = (), overrides: Mapping[str, Any] | None = None) -> ComfyUIClient:
         """A client for the chosen server, with the run's config and ``-p`` plugin options."""
         from comfykit import ComfyUIClient
@@ -97,7 +103,9 @@ class CliState:
         config = self.config()
         if overrides:
             config = config.with_overrides(overrides)
-        return ComfyUIClient(url=self.server(local_servers), config=config, plugin_options=self.plugin_options)
+        client = ComfyUIClient(url=self.server(local_servers), config=config, plugin_options=self.plugin_options)
+        log.debug("talking to %s (config file: %s)", client.base_url, config.path or "none")
+        return client
 
 
 def get_state() -> CliState:
