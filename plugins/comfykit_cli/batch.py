@@ -140,7 +140,12 @@ def register(cli: click.Group) -> None:
             raise click.UsageError("give workflow files or folders, or --resume JOURNAL")
         if resume and journal and Path(resume).resolve() != Path(journal).resolve():
             raise click.UsageError("--journal and --resume name different files; give one of them")
-        combos = expand_sweep([parse_sweep(text) for text in sweeps])
+        from comfykit.errors import WorkflowError
+
+        try:
+            combos = expand_sweep([parse_sweep(text) for text in sweeps])
+        except WorkflowError as exc:
+            raise click.BadParameter(str(exc), param_hint="--sweep") from None
         files = dict(parse_assignment(text, "--input") for text in inputs)
         paths = workflow_files(sources)
         overrides: dict[str, Any] = {"output.output_dir": output_dir}

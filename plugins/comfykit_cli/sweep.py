@@ -25,6 +25,8 @@ __all__ = ["MAX_SWEEP_JOBS", "expand_sweep", "parse_sweep"]
 MAX_SWEEP_JOBS = 1_000_000
 
 _RANGE = re.compile(r"^\s*(-?[\d.]+)\s*\.\.\s*(-?[\d.]+)\s*(?::\s*(-?[\d.]+)\s*)?$")
+#: Starts like a range (a number then ``..``) but did not parse as one: a typo, not a text value.
+_RANGE_LIKE = re.compile(r"^\s*-?\d[\d.]*\s*\.\.")
 
 
 def _value(text: str) -> Any:
@@ -76,6 +78,9 @@ def parse_sweep(text: str) -> tuple[str, list[Any]]:
     match = _RANGE.match(raw)
     if match:
         return name, _range(text, *match.groups())
+    if _RANGE_LIKE.match(raw) and "," not in raw:
+        raise WorkflowError(f"--sweep {text!r}: {raw!r} is not a range of numbers",
+                            hint="Write a range as 1..10 or 0.5..2:0.5, or a list as a,b,c.")
     return name, [_value(part.strip()) for part in raw.split(",")]
 
 
