@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -60,7 +61,7 @@ def test_a_name_given_twice_is_refused() -> None:
 
 
 def test_sweep_values_reach_nodes_by_id_title_class_or_bare_input() -> None:
-    workflow = {
+    workflow: dict[str, Any] = {
         "1": {"class_type": "KSampler", "inputs": {"seed": 0, "cfg": 7}},
         "2": {"class_type": "KSampler", "inputs": {"seed": 0, "cfg": 7}, "_meta": {"title": "Second"}},
         "3": {"class_type": "CLIPTextEncode", "inputs": {"text": ""}},
