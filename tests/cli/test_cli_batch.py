@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from click.testing import CliRunner, Result
 
 from comfykit.testing import ComfyUISimulator
@@ -19,6 +20,12 @@ from comfykit_cli import build_cli
 
 RECORDINGS = Path(__file__).resolve().parent.parent / "fixtures" / "recordings" / "0.33.0" / "workflows"
 INVERT = str(RECORDINGS / "invert_save.json")
+
+
+@pytest.fixture(autouse=True)
+def _in_tmp_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Outputs default to ./outputs: keep them out of the checkout.
+    monkeypatch.chdir(tmp_path)
 
 
 def run(*args: str) -> Result:

@@ -21,6 +21,12 @@ LOAD_INVERT = str(RECORDINGS / "load_invert_save.json")
 CLOSED = "http://127.0.0.1:9"
 
 
+@pytest.fixture(autouse=True)
+def _in_tmp_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Outputs default to ./outputs: keep them out of the checkout.
+    monkeypatch.chdir(tmp_path)
+
+
 def run(*args: str, plugins: tuple[object, ...] = ()) -> Result:
     return CliRunner().invoke(build_cli(plugins=plugins), list(args), prog_name="comfykit")
 
