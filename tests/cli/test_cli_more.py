@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -281,3 +283,11 @@ def _ui_workflow() -> dict[str, Any]:
         ],
         "links": [[1, 1, 0, 2, 0, "IMAGE"], [2, 2, 0, 3, 0, "IMAGE"]],
     }
+
+
+def test_the_real_entry_point_reports_an_unreachable_server_with_exit_3() -> None:
+    result = subprocess.run([sys.executable, "-m", "comfykit", "--server", CLOSED, "system"], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 3
+    assert result.stderr.startswith("Error: cannot reach ComfyUI at http://127.0.0.1:9")
+    assert "Hint: Is ComfyUI running" in result.stderr and "Traceback" not in result.stderr
