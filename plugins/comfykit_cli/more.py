@@ -309,7 +309,7 @@ def register(cli: click.Group) -> None:
         state = get_state()
         registry = core_registry()
         _plugin_manager().add_config(registry)
-        config = load_config(path=state.config_path, registry=registry)
+        config = load_config(path=state.config_path, registry=registry, overrides={"comfyui.url": state.server()})
         shown = config.redacted()
         data = {key: {"value": shown[key], "source": str(config.source(key))} for key in sorted(shown)}
         if state.json(as_json):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -291,3 +293,31 @@ def test_the_real_entry_point_reports_an_unreachable_server_with_exit_3() -> Non
     assert result.returncode == 3
     assert result.stderr.startswith("Error: cannot reach ComfyUI at http://127.0.0.1:9")
     assert "Hint: Is ComfyUI running" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_config_shows_a_server_given_on_the_command_line() -> None:
+    values = json.loads(run("--server", "http://example.invalid:1", "config", "--json").stdout)["values"]
+    assert values["comfyui.url"] == {"value": "http://example.invalid:1", "source": "argument"}
+
+
+def test_ctrl_c_during_send_wait_cancels_the_job_and_exits_130(tmp_path: Path) -> None:
+    with ComfyUISimulator(port=0, root=tmp_path / "sim") as sim:
+        sim.knobs.node_seconds = 2.0
+        process = subprocess.Popen(
+            [sys.executable, "-m", "comfykit", "--json", "--server", sim.url, "send", INVERT, "--wait"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        try:
+            assert process.stdout is not None
+            queued = json.loads(process.stdout.readline())
+            assert queued["event"] == "queued"
+            process.send_signal(signal.SIGINT)
+            rest, err = process.communicate(timeout=60)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait(10)
+        assert process.returncode == 130, err
+        assert json.loads(rest.splitlines()[-1]) == {"event": "cancelled", "prompt_id": queued["prompt_id"]}
+        queue = httpx.get(sim.url + "/queue", timeout=10).json()
+        assert queued["prompt_id"] not in [item[1] for item in queue["queue_pending"]]
