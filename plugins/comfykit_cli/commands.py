@@ -150,11 +150,12 @@ def register(cli: click.Group) -> None:
                 _emit(answer, as_json, f"queued {prompt_id}")
                 return
             mode = job_mode(as_json)
-            if mode == "json":
-                emit_event("queued", prompt_id=prompt_id, number=answer.get("number"), server=client.base_url)
-            else:
-                click.echo(f"queued {prompt_id}")
             try:
+                # Inside the try: a Ctrl-C right after the job was queued must cancel it too.
+                if mode == "json":
+                    emit_event("queued", prompt_id=prompt_id, number=answer.get("number"), server=client.base_url)
+                else:
+                    click.echo(f"queued {prompt_id}")
                 entry = follow_job(client, prompt_id, timeout, mode)
             except KeyboardInterrupt:
                 _cancel_prompt(client, prompt_id)
