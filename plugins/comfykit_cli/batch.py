@@ -18,6 +18,7 @@ from comfykit_cli.state import get_state
 
 if TYPE_CHECKING:
     from comfykit.queue import QueueManager
+    from comfykit.tracking import JobProgress
 
 #: Files a directory given to ``batch`` contributes, in name order.
 WORKFLOW_SUFFIXES = (".json", ".yaml", ".yml", ".png")
@@ -77,6 +78,17 @@ def _requeue_cancelled(queue: QueueManager) -> int:
             queue.journal.update(job)
             count += 1
     return count
+
+
+def _running_progress(queue: QueueManager) -> dict[str, JobProgress]:
+    """Where each running job is (node, sampler step), from the tracker of the client it runs on."""
+    clients = {client.base_url: client for client in queue.clients}
+    found: dict[str, JobProgress] = {}
+    for job in queue.get_jobs_by_status("running"):
+        client = clients.get(job.server or "")
+        if client is not None and job.prompt_id is not None:
+            found[job.job_id] = client.tracker.progress(job.prompt_id)
+    return found
 
 
 def _check_servers(queue: QueueManager) -> None:
@@ -176,7 +188,7 @@ def register(cli: click.Group) -> None:
             try:
                 queue.start()
                 while not queue.wait_for_completion(0.25):
-                    reporter.tick(queue.get_statistics())
+                    reporter.tick(queue.get_statistics(), _running_progress(queue) if reporter.mode == "rich" else None)
             except KeyboardInterrupt:
                 reporter.mode = "quiet"  # the cancellations below are not news
                 queue.stop(wait=False)

@@ -134,6 +134,7 @@ class BatchReporter:
         self._lock = threading.Lock()
         self._bar: Any = None
         self._task: Any = None
+        self._job_tasks: dict[str, Any] = {}
         if mode == "rich":
             from rich.progress import (
                 BarColumn,
@@ -144,8 +145,8 @@ class BatchReporter:
                 TimeRemainingColumn,
             )
 
-            self._bar = Progress(TextColumn("batch"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[counts]}"),
-                                 TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
+            self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.fields[counts]}"), TimeElapsedColumn(), TimeRemainingColumn())
             self._bar.start()
             self._task = self._bar.add_task("batch", total=total, counts="")
 
@@ -161,16 +162,25 @@ class BatchReporter:
             elif self.mode == "rich" and event == "job_failed":
                 self._bar.console.print(f"[red]failed[/red] {job.job_id}: {job.error}")
 
-    def tick(self, stats: dict[str, Any]) -> None:
+    def tick(self, stats: dict[str, Any], running: dict[str, JobProgress] | None = None) -> None:
+        """Redraw the overall bar, and one line per running job (``job_id -> progress``) when given."""
         if self.mode != "rich":
             return
         done = stats["completed"] + stats["failed"] + stats["cancelled"]
         counts = f"ok {stats['completed']}  failed {stats['failed']}  running {stats['running']}"
         self._bar.update(self._task, completed=done, counts=counts)
+        running = running or {}
+        for job_id in [j for j in self._job_tasks if j not in running]:
+            self._bar.remove_task(self._job_tasks.pop(job_id))
+        for job_id, progress in running.items():
+            text = f"  {job_id[:8]} {_describe(progress)}"
+            if job_id not in self._job_tasks:
+                self._job_tasks[job_id] = self._bar.add_task(text, total=1.0, counts="")
+            self._bar.update(self._job_tasks[job_id], description=text, completed=progress.fraction)
 
     def close(self, stats: dict[str, Any]) -> None:
         if self._bar is not None:
-            self.tick(stats)
+            self.tick(stats, {})
             self._bar.stop()
 
 
