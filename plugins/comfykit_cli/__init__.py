@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 import click
 
 from comfykit.hookspecs import hookimpl
+from comfykit_cli.state import CliState
 
-__all__ = ["build_cli", "main"]
+__all__ = ["CliState", "ComfykitGroup", "build_cli", "main", "report_error"]
 
 
 def _version() -> str:
@@ -24,19 +26,82 @@ def _version() -> str:
     return __version__
 
 
-def build_cli(plugin_options: Sequence[str] = ()) -> click.Group:
-    """The root ``comfykit`` group with every plugin's commands registered."""
+class ComfykitGroup(click.Group):
+    """The root group: turns comfykit's errors into one readable paragraph and an exit code.
+
+    Done here rather than in :func:`main` so click's test runner sees the same
+    exit codes as the console script: 1 for errors, 3 when the server cannot be
+    reached, 130 on Ctrl-C.  The traceback is shown only with ``-v``.
+    """
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            click.echo("Interrupted.", err=True)
+            raise click.exceptions.Exit(130) from None
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except Exception as exc:
+            state = ctx.find_object(CliState)
+            verbose = state is not None and state.verbose > 0
+            raise click.exceptions.Exit(report_error(exc, verbose=verbose)) from None
+        finally:
+            state = ctx.find_object(CliState)
+            if state is not None:
+                state.close_logging()
+
+
+def report_error(exc: BaseException, *, verbose: bool) -> int:
+    """Print ``exc`` for a person (the traceback too when ``verbose``); return the exit code it means."""
+    from comfykit.errors import ComfyKitError, RequestTimeout, ServerUnreachable
+
+    if verbose:
+        import traceback
+
+        click.echo("".join(traceback.format_exception(exc)).rstrip(), err=True)
+    if isinstance(exc, ComfyKitError):
+        click.echo(f"Error: {exc}", err=True)
+        return 3 if isinstance(exc, (ServerUnreachable, RequestTimeout)) else 1
+    click.echo(f"Error: unexpected {type(exc).__name__}: {exc}", err=True)
+    if not verbose:
+        click.echo("Hint: run again with -v to see the traceback, and report it if it looks like a bug.", err=True)
+    return 1
+
+
+def build_cli(plugin_options: Sequence[str] = (), plugins: Sequence[object] = ()) -> click.Group:
+    """The root ``comfykit`` group with every plugin's commands registered.
+
+    ``plugin_options`` are ``-p`` values; ``plugins`` are extra plugin objects
+    (as an application embedding the CLI, or a test, would pass them).
+    """
     from comfykit.plugins import get_plugin_manager, parse_plugin_options
 
-    @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+    @click.group(cls=ComfykitGroup, context_settings={"help_option_names": ["-h", "--help"]})
     @click.version_option(_version(), prog_name="comfykit")
     @click.option("-p", "plugin_option", multiple=True, metavar="NAME",
                   help="Load plugin NAME, or disable it with no:NAME.")
-    def cli(plugin_option: tuple[str, ...]) -> None:
+    @click.option("--server", "servers", multiple=True, metavar="URL",
+                  help="ComfyUI server URL; repeat for a pool (batch). Default: the config, else http://127.0.0.1:8188.")
+    @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+                  help="Config file (default: ./comfykit.yaml, then the user config directory).")
+    @click.option("--json", "as_json", is_flag=True, help="Machine-readable output on stdout (NDJSON for progress).")
+    @click.option("-v", "--verbose", count=True, help="More log output, and tracebacks on errors (repeatable).")
+    @click.option("-q", "--quiet", count=True, help="Less log output (repeatable).")
+    @click.pass_context
+    def cli(ctx: click.Context, plugin_option: tuple[str, ...], servers: tuple[str, ...], config_path: str | None,
+            as_json: bool, verbose: int, quiet: int) -> None:
         """Drive ComfyUI servers: send workflows, run batches, collect outputs."""
+        state = ctx.ensure_object(CliState)
+        state.plugin_options = plugin_option
+        state.servers = servers
+        state.config_path = config_path
+        state.as_json = as_json
+        state.verbose = verbose
+        state.quiet = quiet
 
     enable, disable = parse_plugin_options(plugin_options)
-    manager = get_plugin_manager(enable=enable, disable=disable)
+    manager = get_plugin_manager(plugins=plugins, enable=enable, disable=disable)
     manager.register_commands(cli)
     return cli
 
@@ -54,28 +119,29 @@ def _plugin_options(argv: Sequence[str]) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    from comfykit.errors import ComfyKitError, RequestTimeout, ServerUnreachable
-
+    verbose = any(arg in ("-v", "--verbose") or (arg.startswith("-v") and set(arg[1:]) == {"v"}) for arg in args)
     try:
         cli = build_cli(_plugin_options(args))
         # Without standalone mode click returns the code of a command's Exit instead of raising it.
-        result = cli.main(args=args, prog_name="comfykit", standalone_mode=False)
+        result = cli.main(args=args, prog_name="comfykit", standalone_mode=False, obj=CliState())
         if isinstance(result, int):
             return result
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
+        return 130
+    except KeyboardInterrupt:
+        click.echo("Interrupted.", err=True)
         return 130
     except click.exceptions.Exit as exit_:
         return int(exit_.exit_code)
     except click.UsageError as exc:
         exc.show()
         return 2
-    except (ServerUnreachable, RequestTimeout) as exc:
-        click.echo(f"Error: {exc}", err=True)
-        return 3
-    except ComfyKitError as exc:
-        click.echo(f"Error: {exc}", err=True)
-        return 1
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except Exception as exc:  # errors before a command runs (a broken plugin while building the group)
+        return report_error(exc, verbose=verbose)
     return 0
 
 

@@ -15,9 +15,12 @@ RECORDINGS = Path(__file__).resolve().parent.parent / "fixtures" / "recordings" 
 
 def test_send_wait_json(comfyui_simulator: ComfyUISimulator, capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["send", str(RECORDINGS / "invert_save.json"), "--update", "1.width=32", "--wait", "--json",
-                 "--server", comfyui_simulator.url])
+                 "--no-download", "--server", comfyui_simulator.url])
     assert code == 0
-    result = json.loads(capsys.readouterr().out)
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert events[0]["event"] == "queued"
+    result = events[-1]
+    assert result["event"] == "completed"
     assert result["status"] == "completed"
     assert result["images"][0]["filename"].endswith(".png")
 
