@@ -4,13 +4,15 @@
 
 Every client runs in a fresh child process (CPU time and peak RSS are its own) against a
 simulator in another process.  Ratios are measured in the same run; absolute times are
-this machine's.  What is measured so far: trivial-job throughput of comfykit's client
-against the two baselines in ``baselines.py``, and command start-up time.
+this machine's.  Measured: trivial-job throughput of the QueueManager and the plain client
+against the two baselines in ``baselines.py`` (with completion latency), pool scaling over
+1/2/4 simulators, 10,000 queued jobs, and command start-up time.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import subprocess
@@ -23,6 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import machine, run_child, simulator, table
 
+CLIENTS = ("raw_pipelined", "comfykit_queue", "comfykit_client", "naive_sequential")
+
 
 def throughput(quick: bool) -> tuple[str, list[dict[str, Any]]]:
     sizes = [200] if quick else [200, 2000]
@@ -30,24 +34,60 @@ def throughput(quick: bool) -> tuple[str, list[dict[str, Any]]]:
     rows: list[dict[str, Any]] = []
     for n in sizes:
         for seconds in node_seconds:
+            if n > 200 and seconds > 0.01:
+                continue  # 2,000 x 50 ms is 100 s of pure server time per client: the 200-job row says it
             with simulator(node_seconds=seconds) as url:
                 # Each client gets its own colours: the server's cache must not serve one client's jobs
                 # from another's.
                 results = {
                     client: run_child(client, {"url": url, "n": n, "offset": index * 1_000_000})
-                    for index, client in enumerate(("raw_pipelined", "comfykit_client", "naive_sequential"))
+                    for index, client in enumerate(CLIENTS)
                 }
             limit = results["raw_pipelined"]["wall"]
+            server_minimum = n * seconds * 2
             for client, result in results.items():
                 rows.append({
                     "jobs": n, "job_ms": seconds * 2000, "client": client, "wall_s": result["wall"],
                     "jobs_per_s": n / result["wall"], "ratio_to_limit": result["wall"] / limit,
+                    "ratio_to_server_minimum": result["wall"] / server_minimum if server_minimum else None,
                     "cpu_ms_per_job": 1000 * result["cpu"] / n, "peak_rss_mb": result["rss_mb"],
+                    "latency_ms": result.get("latency_ms"),
                 })
-    headers = ["jobs", "job ms", "client", "wall s", "jobs/s", "x limit", "client CPU ms/job", "peak RSS MB"]
+    headers = ["jobs", "job ms", "client", "wall s", "jobs/s", "x limit", "x server minimum", "client CPU ms/job",
+               "peak RSS MB"]
     text = table(headers, [[r["jobs"], r["job_ms"], r["client"], r["wall_s"], r["jobs_per_s"], r["ratio_to_limit"],
-                            r["cpu_ms_per_job"], r["peak_rss_mb"]] for r in rows])
+                            r["ratio_to_server_minimum"] or "-", r["cpu_ms_per_job"], r["peak_rss_mb"]] for r in rows])
+    latency = [r for r in rows if r["latency_ms"]]
+    text += "\n\nCompletion latency after the server's execution_success (QueueManager):\n\n" + table(
+        ["jobs", "job ms", "p50 ms", "p90 ms", "p99 ms"],
+        [[r["jobs"], r["job_ms"], *r["latency_ms"]] for r in latency],
+    )
     return text, rows
+
+
+def pool(quick: bool) -> tuple[str, list[dict[str, Any]]]:
+    """The same batch on 1, 2 and 4 simulators (50 ms jobs): throughput should scale with the servers."""
+    n = 120 if quick else 400
+    rows: list[dict[str, Any]] = []
+    for size in (1, 2, 4):
+        with contextlib.ExitStack() as stack:
+            urls = [stack.enter_context(simulator(node_seconds=0.025)) for _ in range(size)]
+            result = run_child("comfykit_queue", {"url": urls, "n": n, "offset": size * 1_000_000})
+        rows.append({"servers": size, "wall_s": result["wall"], "jobs_per_s": n / result["wall"]})
+    base = rows[0]["jobs_per_s"]
+    for row in rows:
+        row["speedup"] = row["jobs_per_s"] / base
+    text = table(["servers", "jobs", "wall s", "jobs/s", "x one server"],
+                 [[r["servers"], n, r["wall_s"], r["jobs_per_s"], r["speedup"]] for r in rows])
+    return text, rows
+
+
+def enqueue() -> tuple[str, list[dict[str, Any]]]:
+    """10,000 jobs held by a QueueManager before any is sent: time to add them and peak RSS."""
+    with simulator() as url:
+        result = run_child("queue_enqueue", {"url": url, "n": 10_000})
+    rows = [{"jobs": 10_000, "enqueue_s": result["enqueue_s"], "peak_rss_mb": result["rss_mb"]}]
+    return table(["jobs", "enqueue s", "peak RSS MB"], [[r["jobs"], r["enqueue_s"], r["peak_rss_mb"]] for r in rows]), rows
 
 
 def startup() -> tuple[str, list[dict[str, Any]]]:
@@ -73,7 +113,13 @@ def main() -> int:
     args = parser.parse_args()
     report: dict[str, Any] = {"machine": machine(), "quick": args.quick}
     print(f"Machine: {report['machine']}\n")
-    for name, bench in (("throughput", lambda: throughput(args.quick)), ("startup", startup)):
+    benches = (
+        ("throughput", lambda: throughput(args.quick)),
+        ("pool", lambda: pool(args.quick)),
+        ("enqueue", enqueue),
+        ("startup", startup),
+    )
+    for name, bench in benches:
         text, rows = bench()
         report[name] = rows
         print(f"## {name}\n\n{text}\n")

@@ -39,7 +39,49 @@ def comfykit_client(url: str, jobs: list[dict[str, Any]]) -> None:
             client.wait_for_completion(prompt_id, timeout=600)
 
 
+def comfykit_queue(url: str | list[str], jobs: list[dict[str, Any]], **options: Any) -> dict[str, Any]:
+    """The batch engine: QueueManager on one server or a pool, output sinks on (temp previews are skipped)."""
+    import tempfile
+
+    from comfykit import QueueManager, load_config
+
+    latencies: list[float] = []
+
+    def seen(job: Any) -> None:
+        # Server clock and ours are the same machine's: how long after execution_success we knew.
+        for name, data in (job.history or {}).get("status", {}).get("messages", []):
+            if name == "execution_success":
+                latencies.append(time.time() - data["timestamp"] / 1000)
+
+    with tempfile.TemporaryDirectory() as out:
+        config = load_config(use_file=False, overrides={"output.output_dir": out})
+        servers = url if isinstance(url, list) else [url]
+        with QueueManager(servers=servers, config=config, **options) as queue:
+            queue.on("job_completed", seen)
+            queue.add_jobs_from_list(jobs)
+            stats = queue.run(timeout=3600)
+    if stats["completed"] != len(jobs):
+        raise RuntimeError(f"only {stats['completed']} of {len(jobs)} jobs completed")
+    latencies.sort()
+    return {"latency_ms": [1000 * latencies[int(q * (len(latencies) - 1))] for q in (0.5, 0.9, 0.99)]}
+
+
+def queue_enqueue(url: str, jobs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Memory and time to hold many jobs queued (nothing is sent)."""
+    from comfykit import QueueManager
+
+    started = time.perf_counter()
+    with QueueManager(servers=[url]) as queue:
+        queue.add_jobs_from_list(jobs)
+        return {"enqueue_s": time.perf_counter() - started}
+
+
+#: tasks whose answer adds figures to the result line (the baselines' answers are their own business)
+REPORTING_TASKS = ("comfykit_queue", "queue_enqueue")
+
 TASKS = {
+    "comfykit_queue": comfykit_queue,
+    "queue_enqueue": queue_enqueue,
     "raw_pipelined": lambda url, jobs: raw_pipelined(url, jobs),
     "naive_sequential": lambda url, jobs: naive_sequential(url, jobs),
     "comfykit_client": comfykit_client,
@@ -51,8 +93,9 @@ def main() -> int:
     jobs = prompts(int(params["n"]), int(params.get("offset", 0)))
     started = time.perf_counter()
     cpu_before = cpu_seconds()
-    TASKS[task](params["url"], jobs)
-    result = {"wall": time.perf_counter() - started, "cpu": cpu_seconds() - cpu_before, "rss_mb": peak_rss_mb()}
+    answer = TASKS[task](params["url"], jobs, **params.get("options", {}))
+    extra = answer if task in REPORTING_TASKS else {}
+    result = {"wall": time.perf_counter() - started, "cpu": cpu_seconds() - cpu_before, "rss_mb": peak_rss_mb(), **extra}
     print(json.dumps(result))
     return 0
 

@@ -143,8 +143,8 @@ def register(cli: click.Group) -> None:
         """
         from comfykit.queue import QueueManager
         from comfykit.workflow import apply_updates, load_workflow
+        from comfykit.workflow.sweep import expand_sweep
         from comfykit_cli.progress import emit_event, make_batch_reporter
-        from comfykit_cli.sweep import expand_sweep, parse_sweep
 
         state = get_state()
         as_json = state.json(as_json)
@@ -155,7 +155,7 @@ def register(cli: click.Group) -> None:
         from comfykit.errors import WorkflowError
 
         try:
-            combos = expand_sweep([parse_sweep(text) for text in sweeps])
+            combos = expand_sweep(list(sweeps))
         except WorkflowError as exc:
             raise click.BadParameter(str(exc), param_hint="--sweep") from None
         files = dict(parse_assignment(text, "--input") for text in inputs)
