@@ -114,6 +114,7 @@ class _Server:
         self.last_reconcile = 0.0
         self.uploads = UploadCache()
         self.orphans: set[str] = set()  # resumed prompts: their events go to the old process's socket
+        self.finishing: set[str] = set()  # prompts handed to a finisher
         self.counts: collections.Counter[str] = collections.Counter()
 
     @property
@@ -684,6 +685,10 @@ class QueueManager:
                     return
                 job.status = JobStatus.RUNNING
                 job.started_at = time.time()
+            if what == "finished":
+                if prompt_id in server.finishing:  # already handed to a finisher
+                    return
+                server.finishing.add(prompt_id)
         if what == "started":
             self._journal(job)
             self.plugin_manager.job_started(job, server.client)
@@ -724,6 +729,8 @@ class QueueManager:
         except (TransportError, ServerError) as exc:
             # Finished, but its history could not be read: ask again once the server answers.
             self._server_trouble(server, exc)
+            with self._lock:
+                server.finishing.discard(prompt_id)
             client.tracker.reopen(prompt_id)
             return
         started_at, cached, _ = client.tracker.details(prompt_id)
@@ -754,6 +761,7 @@ class QueueManager:
         with self._lock:
             server.inflight.pop(prompt_id, None)
             server.orphans.discard(prompt_id)
+            server.finishing.discard(prompt_id)
             self._posting.discard(prompt_id)
             self._early.pop(prompt_id, None)
             self._changed.notify_all()
@@ -906,6 +914,11 @@ class QueueManager:
                 return
         with self._lock:
             waiting = [p for p in server.inflight if p not in self._posting]
+            unclaimed = [p for p in waiting if p not in server.finishing and server.client.tracker.is_finished(p)]
+        for prompt_id in unclaimed:
+            # Its end was seen but never reached a finisher (a listener call was lost): finish it now.
+            log.warning("job %s ended without being finished; finishing it now", prompt_id)
+            self._on_watch(server, prompt_id, "finished")
         if not waiting:
             return
         source = server.client.event_source

@@ -124,6 +124,11 @@ class JobTracker:
                 watch.finished.clear()
                 watch.entry, watch.lost = None, False
 
+    def is_finished(self, prompt_id: str) -> bool:
+        with self._lock:
+            watch = self._watches.get(prompt_id)
+        return watch is not None and watch.finished.is_set()
+
     def is_watched(self, prompt_id: str) -> bool:
         with self._lock:
             return prompt_id in self._watches
