@@ -219,8 +219,10 @@ class QueueManager:
         self._submit_queue: queue_module.Queue[tuple[Job, _Server] | None] = queue_module.Queue()
         self._started = False
         self._stopping = False
+        self._stop_event = threading.Event()
         self._paused = False
         self._was_empty = True
+        self._open = 0  # jobs not ended yet: counted, so waiting is not O(jobs) per wake-up
         self._first_submit: float | None = None
         self._last_finish: float | None = None
         journal_path = journal if journal is not None else batch["journal"]
@@ -275,7 +277,8 @@ class QueueManager:
                 job.status, job.prompt_id, job.server = JobStatus.PENDING, None, None
                 self._pending.append(job.job_id)
         if self._jobs:
-            self._was_empty = all(job.done for job in self._jobs.values())
+            self._open = sum(1 for job in self._jobs.values() if not job.done)
+            self._was_empty = self._open == 0
 
     # -- adding jobs -------------------------------------------------------------------------------
 
@@ -320,6 +323,7 @@ class QueueManager:
                 self.journal.add(job)
             self._jobs[job.job_id] = job
             self._pending.append(job.job_id)
+            self._open += 1
             self._was_empty = False
             self._changed.notify_all()
         return job.job_id
@@ -434,6 +438,7 @@ class QueueManager:
                 return
             self._started = True
             self._stopping = False
+            self._stop_event.clear()
         workers = max(1, num_workers or 4)
         self._threads = [threading.Thread(target=self._dispatch_loop, name="comfykit-dispatch", daemon=True),
                          threading.Thread(target=self._supervise_loop, name="comfykit-supervise", daemon=True)]
@@ -474,7 +479,7 @@ class QueueManager:
             self.start()
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
-            while not all(job.done for job in self._jobs.values()):
+            while self._open:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False
@@ -489,8 +494,21 @@ class QueueManager:
             for job in self.get_all_jobs():
                 if not job.done:
                     self.cancel_job(job.job_id)
+        self._shutdown_threads()
+
+    def close(self) -> None:
+        """Stop without waiting for jobs (they stay journaled) and close the clients this queue created."""
+        if self._started:
+            self._shutdown_threads()
+        for client in self._own_clients:
+            client.close()
+        if self.journal is not None:
+            self.journal.close()
+
+    def _shutdown_threads(self) -> None:
         with self._lock:
             self._stopping = True
+            self._stop_event.set()
             self._changed.notify_all()
         for _ in self._threads:
             self._finish_queue.put(None)
@@ -500,24 +518,6 @@ class QueueManager:
             thread.join(10)
         self._threads, self._submitters = [], []
         self._started = False
-
-    def close(self) -> None:
-        """Stop without waiting for jobs (they stay journaled) and close the clients this queue created."""
-        if self._started:
-            with self._lock:
-                self._stopping = True
-                self._changed.notify_all()
-            for _ in self._threads:
-                self._finish_queue.put(None)
-            for _ in self._submitters:
-                self._submit_queue.put(None)
-            for thread in [*self._threads, *self._submitters]:
-                thread.join(10)
-            self._started = False
-        for client in self._own_clients:
-            client.close()
-        if self.journal is not None:
-            self.journal.close()
 
     def __enter__(self) -> QueueManager:
         return self
@@ -719,7 +719,7 @@ class QueueManager:
         if job is None or job.done:
             return
         try:
-            entry = client.tracker.result(prompt_id)
+            entry = client.tracker.result(prompt_id, from_events=True)
         except JobError as exc:
             self._release(server, prompt_id)
             if isinstance(exc, ExecutionInterrupted) and job.job_id in self._cancelling:
@@ -747,7 +747,7 @@ class QueueManager:
         with self._lock:
             if job.done:
                 return
-            job.status = JobStatus.COMPLETED
+            self._end(job, JobStatus.COMPLETED)
             job.error = job.error_type = None
             server.counts["completed"] += 1
             self._last_finish = time.time()
@@ -809,7 +809,7 @@ class QueueManager:
         with self._lock:
             if job.done:
                 return
-            job.status = JobStatus.FAILED
+            self._end(job, JobStatus.FAILED)
             job.error, job.error_type = _describe(error), type(error).__name__
             job.finished_at = time.time()
             self._last_finish = job.finished_at
@@ -837,7 +837,7 @@ class QueueManager:
             server = next((s for s in self._servers if job.prompt_id in s.inflight), None)
             prompt_id = job.prompt_id
             self._cancelling.add(job_id)
-            job.status = JobStatus.CANCELLED
+            self._end(job, JobStatus.CANCELLED)
             job.finished_at = time.time()
             if job_id in self._pending:
                 self._pending.remove(job_id)
@@ -866,13 +866,9 @@ class QueueManager:
     # -- supervision ----------------------------------------------------------------------------------
 
     def _supervise_loop(self) -> None:
-        while True:
+        # A timer, not the condition: waking on every job event would cost more than the checks.
+        while not self._stop_event.wait(0.1):
             with self._lock:
-                if self._stopping:
-                    return
-                self._changed.wait(0.1)
-                if self._stopping:
-                    return
                 now = time.monotonic()
                 while self._delayed and self._delayed[0][0] <= now:
                     _, _, job_id = heapq.heappop(self._delayed)
@@ -885,13 +881,7 @@ class QueueManager:
 
     def _server_loop(self, server: _Server) -> None:
         # One thread per server: a server that hangs cannot delay the health checks of the others.
-        while True:
-            with self._lock:
-                if self._stopping:
-                    return
-                self._changed.wait(0.1)
-                if self._stopping:
-                    return
+        while not self._stop_event.wait(0.1):
             try:
                 self._supervise(server, time.monotonic())
             except Exception:
@@ -1005,13 +995,18 @@ class QueueManager:
 
     def _check_empty(self) -> None:
         with self._lock:
-            empty = all(job.done for job in self._jobs.values())
+            empty = self._open == 0
             fire = empty and not self._was_empty
             self._was_empty = empty
             self._changed.notify_all()
         if fire:
             self.plugin_manager.queue_empty(self)
             self._emit("queue_empty")
+
+    def _end(self, job: Job, status: JobStatus) -> None:
+        """Give a job its final status (the caller holds the lock and checked it had not ended)."""
+        job.status = status
+        self._open -= 1
 
     def _journal(self, job: Job) -> None:
         if self.journal is not None:

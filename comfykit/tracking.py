@@ -72,6 +72,8 @@ class _Watch:
         self.error: ExecutionErrorEvent | None = None
         self.interrupted: ExecutionInterruptedEvent | None = None
         self.lost = False
+        self.gap = False  # events may have been missed (the socket reconnected while it ran)
+        self.messages: list[tuple[str, dict[str, Any]]] = []  # status messages, as history records them
         self.entry: dict[str, Any] | None = None
         self.outputs: dict[str, Any] = {}
         self.cached: tuple[str, ...] = ()
@@ -153,10 +155,12 @@ class JobTracker:
         if isinstance(event, ExecutionStartEvent):
             watch.started = True
             watch.started_at = time.time()
+            watch.messages.append(("execution_start", {"prompt_id": prompt_id, "timestamp": event.timestamp}))
             if watch.listener is not None:
                 watch.listener(prompt_id, "started")
         elif isinstance(event, ExecutionCachedEvent):
             watch.cached = event.nodes
+            watch.messages.append(("execution_cached", {"nodes": list(event.nodes), "prompt_id": prompt_id}))
             for node in event.nodes:
                 watch.node_states[node] = "finished"
         elif isinstance(event, ExecutingEvent):
@@ -179,6 +183,7 @@ class JobTracker:
             watch.interrupted = event
         elif isinstance(event, ExecutionSuccessEvent):
             watch.succeeded = True
+            watch.messages.append(("execution_success", {"prompt_id": prompt_id, "timestamp": event.timestamp}))
 
     # -- reconciliation -------------------------------------------------------------
 
@@ -192,6 +197,9 @@ class JobTracker:
         with self._lock:
             ids = self.watched() if prompt_ids is None else prompt_ids
             watches = [w for w in (self._watches.get(p) for p in ids) if w is not None and not w.finished.is_set()]
+            if prompt_ids is None:  # called after a gap in the events: what was collected may be partial
+                for watch in watches:
+                    watch.gap = True
         if not watches:
             return
         try:
@@ -252,10 +260,26 @@ class JobTracker:
             self.reconcile([prompt_id])
         return self._result(watch)
 
-    def result(self, prompt_id: str) -> dict[str, Any]:
-        """The history entry of a finished prompt, or raise what ended it (see :meth:`wait`)."""
+    def result(self, prompt_id: str, *, from_events: bool = False) -> dict[str, Any]:
+        """The history entry of a finished prompt, or raise what ended it (see :meth:`wait`).
+
+        With ``from_events``, a prompt whose every event was seen (start, cached nodes,
+        outputs, success, no reconnect in between) gets an entry built from those events
+        instead of a ``/history`` request: ``prompt`` then holds ``[None, prompt_id, graph,
+        {}, []]`` and there is no ``meta``.  A batch saves one request per job this way.
+        """
         with self._lock:
             watch = self._watches[prompt_id]
+            prompt = self._prompts.get(prompt_id)
+        if (
+            from_events and watch.entry is None and watch.succeeded and watch.started and not watch.gap
+            and not watch.lost and prompt is not None and any(m[0] == "execution_success" for m in watch.messages)
+        ):
+            return {
+                "prompt": [None, prompt_id, prompt, {}, []],
+                "outputs": dict(watch.outputs),
+                "status": {"status_str": "success", "completed": True, "messages": [list(m) for m in watch.messages]},
+            }
         return self._result(watch)
 
     def details(self, prompt_id: str) -> tuple[float | None, tuple[str, ...], dict[str, Any]]:
