@@ -63,7 +63,10 @@ def comfykit_queue(url: str | list[str], jobs: list[dict[str, Any]], **options: 
     if stats["completed"] != len(jobs):
         raise RuntimeError(f"only {stats['completed']} of {len(jobs)} jobs completed")
     latencies.sort()
-    return {"latency_ms": [1000 * latencies[int(q * (len(latencies) - 1))] for q in (0.5, 0.9, 0.99)]}
+    return {
+        "latency_ms": [1000 * latencies[int(q * (len(latencies) - 1))] for q in (0.5, 0.9, 0.99)],
+        "elapsed": stats["elapsed"],
+    }
 
 
 def queue_enqueue(url: str, jobs: list[dict[str, Any]]) -> dict[str, Any]:

@@ -8,30 +8,34 @@ updates), ``manager`` (``WorkflowManager``), ``templates`` (named parameters), `
 
 from __future__ import annotations
 
-from comfykit.workflow.convert import ui_to_api
-from comfykit.workflow.edit import Update, apply_updates, find_node, merge_workflows, node_address, parse_update
-from comfykit.workflow.manager import (
-    WorkflowInfo,
-    WorkflowManager,
-    check_workflow,
-    get_workflow_info,
-    load_workflow,
-    read_object_info,
-    validate_before_send,
-    validate_workflow,
-)
-from comfykit.workflow.problems import Problem, Severity
-from comfykit.workflow.sweep import SweepAxis, apply_sweep_point, expand_sweep, parse_sweep
-from comfykit.workflow.templates import (
-    Parameter,
-    Template,
-    create_template,
-    find_template,
-    instantiate,
-    list_templates,
-    load_template,
-    save_template,
-)
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from comfykit.workflow.convert import ui_to_api
+    from comfykit.workflow.edit import Update, apply_updates, find_node, merge_workflows, node_address, parse_update
+    from comfykit.workflow.manager import (
+        WorkflowInfo,
+        WorkflowManager,
+        check_workflow,
+        get_workflow_info,
+        load_workflow,
+        read_object_info,
+        validate_before_send,
+        validate_workflow,
+    )
+    from comfykit.workflow.problems import Problem, Severity
+    from comfykit.workflow.sweep import SweepAxis, apply_sweep_point, expand_sweep, parse_sweep
+    from comfykit.workflow.templates import (
+        Parameter,
+        Template,
+        create_template,
+        find_template,
+        instantiate,
+        list_templates,
+        load_template,
+        save_template,
+    )
 
 __all__ = [
     "Parameter",
@@ -64,3 +68,49 @@ __all__ = [
     "validate_before_send",
     "validate_workflow",
 ]
+
+# Imported on first use: every client loads the core workflow plugin, which must stay cheap.
+_LAZY = {
+    "Parameter": "comfykit.workflow.templates",
+    "Problem": "comfykit.workflow.problems",
+    "Severity": "comfykit.workflow.problems",
+    "SweepAxis": "comfykit.workflow.sweep",
+    "Template": "comfykit.workflow.templates",
+    "Update": "comfykit.workflow.edit",
+    "WorkflowInfo": "comfykit.workflow.manager",
+    "WorkflowManager": "comfykit.workflow.manager",
+    "apply_sweep_point": "comfykit.workflow.sweep",
+    "apply_updates": "comfykit.workflow.edit",
+    "check_workflow": "comfykit.workflow.manager",
+    "create_template": "comfykit.workflow.templates",
+    "expand_sweep": "comfykit.workflow.sweep",
+    "find_node": "comfykit.workflow.edit",
+    "find_template": "comfykit.workflow.templates",
+    "get_workflow_info": "comfykit.workflow.manager",
+    "instantiate": "comfykit.workflow.templates",
+    "list_templates": "comfykit.workflow.templates",
+    "load_template": "comfykit.workflow.templates",
+    "load_workflow": "comfykit.workflow.manager",
+    "merge_workflows": "comfykit.workflow.edit",
+    "node_address": "comfykit.workflow.edit",
+    "parse_sweep": "comfykit.workflow.sweep",
+    "parse_update": "comfykit.workflow.edit",
+    "read_object_info": "comfykit.workflow.manager",
+    "save_template": "comfykit.workflow.templates",
+    "ui_to_api": "comfykit.workflow.convert",
+    "validate_before_send": "comfykit.workflow.manager",
+    "validate_workflow": "comfykit.workflow.manager",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _LAZY.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'comfykit.workflow' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module_name), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
