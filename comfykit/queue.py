@@ -486,15 +486,26 @@ class QueueManager:
                 self._changed.wait(remaining if remaining is not None else 1.0)
         return True
 
-    def stop(self, wait: bool = True, timeout: float | None = None) -> None:
-        """Stop the queue: after every job ended (``wait=True``), or now, cancelling what is in flight."""
+    def stop(self, wait: bool = True, timeout: float | None = None, *, requeue: bool = False) -> int:
+        """Stop the queue: after every job ended (``wait=True``), or now, cancelling what is in flight.
+
+        With ``requeue`` (and a journal), the jobs cancelled this way are journaled as
+        pending, so resuming the journal runs them: what Ctrl-C in a batch wants.
+        Returns how many jobs were cancelled.
+        """
+        cancelled = []
         if wait and self._started:
             self.wait_for_completion(timeout)
         if not wait:
-            for job in self.get_all_jobs():
-                if not job.done:
-                    self.cancel_job(job.job_id)
+            cancelled = [job for job in self.get_all_jobs() if not job.done and self.cancel_job(job.job_id)]
         self._shutdown_threads()
+        if requeue and self.journal is not None:
+            for job in cancelled:
+                self.journal.update(attrs.evolve(
+                    job, status=JobStatus.PENDING, prompt_id=None, server=None, submitted_at=None, started_at=None,
+                    finished_at=None,
+                ))
+        return len(cancelled)
 
     def close(self) -> None:
         """Stop without waiting for jobs (they stay journaled) and close the clients this queue created."""

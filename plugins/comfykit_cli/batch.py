@@ -64,22 +64,6 @@ def apply_sweep_values(workflow: Mapping[str, Any], values: Mapping[str, Any]) -
     return apply_updates(workflow, updates)
 
 
-def _requeue_cancelled(queue: QueueManager) -> int:
-    """Put jobs cancelled by Ctrl-C back to pending in the journal, so ``--resume`` runs them."""
-    from comfykit.jobs import JobStatus
-
-    if queue.journal is None:
-        return 0
-    count = 0
-    for job in queue.get_all_jobs():
-        if job.status is JobStatus.CANCELLED:
-            job.status, job.prompt_id, job.server = JobStatus.PENDING, None, None
-            job.submitted_at = job.started_at = job.finished_at = None
-            queue.journal.update(job)
-            count += 1
-    return count
-
-
 def _running_progress(queue: QueueManager) -> dict[str, JobProgress]:
     """Where each running job is (node, sampler step), from the tracker of the client it runs on."""
     clients = {client.base_url: client for client in queue.clients}
@@ -191,8 +175,8 @@ def register(cli: click.Group) -> None:
                     reporter.tick(queue.get_statistics(), _running_progress(queue) if reporter.mode == "rich" else None)
             except KeyboardInterrupt:
                 reporter.mode = "quiet"  # the cancellations below are not news
-                queue.stop(wait=False)
-                requeued = _requeue_cancelled(queue)
+                cancelled = queue.stop(wait=False, requeue=True)
+                requeued = cancelled if queue.journal is not None else 0
                 stats = queue.get_statistics()
                 reporter.close(stats)
                 where = resume or journal

@@ -348,3 +348,32 @@ def test_bad_arguments_are_clear() -> None:
     with pytest.raises(ValueError, match="job_finished"):
         queue.on("job_finished", print)
     queue.close()
+
+
+def test_retry_delays_grow_with_jitter_and_honour_retry_after() -> None:
+    from comfykit.errors import ServerError
+
+    queue = QueueManager(servers=["http://127.0.0.1:9"])
+    queue.retry_delay, queue.retry_delay_max = 1.0, 10.0
+    plain = RuntimeError("boom")
+    assert [0.5 <= queue._backoff(n, plain) / 2 ** (n - 1) <= 1.0 for n in (1, 2, 3)] == [True] * 3
+    assert queue._backoff(10, plain) <= 10.0
+    busy = ServerError("busy", status_code=503, retry_after=30.0)
+    assert queue._backoff(1, busy) == 30.0
+    queue.close()
+
+
+def test_the_pool_can_come_from_the_config_file(tmp_path: Path) -> None:
+    from comfykit import load_config
+
+    config_file = tmp_path / "comfykit.yaml"
+    config_file.write_text(
+        "servers:\n  - http://127.0.0.1:9\n  - {url: 'http://127.0.0.1:10', weight: 3, max_concurrent: 5}\n"
+        "batch:\n  max_concurrent: 2\n"
+    )
+    queue = QueueManager(config=load_config(path=config_file))
+    assert queue.servers == ["http://127.0.0.1:9", "http://127.0.0.1:10"]
+    stats = queue.get_statistics()["servers"]
+    assert stats["http://127.0.0.1:9"]["window"] == 2
+    assert stats["http://127.0.0.1:10"] == {**stats["http://127.0.0.1:10"], "weight": 3.0, "window": 5}
+    queue.close()
