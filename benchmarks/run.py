@@ -101,7 +101,7 @@ def resilience(quick: bool) -> tuple[str, list[dict[str, Any]]]:
     scenarios = {
         "no faults": {},
         "WebSocket dropped every 0.5 s": {"drop_websocket_after": 0.5},
-        "history written 0.2 s late": {"history_delay": 0.2},
+        "history written 50 ms late": {"history_delay": 0.05},
     }
     rows: list[dict[str, Any]] = []
     for name, knobs in scenarios.items():
