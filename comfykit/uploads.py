@@ -18,13 +18,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from comfykit.errors import WorkflowError
+from comfykit.errors import OutputError, WorkflowError
 from comfykit.workflow.edit import find_node
 
 if TYPE_CHECKING:
     from comfykit.client import ComfyUIClient
+    from comfykit.outputs import OutputFile
 
-__all__ = ["UploadCache", "apply_inputs", "input_targets"]
+__all__ = ["UploadCache", "apply_inputs", "input_targets", "output_as_input"]
 
 def input_targets(workflow: Mapping[str, Any], key: str) -> list[tuple[str, str]]:
     """The (node id, input name) pairs ``key`` addresses; raise :class:`WorkflowError` when none."""
@@ -66,14 +67,18 @@ class UploadCache:
             raise WorkflowError(
                 f"cannot read input file {source}: {exc.strerror or exc}", hint="Check the path given with --input."
             ) from None
+        return self.upload_bytes(client, content, source.name)
+
+    def upload_bytes(self, client: ComfyUIClient, content: bytes, filename: str) -> str:
+        """Upload ``content`` as ``filename`` unless identical content is already there; return the server's name."""
         digest = hashlib.sha256(content).hexdigest()
         # Held during the upload: two jobs needing the same new file must not both upload it.
         with self._lock:
             known = self._names.get(digest)
             if known is not None:
                 return known
-            answer = client.upload_image(content, filename=source.name)
-            name = str(answer.get("name") or source.name)
+            answer = client.upload_image(content, filename=filename)
+            name = str(answer.get("name") or filename)
             if answer.get("subfolder"):
                 name = f"{answer['subfolder']}/{name}"
             self._names[digest] = name
@@ -87,3 +92,33 @@ def apply_inputs(prompt: dict[str, Any], inputs: Mapping[str, str], client: Comf
         stored = cache.upload(client, path)
         for node_id, name in targets:
             prompt[node_id]["inputs"][name] = stored
+
+
+def output_as_input(
+    output: OutputFile,
+    *,
+    source: ComfyUIClient | None = None,
+    target: ComfyUIClient | None = None,
+    cache: UploadCache | None = None,
+) -> str:
+    """The value for a LoadImage-style input that uses a previous job's output (chaining).
+
+    On the server that made it (``target`` absent or the same server as ``source``)
+    nothing moves: ComfyUI reads ``sub/name.png [output]`` straight from its output
+    folder.  For another server of a pool the file is copied across in memory
+    (uploaded from ``source`` to ``target``, once per content) and the uploaded
+    name is returned.
+    """
+    if not output.is_file or output.filename is None:
+        raise OutputError(
+            f"output {output.kind}[{output.index}] of node {output.node_id} is not a file",
+            hint="Only file outputs (images, videos...) can feed another job's input.",
+        )
+    name = f"{output.subfolder}/{output.filename}" if output.subfolder else output.filename
+    if target is None or (source is not None and source.base_url == target.base_url):
+        return f"{name} [{output.folder_type}]"
+    if source is None:
+        raise OutputError("copying an output to another server needs the source client", hint="Pass source=client.")
+    content = source.get_image(output.filename, output.subfolder, output.folder_type)
+    cache = cache or UploadCache()
+    return cache.upload_bytes(target, content, output.filename)
