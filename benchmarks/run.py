@@ -122,6 +122,28 @@ def enqueue() -> tuple[str, list[dict[str, Any]]]:
     return table(["jobs", "enqueue s", "peak RSS MB"], [[r["jobs"], r["enqueue_s"], r["peak_rss_mb"]] for r in rows]), rows
 
 
+def download(quick: bool) -> tuple[str, list[dict[str, Any]]]:
+    """Peak RSS growth while streaming one large output to disk (the bar: 1 GB grows RSS by <= 32 MB)."""
+    import download_memory
+
+    megabytes = 256 if quick else 1024
+    result = download_memory.measure(megabytes)
+    rows = [{"megabytes": megabytes, "seconds": result["seconds"], "mb_per_s": result["bytes"] / result["seconds"] / 1e6,
+             "rss_growth_mb": result["rss_growth_mb"]}]
+    return table(["download MB", "seconds", "MB/s", "peak RSS growth MB"],
+                 [[r["megabytes"], r["seconds"], r["mb_per_s"], r["rss_growth_mb"]] for r in rows]), rows
+
+
+def validation() -> tuple[str, list[dict[str, Any]]]:
+    """Validating a 2,000-node workflow against a cached /object_info (the bar: <= 50 ms)."""
+    import validate_large
+
+    result = validate_large.measure()
+    rows = [result]
+    return table(["nodes", "runs", "median ms", "best ms"],
+                 [[r["nodes"], r["runs"], r["median_ms"], r["best_ms"]] for r in rows]), rows
+
+
 def startup() -> tuple[str, list[dict[str, Any]]]:
     def timed(args: list[str]) -> float:
         samples = []
@@ -150,6 +172,8 @@ def main() -> int:
         ("pool", lambda: pool(args.quick)),
         ("resilience", lambda: resilience(args.quick)),
         ("enqueue", enqueue),
+        ("download", lambda: download(args.quick)),
+        ("validation", validation),
         ("startup", startup),
     )
     for name, bench in benches:
