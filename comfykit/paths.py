@@ -5,18 +5,22 @@ Filenames and subfolders come from the server, which may be buggy or hostile
 :func:`safe_output_path` renders the naming template with sanitized values,
 sanitizes every path component of the result once more, and refuses with
 :class:`comfykit.errors.UnsafePathError` anything whose resolved location
-(symlinks followed) is not inside the output folder.
+(symlinks followed) is not inside the output folder.  :func:`temp_file_beside`,
+:func:`atomic_write` and :func:`sha256_of_file` are the writing helpers every sink
+(bundled or third-party) shares: nothing half-written ever carries a final name.
 """
 
 from __future__ import annotations
 
 import datetime
+import hashlib
 import os
 import re
 import string
+import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from comfykit.errors import OutputError, UnsafePathError
@@ -28,11 +32,14 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_NAMING",
     "MAX_COMPONENT_BYTES",
+    "atomic_write",
     "job_time",
     "output_fields",
     "plan_output_paths",
     "safe_output_path",
     "sanitize_component",
+    "sha256_of_file",
+    "temp_file_beside",
 ]
 
 DEFAULT_NAMING = "{job_id}/{node_id}_{filename}"
@@ -277,3 +284,35 @@ def _unique(path: Path, taken: Iterable[Path]) -> Path:
         if candidate not in used:
             return candidate
         counter += 1
+
+
+def temp_file_beside(target: Path) -> tuple[IO[bytes], Path]:
+    """An open hidden ``.part`` file in ``target``'s folder; the caller renames it onto ``target`` or removes it."""
+    handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed by the caller, renamed or removed
+        dir=target.parent, prefix=f".{target.name[:40]}.", suffix=".part", delete=False
+    )
+    return handle, Path(handle.name)
+
+
+def atomic_write(target: Path, data: bytes) -> None:
+    """Write ``data`` to ``target`` so that a reader (or a crash) sees the old file or the whole new one."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp = temp_file_beside(target)
+    try:
+        with handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, target)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+
+
+def sha256_of_file(path: Path, chunk_size: int = 1024 * 1024) -> str:
+    """The SHA-256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk_size):
+            digest.update(block)
+    return digest.hexdigest()

@@ -8,8 +8,9 @@ updates), ``manager`` (``WorkflowManager``), ``templates`` (named parameters), `
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from comfykit._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from comfykit.workflow.convert import ui_to_api
@@ -103,14 +104,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module_name = _LAZY.get(name)
-    if module_name is None:
-        raise AttributeError(f"module 'comfykit.workflow' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module_name), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _LAZY)

@@ -19,7 +19,6 @@ import hashlib
 import logging
 import os
 import re
-import tempfile
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -29,7 +28,7 @@ from comfykit.errors import NotFound, OutputError, RequestTimeout, ServerError, 
 from comfykit.hookspecs import hookimpl
 from comfykit.jobs import Job
 from comfykit.outputs import OutputFile, StoredOutput, discover_outputs
-from comfykit.paths import DEFAULT_NAMING, plan_output_paths
+from comfykit.paths import DEFAULT_NAMING, atomic_write, plan_output_paths, sha256_of_file, temp_file_beside
 
 if TYPE_CHECKING:
     import httpx
@@ -192,37 +191,13 @@ def _make_parent(target: Path, root: Path) -> None:
         )
 
 
-def _temp_file(target: Path) -> tuple[IO[bytes], Path]:
-    handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed by the caller, renamed or removed
-        dir=target.parent, prefix=f".{target.name[:40]}.", suffix=".part", delete=False
-    )
-    return handle, Path(handle.name)
-
-
-def _sha256_of(path: Path, chunk_size: int = CHUNK_SIZE) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk_size):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _write_text(output: OutputFile, text: str, target: Path, root: Path) -> StoredOutput:
     data = text.encode("utf-8")
     digest = hashlib.sha256(data).hexdigest()
-    if target.is_file() and target.stat().st_size == len(data) and _sha256_of(target) == digest:
+    if target.is_file() and target.stat().st_size == len(data) and sha256_of_file(target) == digest:
         return _record(output, target, len(data), digest, skipped=True)
     _make_parent(target, root)
-    handle, temp = _temp_file(target)
-    try:
-        with handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, target)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
+    atomic_write(target, data)
     return _record(output, target, len(data), digest)
 
 
@@ -266,9 +241,9 @@ def _download(
                 with client.stream_view(output.filename, output.subfolder, output.folder_type, offset=written) as response:
                     start, total = _total_size(response, written)
                     if handle is None and target.is_file() and total is not None and target.stat().st_size == total:
-                        return _record(output, target, total, _sha256_of(target), skipped=True)
+                        return _record(output, target, total, sha256_of_file(target), skipped=True)
                     if handle is None:
-                        handle, temp = _temp_file(target)
+                        handle, temp = temp_file_beside(target)
                     if start != written:
                         # The Range was ignored (200) or answered oddly: start over from the first byte.
                         handle.seek(0)

@@ -19,7 +19,6 @@ import json
 import os
 import re
 import struct
-import tempfile
 import threading
 import zlib
 from collections.abc import Mapping, Sequence
@@ -31,7 +30,7 @@ from comfykit._version import __version__
 from comfykit.hookspecs import hookimpl
 from comfykit.jobs import Job
 from comfykit.outputs import OutputFile, StoredOutput
-from comfykit.paths import DEFAULT_NAMING, plan_output_paths, safe_output_path
+from comfykit.paths import DEFAULT_NAMING, atomic_write, plan_output_paths, safe_output_path, sha256_of_file, temp_file_beside
 from comfykit_download import selected_outputs
 
 if TYPE_CHECKING:
@@ -71,7 +70,7 @@ def comfykit_store_outputs(job: Job, outputs: Sequence[OutputFile], client: Comf
     document = build_metadata(job, outputs, client, files=files)
     data = (json.dumps(document, indent=2, sort_keys=False, default=str) + "\n").encode("utf-8")
     sidecar = safe_output_path(root, "{job_id}.json", {"job_id": job.job_id})
-    _atomic_write(sidecar, data)
+    atomic_write(sidecar, data)
     stored = [_record(sidecar, data, "metadata")]
     manifest = section.get("manifest")
     if manifest:
@@ -183,7 +182,7 @@ def build_metadata(
             item["value"] = output.value
         path = files.get(position)
         if path is not None and path.is_file():
-            item.update(path=str(path), bytes=path.stat().st_size, sha256=_sha256_of(path))
+            item.update(path=str(path), bytes=path.stat().st_size, sha256=sha256_of_file(path))
         others = stored_by_node.get((output.node_id, output.kind))
         if others:
             item["stored"] = others
@@ -258,29 +257,6 @@ def _downloaded_files(
     }
 
 
-def _sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(1024 * 1024):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name[:40]}.", suffix=".part", delete=False)  # noqa: SIM115
-    temp = Path(handle.name)
-    try:
-        with handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-
-
 def _append_line(path: Path, line: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with _manifest_lock, open(path, "a", encoding="utf-8") as handle:
@@ -335,8 +311,7 @@ def embed_png_text(path: Path, keyword: str, text: str) -> bool:
             return False
         body = keyword.encode("latin-1") + b"\0" + text.encode("latin-1", errors="replace")
         chunk = struct.pack(">I", len(body)) + b"tEXt" + body + struct.pack(">I", zlib.crc32(b"tEXt" + body))
-        temp_handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name[:40]}.", suffix=".part", delete=False)  # noqa: SIM115
-        temp = Path(temp_handle.name)
+        temp_handle, temp = temp_file_beside(path)
         try:
             with temp_handle:
                 handle.seek(0)
