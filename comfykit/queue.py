@@ -52,6 +52,7 @@ from comfykit.jobs import Job, JobStatus, new_prompt_id
 from comfykit.outputs import discover_outputs
 from comfykit.plugins import PluginManager, get_plugin_manager, parse_plugin_options
 from comfykit.uploads import UploadCache, apply_inputs
+from comfykit.workflow.manager import validate_before_send
 
 if TYPE_CHECKING:
     from comfykit.client import ComfyUIClient
@@ -590,6 +591,8 @@ class QueueManager:
         if job.inputs:
             apply_inputs(prompt, job.inputs, server.client, server.uploads)
         self.plugin_manager.prepare_prompt(prompt, job, server.client)
+        # After the hooks: what is checked is what is sent.  Raises WorkflowValidationError (no retry).
+        validate_before_send(prompt, client=server.client, config=self.config)
         return prompt
 
     def _submit(self, job: Job, server: _Server) -> None:

@@ -133,7 +133,7 @@ def register(cli: click.Group) -> None:
         from comfykit.errors import JobError
         from comfykit.uploads import UploadCache, apply_inputs
         from comfykit.utils import extract_output_images
-        from comfykit.workflow import apply_updates, load_workflow
+        from comfykit.workflow import apply_updates, load_workflow, validate_before_send
         from comfykit_cli.progress import emit_event, follow_job, job_mode
 
         as_json = get_state().json(as_json)
@@ -144,6 +144,7 @@ def register(cli: click.Group) -> None:
             graph = apply_updates(load_workflow(workflow, client=client), edits)
             if files:
                 apply_inputs(graph, files, client, UploadCache())
+            validate_before_send(graph, client=client, path=workflow)
             answer = client.queue_prompt(graph)
             prompt_id = answer["prompt_id"]
             if not wait:

@@ -118,19 +118,25 @@ def test_pipelining_keeps_the_server_queue_fed(new_sim: ComfyUISimulator) -> Non
     assert depths[:15].count(0) <= 2, depths
 
 
-def test_rejected_prompt_fails_at_once_with_the_node_named(new_sim: ComfyUISimulator) -> None:
+@pytest.mark.parametrize("validate", [True, False], ids=["validated-here", "rejected-by-server"])
+def test_an_invalid_prompt_fails_at_once_with_the_node_named(new_sim: ComfyUISimulator, validate: bool) -> None:
+    from comfykit import load_config
+
     bad = unique_workflows(1)[0]
     bad["1"]["inputs"]["width"] = "wide"
     recorder = Recorder()
-    with ComfyUIClient(url=new_sim.url, plugins=[recorder]) as client:
+    config = load_config(use_file=False, overrides={"workflow.validate_before_send": validate})
+    with ComfyUIClient(url=new_sim.url, plugins=[recorder], config=config) as client:
         queue = QueueManager(client, store_outputs=False)
         job_id = queue.add_job(bad)
         good = queue.add_job(unique_workflows(1, offset=5)[0])
         _run(queue)
         queue.close()
     job = queue.get_job(job_id)
-    assert job is not None and job.status is JobStatus.FAILED and job.attempts == 1
-    assert job.error_type == "PromptRejected" and "1" in (job.error or "")
+    assert job is not None and job.status is JobStatus.FAILED and job.attempts == (0 if validate else 1)
+    assert job.error_type == ("WorkflowValidationError" if validate else "PromptRejected")
+    assert "width" in (job.error or "") and "1" in (job.error or "")
+    assert (job.prompt_id in new_sim.execution_counts) is False
     assert recorder.of("failed") == [job_id] and recorder.of("retrying") == []
     assert queue.get_job_status(good) is JobStatus.COMPLETED
 
