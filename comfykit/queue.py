@@ -576,8 +576,8 @@ class QueueManager:
                 self._submit(job, server)
             except Exception as exc:  # a plugin hook or a bug: the job fails with the reason, the queue goes on
                 log.exception("submitting job %s failed unexpectedly", job.job_id)
-                with self._lock:
-                    server.reserved = max(0, server.reserved - 1)
+                if job.prompt_id is not None and server.inflight.get(job.prompt_id) is job:
+                    self._release(server, job.prompt_id)
                 self._fail(job, exc, server.client)
 
     def _prepare(self, job: Job, server: _Server) -> dict[str, Any]:
@@ -599,16 +599,16 @@ class QueueManager:
         client = server.client
         try:
             prompt = self._prepare(job, server)
-        except (WorkflowError, PromptRejected) as exc:
+        except Exception as exc:
             with self._lock:
                 server.reserved -= 1
-            self._fail(job, exc, client, retry=False)
-            return
-        except (TransportError, ServerError) as exc:  # an upload failed
-            with self._lock:
-                server.reserved -= 1
-            self._server_trouble(server, exc)
-            self._retry_or_fail(job, exc, client)
+            if isinstance(exc, (WorkflowError, PromptRejected)):  # invalid: the same input would fail again
+                self._fail(job, exc, client, retry=False)
+            elif isinstance(exc, (TransportError, ServerError)):  # an upload failed
+                self._server_trouble(server, exc)
+                self._retry_or_fail(job, exc, client)
+            else:
+                raise
             return
         prompt_id = new_prompt_id()
         with self._lock:

@@ -383,3 +383,26 @@ def test_the_pool_can_come_from_the_config_file(tmp_path: Path) -> None:
     assert stats["http://127.0.0.1:9"]["window"] == 2
     assert stats["http://127.0.0.1:10"] == {**stats["http://127.0.0.1:10"], "weight": 3.0, "window": 5}
     queue.close()
+
+
+def test_a_broken_prepare_hook_fails_its_job_and_the_batch_goes_on(new_sim: ComfyUISimulator) -> None:
+    class Picky:
+        @hookimpl
+        def comfykit_prepare_prompt(self, prompt: dict[str, Any], job: Job, client: ComfyUIClient) -> None:
+            if job.metadata.get("bad"):
+                raise RuntimeError("this plugin is broken")
+            prompt["3"]["inputs"]["filename_prefix"] = "prepared"
+
+    with ComfyUIClient(url=new_sim.url, plugins=[Picky()]) as client:
+        queue = QueueManager(client, max_concurrent=1, store_outputs=False)
+        bad = [queue.add_job(w, metadata={"bad": True}) for w in unique_workflows(3)]
+        good = [queue.add_job(w) for w in unique_workflows(4, offset=10)]
+        _run(queue)
+        queue.close()
+    for job_id in bad:
+        job = queue.get_job(job_id)
+        assert job is not None and job.status is JobStatus.FAILED and "this plugin is broken" in (job.error or "")
+    for job_id in good:
+        job = queue.get_job(job_id)
+        assert job is not None and job.status is JobStatus.COMPLETED and job.outputs
+        assert job.outputs[0].filename is not None and job.outputs[0].filename.startswith("prepared")
