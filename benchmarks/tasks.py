@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -117,7 +118,7 @@ def queue_enqueue(url: str, jobs: list[dict[str, Any]]) -> dict[str, Any]:
 #: tasks whose answer adds figures to the result line (the baselines' answers are their own business)
 REPORTING_TASKS = ("comfykit_queue", "queue_enqueue", "comfykit_cli")
 
-TASKS = {
+TASKS: dict[str, Callable[..., Any]] = {
     "comfykit_queue": comfykit_queue,
     "queue_enqueue": queue_enqueue,
     "raw_pipelined": lambda url, jobs: raw_pipelined(url, jobs),
@@ -134,8 +135,8 @@ def main() -> int:
     cpu_before = cpu_seconds()
     answer = TASKS[task](params["url"], jobs, **params.get("options", {}))
     # A reporting task's own figures (the CLI's: its child process's wall, CPU, RSS) replace the defaults.
-    extra: dict[str, Any] = dict(answer) if task in REPORTING_TASKS else {}
-    result: dict[str, Any] = {"wall": time.perf_counter() - started, "cpu": cpu_seconds() - cpu_before, "rss_mb": peak_rss_mb(), **extra}
+    extra: dict[str, Any] = answer if task in REPORTING_TASKS else {}
+    result = {"wall": time.perf_counter() - started, "cpu": cpu_seconds() - cpu_before, "rss_mb": peak_rss_mb(), **extra}
     print(json.dumps(result))
     return 0
 
