@@ -43,7 +43,8 @@ def load_target(source: str | Path, client: Any) -> Template | dict[str, Any]:
     path = Path(source)
     if is_template_path(path):
         return load_template(path, client=client)
-    if path.exists():
+    if path.exists() or path.suffix.lower() in (".json", ".yaml", ".yml", ".png"):
+        # A missing file with a workflow's suffix was meant as a file: say "no such file", not "no template".
         return load_workflow(path, client=client)
     return find_template(str(source), templates_dir(), client=client)
 

@@ -135,6 +135,8 @@ def test_a_bare_set_name_on_a_plain_workflow_is_a_usage_error_with_a_hint(comfyu
 def test_send_an_unknown_name_that_is_no_file_says_so(comfyui_simulator: ComfyUISimulator) -> None:
     result = run("send", "nothing-here", "--server", comfyui_simulator.url)
     assert result.exit_code == 1 and "no template named 'nothing-here'" in result.stderr
+    missing_file = run("send", "nothing-here.json", "--server", comfyui_simulator.url)
+    assert missing_file.exit_code == 1 and "no such file" in missing_file.stderr
 
 
 def test_send_random_seeds_leaves_an_explicit_seed_alone(comfyui_simulator: ComfyUISimulator) -> None:
