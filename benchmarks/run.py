@@ -4,9 +4,10 @@
 
 Every client runs in a fresh child process (CPU time and peak RSS are its own) against a
 simulator in another process.  Ratios are measured in the same run; absolute times are
-this machine's.  Measured: trivial-job throughput of the QueueManager and the plain client
-against the two baselines in ``baselines.py`` (with completion latency), pool scaling over
-1/2/4 simulators, 10,000 queued jobs, and command start-up time.
+this machine's.  Measured: trivial-job throughput of the QueueManager, the plain client and
+``comfykit batch`` (a subprocess on a folder of workflow files) against the two baselines in
+``baselines.py`` (with completion latency), pool scaling over 1/2/4 simulators, 10,000
+queued jobs, and command start-up time.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ CLIENTS: dict[str, tuple[str, dict[str, Any]]] = {
     "comfykit_queue": ("comfykit_queue", {}),
     "comfykit_queue (no sinks)": ("comfykit_queue", {"store_outputs": False}),
     "comfykit_client": ("comfykit_client", {}),
+    "comfykit batch (CLI, --no-download)": ("comfykit_cli", {}),
     "naive_sequential": ("naive_sequential", {}),
 }
 

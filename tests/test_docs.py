@@ -48,3 +48,14 @@ def test_generated_reference_pages_are_up_to_date() -> None:
     for relative, build in module.PAGES.items():
         committed = (DOCS / relative).read_text(encoding="utf-8")
         assert committed == build() + "\n", f"docs/{relative} is stale: run python docs/gen_reference.py"
+
+
+def test_every_hook_has_a_test() -> None:
+    """Each hookspec is implemented (``def comfykit_x(``) or called (``.comfykit_x(``) by some test, as datasette checks."""
+    tests = Path(__file__).resolve().parent
+    sources = "\n".join(path.read_text(encoding="utf-8") for path in sorted(tests.rglob("*.py")))
+    untested = [
+        name for name in _hookspecs()
+        if not re.search(rf"(?:\bdef |\.){name}\(", sources)
+    ]
+    assert not untested, f"hooks without a test that implements or calls them: {', '.join(untested)}"

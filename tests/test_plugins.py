@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import inspect
+import json
 import logging
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pluggy
 import pytest
@@ -237,3 +239,26 @@ def test_should_retry_default_and_override() -> None:
 def test_hookimpl_marker_is_for_this_project() -> None:
     assert isinstance(hookimpl, pluggy.HookimplMarker)
     assert hookimpl.project_name == "comfykit"
+
+
+def test_an_entry_point_plugin_through_the_cli_and_dash_p_no(fake_site: Path) -> None:
+    from click.testing import CliRunner
+
+    from comfykit_cli import build_cli
+
+    _install_fake_distribution(fake_site, "ck-test-good", {"good": "ck_test_good"}, {"ck_test_good": GOOD_PLUGIN})
+
+    def listing(*args: str) -> dict[str, Any]:
+        result = CliRunner().invoke(build_cli(parse_args(args)), [*args, "plugins", "--json"], prog_name="comfykit")
+        assert result.exit_code == 0, result.output
+        return dict(json.loads(result.stdout))
+
+    def parse_args(args: tuple[str, ...]) -> list[str]:
+        return [args[i + 1] for i, arg in enumerate(args) if arg == "-p"]
+
+    loaded = listing()
+    [good] = [p for p in loaded["plugins"] if p["name"] == "good"]
+    assert good == {"name": "good", "origin": "entry point of ck-test-good", "hooks": ["comfykit_job_cancelled"]}
+    disabled = listing("-p", "no:good")
+    assert "good" not in [p["name"] for p in disabled["plugins"]]
+    assert "good" in disabled["disabled"]

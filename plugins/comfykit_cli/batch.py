@@ -7,6 +7,7 @@ exactly the jobs that had not finished.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,7 +26,10 @@ WORKFLOW_SUFFIXES = (".json", ".yaml", ".yml", ".png")
 
 
 def workflow_files(sources: Sequence[str]) -> list[Path]:
-    """The workflow files named by ``sources``: files as given, directories expanded (not recursively)."""
+    """The workflow files named by ``sources``: files as given, directories expanded (not recursively).
+
+    A source that is no file or folder is kept as given: it may be a template name.
+    """
     files: list[Path] = []
     for source in sources:
         path = Path(source)
@@ -92,11 +96,17 @@ def _check_servers(queue: QueueManager) -> None:
 
 def register(cli: click.Group) -> None:
     @cli.command()
-    @click.argument("sources", nargs=-1, type=click.Path(exists=True), metavar="DIR|FILES...")
+    @click.argument("sources", nargs=-1, metavar="DIR|FILES|TEMPLATES...")
     @click.option("--sweep", "sweeps", multiple=True, metavar="NAME=VALUES",
-                  help="Run every combination: seed=1..100, cfg=5,7, 3.steps=10..30:10 (repeatable).")
+                  help="Run every combination: seed=1..100, cfg=5,7, 3.steps=10..30..10; a NAME is a template "
+                       "parameter, NODE.INPUT, or an input name set on every node having it (repeatable).")
     @click.option("--update", "updates", multiple=True, metavar="NODE.INPUT=VALUE",
                   help="Change an input in every workflow (repeatable).")
+    @click.option("--set", "sets", multiple=True, metavar="NAME=VALUE",
+                  help='A template parameter (prompt=a cat), or a node input: "Positive Prompt.text=a cat" (repeatable).')
+    @click.option("--random-seeds", is_flag=True,
+                  help="Give each job its own random seeds when it is created (recorded in the journal, so a resumed "
+                       "job keeps them); seeds set or swept explicitly win.")
     @click.option("--input", "inputs", multiple=True, metavar="INPUT=FILE",
                   help="Upload a local file to each server once and use it: image=cat.png (repeatable).")
     @click.option("--concurrency", type=click.IntRange(min=1), default=None,
@@ -114,21 +124,24 @@ def register(cli: click.Group) -> None:
     @click.option("--vary-seeds", is_flag=True, help="Give every job fresh seeds, so identical jobs really run.")
     @server_option
     @json_option
-    def batch(sources: tuple[str, ...], sweeps: tuple[str, ...], updates: tuple[str, ...], inputs: tuple[str, ...],
+    def batch(sources: tuple[str, ...], sweeps: tuple[str, ...], updates: tuple[str, ...], sets: tuple[str, ...],
+              random_seeds: bool, inputs: tuple[str, ...],
               concurrency: int | None, timeout: float | None, retries: int | None, journal: str | None,
               resume: str | None, output_dir: str | None, no_download: bool, vary_seeds: bool,
               servers: tuple[str, ...], as_json: bool) -> None:
         """Run workflows in bulk on one server or a pool (--server repeated), with progress.
 
         DIR|FILES are workflow files, or folders whose .json/.yaml/.png files are
-        all run. Every workflow runs once per --sweep combination. Exit 1 when any
+        all run, or templates (*.template.yaml, or a name from
+        workflow.templates_dir) whose parameters --set and --sweep name. Every
+        workflow runs once per --sweep combination. Exit 1 when any
         job failed, 130 on Ctrl-C (in-flight jobs are cancelled; with a journal,
         `--resume JOURNAL` runs what is left).
         """
         from comfykit.queue import QueueManager
-        from comfykit.workflow import apply_updates, load_workflow
         from comfykit.workflow.sweep import expand_sweep
         from comfykit_cli.progress import emit_event, make_batch_reporter
+        from comfykit_cli.templates import build_graph, load_target, split_sets
 
         state = get_state()
         as_json = state.json(as_json)
@@ -143,6 +156,8 @@ def register(cli: click.Group) -> None:
         except WorkflowError as exc:
             raise click.BadParameter(str(exc), param_hint="--sweep") from None
         files = dict(parse_assignment(text, "--input") for text in inputs)
+        node_sets, params = split_sets(sets)
+        edits = [*updates, *node_sets]
         paths = workflow_files(sources)
         overrides: dict[str, Any] = {"output.output_dir": output_dir}
         if no_download:
@@ -157,11 +172,13 @@ def register(cli: click.Group) -> None:
         try:
             _check_servers(queue)
             loader = queue.clients[0]
+            rng = random.SystemRandom()
             for path in paths:
-                graph = apply_updates(load_workflow(path, client=loader), updates)
+                target = load_target(path, loader)
                 for values in combos:
-                    queue.add_job(apply_sweep_values(graph, values) if values else graph,
-                                  metadata={"source": str(path)}, params=values, inputs=files)
+                    graph = build_graph(target, params=params, updates=edits, point=values, random_seeds=random_seeds,
+                                        rng=rng, source=path)
+                    queue.add_job(graph, metadata={"source": str(path)}, params=values, inputs=files)
             total = len(queue.get_all_jobs())
             reporter = make_batch_reporter(total, as_json)
             for event in ("job_submitted", "job_started", "job_completed", "job_failed", "job_retrying",

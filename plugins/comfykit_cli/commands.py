@@ -39,22 +39,6 @@ def parse_assignment(text: str, option: str) -> tuple[str, str]:
     return name.strip(), value
 
 
-def set_updates(values: Sequence[str]) -> list[Any]:
-    """``--set "Positive Prompt.text=cat"``: updates addressed by node title (or class), then input name."""
-    from comfykit.workflow import parse_update
-
-    updates = []
-    for text in values:
-        name, _ = parse_assignment(text, "--set")
-        if "." not in name:
-            raise click.BadParameter(
-                f"{text!r}: name the node and the input, e.g. \"Positive Prompt.text=cat\" "
-                "(template parameter names are not supported yet)", param_hint="--set",
-            )
-        updates.append(parse_update(text))
-    return updates
-
-
 def _download_enabled(client: Any, no_download: bool) -> bool:
     return (not no_download and bool(client.config.get("output.download_results", True))
             and client.plugin_manager.is_registered("download"))
@@ -71,6 +55,7 @@ def _cancel_prompt(client: Any, prompt_id: str) -> None:
 def register(cli: click.Group) -> None:
     from comfykit_cli.batch import register as register_batch
     from comfykit_cli.more import register as register_more
+    from comfykit_cli.templates import register as register_templates
 
     @cli.command()
     @click.argument("workflows", nargs=-1, required=True, type=click.Path(dir_okay=False))
@@ -112,7 +97,10 @@ def register(cli: click.Group) -> None:
     @click.option("--update", "updates", multiple=True, metavar="NODE.INPUT=VALUE",
                   help='Change an input: 3.seed=42 or "Positive Prompt".text=a cat (repeatable).')
     @click.option("--set", "sets", multiple=True, metavar="NAME=VALUE",
-                  help='Change an input by node title or class: "Positive Prompt.text=a cat" (repeatable).')
+                  help='A template parameter (prompt=a cat), or an input by node title or class: '
+                       '"Positive Prompt.text=a cat" (repeatable).')
+    @click.option("--random-seeds", is_flag=True,
+                  help="Fresh random seeds for every seed not set explicitly (template seed parameters too).")
     @click.option("--input", "inputs", multiple=True, metavar="INPUT=FILE",
                   help="Upload a local file and use it: image=cat.png or 10.image=cat.png (repeatable).")
     @click.option("--wait/--no-wait", default=False, help="Wait for the job to finish and download its outputs.")
@@ -122,10 +110,13 @@ def register(cli: click.Group) -> None:
     @click.option("--no-download", is_flag=True, help="With --wait, do not download the outputs.")
     @server_option
     @json_option
-    def send(workflow: str, updates: tuple[str, ...], sets: tuple[str, ...], inputs: tuple[str, ...], wait: bool,
-             timeout: float | None, output_dir: str | None, no_download: bool, servers: tuple[str, ...],
+    def send(workflow: str, updates: tuple[str, ...], sets: tuple[str, ...], random_seeds: bool, inputs: tuple[str, ...],
+             wait: bool, timeout: float | None, output_dir: str | None, no_download: bool, servers: tuple[str, ...],
              as_json: bool) -> None:
-        """Queue a workflow (API or editor format) on the server, and optionally wait for it.
+        """Queue a workflow (API or editor format, or a template by name or path) on the server, and optionally wait.
+
+        A template's parameters are given with --set NAME=VALUE; a NAME with a
+        dot addresses a node input instead.
 
         With --wait, progress is shown while the job runs (NDJSON events with
         --json) and its outputs are downloaded; exit 1 when the job fails.
@@ -133,15 +124,18 @@ def register(cli: click.Group) -> None:
         from comfykit.errors import JobError
         from comfykit.uploads import UploadCache, apply_inputs
         from comfykit.utils import extract_output_images
-        from comfykit.workflow import apply_updates, load_workflow, validate_before_send
+        from comfykit.workflow import validate_before_send
         from comfykit_cli.progress import emit_event, follow_job, job_mode
+        from comfykit_cli.templates import build_graph, load_target, split_sets
 
         as_json = get_state().json(as_json)
-        edits = [*updates, *set_updates(sets)]
+        node_sets, params = split_sets(sets)
+        edits = [*updates, *node_sets]
         files = dict(parse_assignment(text, "--input") for text in inputs)
         overrides = {"output.output_dir": output_dir} if output_dir else None
         with _client(servers, overrides) as client:
-            graph = apply_updates(load_workflow(workflow, client=client), edits)
+            graph = build_graph(load_target(workflow, client), params=params, updates=edits, random_seeds=random_seeds,
+                                source=workflow)
             if files:
                 apply_inputs(graph, files, client, UploadCache())
             validate_before_send(graph, client=client, path=workflow)
@@ -214,4 +208,5 @@ def register(cli: click.Group) -> None:
 
     register_batch(cli)
     register_more(cli)
+    register_templates(cli)
 
