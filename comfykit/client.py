@@ -20,7 +20,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import attrs
 import httpx
 
-from comfykit.config import Config, core_registry, load_config
+from comfykit.config import Config
 from comfykit.errors import (
     ComfyKitError,
     ExecutionError,
@@ -35,7 +35,7 @@ from comfykit.errors import (
     TransportError,
 )
 from comfykit.jobs import new_prompt_id
-from comfykit.plugins import PluginManager, get_plugin_manager, parse_plugin_options
+from comfykit.plugins import PluginManager, open_session
 
 if TYPE_CHECKING:
     from comfykit.events import Event, EventSource
@@ -92,7 +92,6 @@ class ComfyUIClient:
         client_id: str | None = None,
         plugin_manager: PluginManager | None = None,
     ) -> None:
-        enable, disable = parse_plugin_options(plugin_options)
         overrides = {
             "comfyui.host": host,
             "comfyui.port": port,
@@ -102,24 +101,10 @@ class ComfyUIClient:
             "comfyui.token": token,
             "comfyui.api_key": api_key,
         }
-        base = config if isinstance(config, Config) else load_config(path=config)
-        disable += list(base["plugins.disable"])
-        enable += list(base["plugins.enable"])
-        # A QueueManager shares one plugin manager (one session) between its clients and configures it itself.
-        self._owns_plugin_manager = plugin_manager is None
-        self.plugin_manager: PluginManager = plugin_manager or get_plugin_manager(
-            plugins=plugins, enable=enable, disable=disable, strict=bool(base["plugins.strict"]),
-            autoload=None if base["plugins.autoload"] else False,
+        # A QueueManager or a CLI run shares one plugin manager (one session) between its clients.
+        self.plugin_manager, self.config = open_session(
+            config, plugins=plugins, plugin_options=plugin_options, overrides=overrides, plugin_manager=plugin_manager
         )
-        registry = core_registry()
-        self.plugin_manager.add_config(registry)
-        if isinstance(config, Config):
-            # Keys plugins declared after the caller built ``config`` start at their defaults.
-            values = {key.dotted: key.default for key in registry} | dict(config)
-            self.config = Config(values, {k: config.source(k) for k in config}, registry, config.path)
-            self.config = self.config.with_overrides(overrides)
-        else:
-            self.config = load_config(path=config, overrides=overrides, registry=registry)
         section = self.config.section("comfyui")
         if section["url"]:
             self.base_url = str(section["url"]).rstrip("/")
@@ -162,8 +147,6 @@ class ComfyUIClient:
         self._event_source: EventSource | None = None
         self._event_source_asked = False
         self._callbacks: dict[str, list[Callable[[Event], None]]] = {}
-        if self._owns_plugin_manager:
-            self.plugin_manager.configure(self.config)
 
     # -- lifecycle ---------------------------------------------------------------
 

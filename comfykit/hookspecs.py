@@ -180,9 +180,11 @@ def comfykit_validate_workflow(
 def comfykit_prepare_prompt(prompt: dict[str, Any], job: Job, client: ComfyUIClient) -> None:
     """Change a prompt just before it is posted, in place.
 
-    Runs after templating and validation, for every submission including
-    retries.  Mutate ``prompt`` (the API graph) and ``job.extra_data``
-    in place; the return value is ignored.
+    Runs after templating, before validate-before-send, for every job a
+    :class:`comfykit.QueueManager` submits (retries included) and for
+    ``comfykit send``; a bare ``ComfyUIClient.queue_prompt`` posts exactly
+    what it is given.  Mutate ``prompt`` (the API graph) and
+    ``job.extra_data`` in place; the return value is ignored.
 
     :param prompt: the API graph about to be sent; mutate it in place.
     :param job: the :class:`comfykit.jobs.Job` being submitted.

@@ -48,6 +48,7 @@ __all__ = [
     "PluginManager",
     "SinkResult",
     "get_plugin_manager",
+    "open_session",
     "parse_plugin_options",
 ]
 
@@ -356,3 +357,43 @@ def get_plugin_manager(
 
     manager.check_pending()
     return manager
+
+
+def open_session(
+    config: Config | str | os.PathLike[str] | None = None,
+    *,
+    plugins: Iterable[object] = (),
+    plugin_options: Iterable[str] = (),
+    overrides: Mapping[str, Any] | None = None,
+    plugin_manager: PluginManager | None = None,
+) -> tuple[PluginManager, Config]:
+    """A plugin manager and the effective config, built together: what one client, queue or CLI run works with.
+
+    The config's ``plugins.*`` keys decide which plugins load; the loaded plugins
+    declare their own keys (``comfykit_add_config``), so the config is read against
+    the full registry.  With ``plugin_manager`` given, only the config is built
+    (keys it does not know start at their defaults) and nothing is configured:
+    whoever built that manager configured it.
+    """
+    from comfykit.config import Config, core_registry, load_config
+
+    base = config if isinstance(config, Config) else load_config(path=config)
+    manager = plugin_manager
+    if manager is None:
+        enable, disable = parse_plugin_options(plugin_options)
+        manager = get_plugin_manager(
+            plugins=plugins, enable=[*enable, *base["plugins.enable"]], disable=[*disable, *base["plugins.disable"]],
+            strict=bool(base["plugins.strict"]), autoload=None if base["plugins.autoload"] else False,
+        )
+    registry = core_registry()
+    manager.add_config(registry)
+    if isinstance(config, Config):
+        # Keys plugins declared after the caller built ``config`` start at their defaults.
+        values = {key.dotted: key.default for key in registry} | dict(config)
+        effective = Config(values, {k: config.source(k) for k in config}, registry, config.path)
+        effective = effective.with_overrides(overrides or {})
+    else:
+        effective = load_config(path=config, overrides=overrides, registry=registry)
+    if plugin_manager is None:
+        manager.configure(effective)
+    return manager, effective

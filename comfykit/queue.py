@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from comfykit.config import Config, core_registry, load_config
+from comfykit.config import Config
 from comfykit.errors import (
     ComfyKitError,
     ConfigError,
@@ -50,7 +50,7 @@ from comfykit.errors import (
 )
 from comfykit.jobs import Job, JobStatus, new_prompt_id
 from comfykit.outputs import discover_outputs
-from comfykit.plugins import PluginManager, get_plugin_manager, parse_plugin_options
+from comfykit.plugins import PluginManager, open_session
 from comfykit.uploads import UploadCache, apply_inputs
 from comfykit.workflow.manager import validate_before_send
 
@@ -149,6 +149,7 @@ class QueueManager:
     :param vary_seeds: give every submission fresh ``seed``/``noise_seed`` values, so
         repeated identical jobs really execute instead of being served from cache.
     :param store_outputs: run the output sinks (download, metadata...) for finished jobs.
+    :param plugin_manager: share the plugins of a session that already configured them (a CLI run).
     """
 
     def __init__(
@@ -166,27 +167,16 @@ class QueueManager:
         config: Config | str | Path | None = None,
         plugins: Iterable[object] = (),
         plugin_options: Iterable[str] = (),
+        plugin_manager: PluginManager | None = None,
     ) -> None:
         self._own_clients: list[ComfyUIClient] = []
         if client is not None:
             self.plugin_manager: PluginManager = client.plugin_manager
             self.config: Config = client.config
         else:
-            base = config if isinstance(config, Config) else load_config(path=config)
-            enable, disable = parse_plugin_options(plugin_options)
-            self.plugin_manager = get_plugin_manager(
-                plugins=plugins, enable=[*enable, *base["plugins.enable"]],
-                disable=[*disable, *base["plugins.disable"]], strict=bool(base["plugins.strict"]),
-                autoload=None if base["plugins.autoload"] else False,
+            self.plugin_manager, self.config = open_session(
+                config, plugins=plugins, plugin_options=plugin_options, plugin_manager=plugin_manager
             )
-            registry = core_registry()
-            self.plugin_manager.add_config(registry)
-            if isinstance(config, Config):
-                values = {key.dotted: key.default for key in registry} | dict(config)
-                self.config = Config(values, {k: config.source(k) for k in config}, registry, config.path)
-            else:
-                self.config = load_config(path=config, registry=registry)
-            self.plugin_manager.configure(self.config)
         batch = self.config.section("batch")
         self.max_concurrent = int(max_concurrent if max_concurrent is not None else batch["max_concurrent"])
         if self.max_concurrent < 1:

@@ -58,9 +58,19 @@ def cli_reference() -> str:
         "```",
         "",
     ]
-    for name in sorted(cli.list_commands(None)):  # type: ignore[arg-type]
-        result = runner.invoke(cli, [name, "--help"], prog_name="comfykit", terminal_width=100)
-        lines += [f"## comfykit {name}", "", "```text", result.output.rstrip(), "```", ""]
+    import click
+
+    def document(group: click.Group, path: list[str]) -> None:
+        # Subcommands of groups (``templates list``...) get their own section too.
+        for name in sorted(group.list_commands(None)):  # type: ignore[arg-type]
+            words = [*path, name]
+            result = runner.invoke(cli, [*words, "--help"], prog_name="comfykit", terminal_width=100)
+            lines.extend([f"## comfykit {' '.join(words)}", "", "```text", result.output.rstrip(), "```", ""])
+            command = group.get_command(None, name)  # type: ignore[arg-type]
+            if isinstance(command, click.Group):
+                document(command, words)
+
+    document(cli, [])
     return "\n".join(lines)
 
 

@@ -94,6 +94,7 @@ def build_cli(plugin_options: Sequence[str] = (), plugins: Sequence[object] = ()
         """Drive ComfyUI servers: send workflows, run batches, collect outputs."""
         state = ctx.ensure_object(CliState)
         state.plugin_options = plugin_option
+        state.extra_plugins = tuple(plugins)
         state.servers = servers
         state.config_path = config_path
         state.as_json = as_json

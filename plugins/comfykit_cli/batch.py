@@ -167,7 +167,7 @@ def register(cli: click.Group) -> None:
         pool = state.server_list(servers)
         queue = QueueManager(
             servers=pool or None, config=config, max_concurrent=concurrency, max_retries=retries,
-            journal=resume or journal, timeout=timeout, vary_seeds=vary_seeds, plugin_options=state.plugin_options,
+            journal=resume or journal, timeout=timeout, vary_seeds=vary_seeds, plugin_manager=state.plugin_manager(),
         )
         try:
             _check_servers(queue)

@@ -122,6 +122,7 @@ def register(cli: click.Group) -> None:
         --json) and its outputs are downloaded; exit 1 when the job fails.
         """
         from comfykit.errors import JobError
+        from comfykit.jobs import Job
         from comfykit.uploads import UploadCache, apply_inputs
         from comfykit.utils import extract_output_images
         from comfykit.workflow import validate_before_send
@@ -138,8 +139,10 @@ def register(cli: click.Group) -> None:
                                 source=workflow)
             if files:
                 apply_inputs(graph, files, client, UploadCache())
+            job = Job(workflow=graph, metadata={"source": workflow})
+            client.plugin_manager.prepare_prompt(graph, job, client)
             validate_before_send(graph, client=client, path=workflow)
-            answer = client.queue_prompt(graph)
+            answer = client.queue_prompt(graph, extra_data=job.extra_data or None)
             prompt_id = answer["prompt_id"]
             if not wait:
                 _emit(answer, as_json, f"queued {prompt_id}")

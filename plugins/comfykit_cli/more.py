@@ -82,15 +82,7 @@ def _show_node(details: Mapping[str, Any]) -> None:
 
 
 def _plugin_manager() -> Any:
-    from comfykit.plugins import get_plugin_manager, parse_plugin_options
-
-    state = get_state()
-    config = state.config()
-    enable, disable = parse_plugin_options(state.plugin_options)
-    return get_plugin_manager(
-        enable=[*enable, *config["plugins.enable"]], disable=[*disable, *config["plugins.disable"]],
-        autoload=None if config["plugins.autoload"] else False,
-    )
+    return get_state().plugin_manager()
 
 
 def register(cli: click.Group) -> None:

@@ -19,6 +19,7 @@ import click
 if TYPE_CHECKING:
     from comfykit.client import ComfyUIClient
     from comfykit.config import Config
+    from comfykit.plugins import PluginManager
 
 __all__ = ["CliState", "get_state"]
 
@@ -37,7 +38,10 @@ class CliState:
         self.verbose = 0
         self.quiet = 0
         self.plugin_options: tuple[str, ...] = ()
+        #: plugin objects given to ``build_cli`` (an application embedding the command, or a test)
+        self.extra_plugins: tuple[object, ...] = ()
         self._config: Config | None = None
+        self._plugin_manager: PluginManager | None = None
         self._logging_done = False
 
     # -- options ----------------------------------------------------------------------
@@ -57,13 +61,22 @@ class CliState:
     # -- config and logging --------------------------------------------------------------------
 
     def config(self) -> Config:
-        """The effective config (file, environment), loaded once; also sets up logging."""
-        if self._config is None:
-            from comfykit.config import load_config
+        """The effective config (file, environment, plugins' keys), loaded once; also sets up logging."""
+        return self._open()[1]
 
-            self._config = load_config(path=self.config_path)
+    def plugin_manager(self) -> PluginManager:
+        """The run's one plugin manager, configured; every client and queue of the run shares it."""
+        return self._open()[0]
+
+    def _open(self) -> tuple[PluginManager, Config]:
+        if self._plugin_manager is None or self._config is None:
+            from comfykit.plugins import open_session
+
+            self._plugin_manager, self._config = open_session(
+                self.config_path, plugins=self.extra_plugins, plugin_options=self.plugin_options
+            )
             self.setup_logging(self._config)
-        return self._config
+        return self._plugin_manager, self._config
 
     def setup_logging(self, config: Mapping[str, Any]) -> None:
         """Log per the ``logging:`` section; ``-v`` lowers the level by one step, ``-q`` raises it."""
@@ -103,7 +116,7 @@ class CliState:
         config = self.config()
         if overrides:
             config = config.with_overrides(overrides)
-        client = ComfyUIClient(url=self.server(local_servers), config=config, plugin_options=self.plugin_options)
+        client = ComfyUIClient(url=self.server(local_servers), config=config, plugin_manager=self.plugin_manager())
         log.debug("talking to %s (config file: %s)", client.base_url, config.path or "none")
         return client
 

@@ -321,3 +321,25 @@ def test_ctrl_c_during_send_wait_cancels_the_job_and_exits_130(tmp_path: Path) -
         assert json.loads(rest.splitlines()[-1]) == {"event": "cancelled", "prompt_id": queued["prompt_id"]}
         queue = httpx.get(sim.url + "/queue", timeout=10).json()
         assert queued["prompt_id"] not in [item[1] for item in queue["queue_pending"]]
+
+
+def test_send_runs_the_prepare_prompt_hook(comfyui_simulator: ComfyUISimulator) -> None:
+    from comfykit import hookimpl
+
+    class Prefix:
+        @hookimpl
+        def comfykit_prepare_prompt(self, prompt: dict[str, Any], job: Any, client: Any) -> None:
+            for node in prompt.values():
+                if node["class_type"] == "SaveImage":
+                    node["inputs"]["filename_prefix"] = "hooked/" + node["inputs"]["filename_prefix"]
+
+    result = run("--json", "--server", comfyui_simulator.url, "send", INVERT, "--wait", "--no-download",
+                 plugins=(Prefix(),))
+    assert result.exit_code == 0, result.output
+    done = [event for event in lines(result) if event.get("event") == "completed"]
+    assert done, result.output
+    from comfykit import ComfyUIClient
+
+    with ComfyUIClient(url=comfyui_simulator.url) as client:
+        entry = client.get_history(done[0]["prompt_id"])[done[0]["prompt_id"]]
+    assert entry["prompt"][2]["3"]["inputs"]["filename_prefix"].startswith("hooked/")
