@@ -38,6 +38,22 @@ def test_firstresult_hooks_are_marked_in_the_reference() -> None:
             assert "**firstresult**" in by_name[name], name
 
 
+def test_every_hook_section_documents_arguments_return_calling_and_an_example() -> None:
+    text = (DOCS / "plugins" / "hooks.md").read_text(encoding="utf-8")
+    sections = re.split(r"^### ", text, flags=re.MULTILINE)
+    by_name = {s.split("(")[0]: s for s in sections[1:]}
+    for name, signature in _hookspecs().items():
+        section = by_name[name]
+        for parameter in signature.parameters:
+            assert f"- `{parameter}`" in section, f"{name}: argument {parameter!r} has no '- `{parameter}`' line"
+        assert "\n- Returns" in section, f"{name}: no '- Returns ...' line"
+        calls = [line for line in section.splitlines() if line.startswith("- Calls:")]
+        assert len(calls) == 1, f"{name}: needs exactly one '- Calls: ...' line"
+        firstresult = getattr(hookspecs, name).comfykit_spec["firstresult"]
+        assert ("**firstresult**" in calls[0]) == firstresult, f"{name}: the Calls line misstates firstresult"
+        assert "```python" in section, f"{name}: no Python example"
+
+
 def test_generated_reference_pages_are_up_to_date() -> None:
     import importlib.util
 
