@@ -492,6 +492,7 @@ def load_config(
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
     use_file: bool = True,
+    warn_unknown: bool = True,
 ) -> Config:
     """Merge defaults, the config file, ``COMFYKIT_*`` variables and ``overrides`` into a :class:`Config`.
 
@@ -500,6 +501,8 @@ def load_config(
     :param registry: the declared keys (default: :func:`core_registry`).
     :param env: the environment to read (default: ``os.environ``).
     :param use_file: ``False`` skips the file search (explicit ``path`` still counts).
+    :param warn_unknown: warn about keys ``registry`` does not declare; off for a first
+        pass that only decides which plugins load (they declare more keys).
     """
     registry = registry or core_registry()
     environ = os.environ if env is None else env
@@ -517,6 +520,8 @@ def load_config(
             declared = registry.get(dotted)
             line = lines.get(dotted)
             if declared is None:
+                if not warn_unknown:
+                    continue
                 hint = _closest(dotted, registry)
                 message = f"{config_path}:{line}: unknown config key {dotted!r}" + (f"; {hint}" if hint else "")
                 warnings.warn(message, ConfigWarning, stacklevel=2)

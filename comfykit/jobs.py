@@ -1,7 +1,7 @@
 """The job record: one workflow to run, its state, where it ran, and what it produced.
 
-Used by ``ComfyUIClient.run`` for single jobs and by ``QueueManager`` for
-batches; the lifecycle hooks receive it.  It is mutable on purpose (its
+Used by ``QueueManager`` for batches and by ``comfykit send`` for single jobs;
+the lifecycle hooks receive it.  It is mutable on purpose (its
 status moves on), unlike the frozen event and output records.
 """
 

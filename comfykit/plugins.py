@@ -377,7 +377,8 @@ def open_session(
     """
     from comfykit.config import Config, core_registry, load_config
 
-    base = config if isinstance(config, Config) else load_config(path=config)
+    # First pass: only the plugins.* keys matter here; the plugins declare theirs before the real read.
+    base = config if isinstance(config, Config) else load_config(path=config, warn_unknown=False)
     manager = plugin_manager
     if manager is None:
         enable, disable = parse_plugin_options(plugin_options)

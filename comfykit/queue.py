@@ -639,14 +639,16 @@ class QueueManager:
         with self._lock:
             self._posting.discard(prompt_id)
             early = self._early.pop(prompt_id, [])
+            stale = job.prompt_id != prompt_id or job.done
             cancelled = job.status is JobStatus.CANCELLED
-            if job.prompt_id != prompt_id or job.done:
-                if cancelled:  # cancelled while the POST was on its way: take it off the server again
-                    self._cancel_on_server(server, prompt_id, job)
-                return
-            job.status = JobStatus.QUEUED
-            job.submitted_at = time.time()
-            server.counts["submitted"] += 1
+            if not stale:
+                job.status = JobStatus.QUEUED
+                job.submitted_at = time.time()
+                server.counts["submitted"] += 1
+        if stale:
+            if cancelled:  # cancelled while the POST was on its way: take it off the server again
+                self._cancel_on_server(server, prompt_id, job)
+            return
         self._journal(job)
         self.plugin_manager.job_submitted(job, client)
         self._emit("job_submitted", job)
@@ -759,7 +761,7 @@ class QueueManager:
         self._journal(job)
         self.plugin_manager.job_completed(job, client)
         self._emit("job_completed", job)
-        self._check_empty()
+        self._settle()
 
     def _release(self, server: _Server, prompt_id: str) -> None:
         with self._lock:
@@ -825,7 +827,7 @@ class QueueManager:
         self._journal(job)
         self.plugin_manager.job_failed(job, error, client)
         self._emit("job_failed", job)
-        self._check_empty()
+        self._settle()
 
     # -- cancelling -------------------------------------------------------------------------------------
 
@@ -852,7 +854,7 @@ class QueueManager:
         self._journal(job)
         self.plugin_manager.job_cancelled(job)
         self._emit("job_cancelled", job)
-        self._check_empty()
+        self._settle()
         return True
 
     def _cancel_on_server(self, server: _Server, prompt_id: str, job: Job) -> None:
@@ -997,8 +999,10 @@ class QueueManager:
                 job, WaitTimeout(f"job {job.job_id} did not finish within {limit} s", prompt_id=prompt_id), server.client
             )
 
-    def _check_empty(self) -> None:
+    def _settle(self) -> None:
+        """A job ended and everything about it was recorded and announced: only now may waiters wake."""
         with self._lock:
+            self._open -= 1
             empty = self._open == 0
             fire = empty and not self._was_empty
             self._was_empty = empty
@@ -1008,9 +1012,11 @@ class QueueManager:
             self._emit("queue_empty")
 
     def _end(self, job: Job, status: JobStatus) -> None:
-        """Give a job its final status (the caller holds the lock and checked it had not ended)."""
+        """Give a job its final status (the caller holds the lock and checked it had not ended).
+
+        The caller then journals it, runs the hooks and callbacks, and calls :meth:`_settle`.
+        """
         job.status = status
-        self._open -= 1
 
     def _journal(self, job: Job) -> None:
         if self.journal is not None:

@@ -118,6 +118,16 @@ class JobTracker:
     def watched(self) -> list[str]:
         return [p for p, w in list(self._watches.items()) if not w.finished.is_set()]
 
+    def mark_gap(self) -> None:
+        """Events may have been missed (a frame that could not be read): results come from history, not events."""
+        with self._lock:
+            self._mark_gap(list(self._watches.values()))
+
+    @staticmethod
+    def _mark_gap(watches: list[_Watch]) -> None:
+        for watch in watches:
+            watch.gap = True
+
     def reopen(self, prompt_id: str) -> None:
         """Follow a prompt again whose end could not be read (the server vanished right then)."""
         with self._lock:
@@ -198,8 +208,7 @@ class JobTracker:
             ids = self.watched() if prompt_ids is None else prompt_ids
             watches = [w for w in (self._watches.get(p) for p in ids) if w is not None and not w.finished.is_set()]
             if prompt_ids is None:  # called after a gap in the events: what was collected may be partial
-                for watch in watches:
-                    watch.gap = True
+                self._mark_gap(watches)
         if not watches:
             return
         try:

@@ -19,7 +19,7 @@ from typing import Any, Literal, overload
 import attrs
 
 from comfykit.errors import ConversionError, WorkflowError, WorkflowLoadError, WorkflowValidationError
-from comfykit.plugins import PluginManager, get_plugin_manager
+from comfykit.plugins import PluginManager, open_session
 from comfykit.workflow.edit import Update, apply_updates, find_node, merge_workflows, node_address
 from comfykit.workflow.loader import dump_yaml, is_ui_workflow
 from comfykit.workflow.problems import Problem
@@ -42,7 +42,8 @@ def _manager(plugin_manager: PluginManager | None, client: Any) -> PluginManager
         return plugin_manager
     if client is not None and getattr(client, "plugin_manager", None) is not None:
         return client.plugin_manager
-    return get_plugin_manager(autoload=False)
+    # No client: a session of its own, so installed validators and readers take part too.
+    return open_session()[0]
 
 
 def _object_info(client: Any, object_info: Mapping[str, Any] | None) -> Mapping[str, Any] | None:

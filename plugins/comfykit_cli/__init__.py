@@ -8,6 +8,7 @@ modules (httpx, aiohttp, the simulator) are imported inside commands only, so
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -133,6 +134,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`comfykit --json batch ... | head`): stop quietly, and keep Python's
+        # exit-time flush of stdout from raising again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
     except click.exceptions.Exit as exit_:
         return int(exit_.exit_code)
     except click.UsageError as exc:

@@ -66,14 +66,16 @@ def register(cli: click.Group) -> None:
         """Check workflows for structural and schema problems (exit 1 when any error)."""
         from comfykit.workflow import load_workflow, validate_workflow
 
-        as_json = get_state().json(as_json)
+        state = get_state()
+        as_json = state.json(as_json)
         client = None if offline else _client(servers)
+        plugins = state.plugin_manager()  # offline too: installed validators and -p plugins take part
         report: dict[str, list[dict[str, Any]]] = {}
         failed = False
         try:
             for path in workflows:
-                graph = load_workflow(path, client=client)
-                ok, problems = validate_workflow(graph, client=client)
+                graph = load_workflow(path, client=client, plugin_manager=plugins)
+                ok, problems = validate_workflow(graph, client=client, plugin_manager=plugins)
                 failed = failed or not ok
                 report[path] = [
                     {"code": p.code, "severity": str(p.severity), "node_id": p.node_id, "class_type": p.class_type,

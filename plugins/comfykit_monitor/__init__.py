@@ -130,6 +130,7 @@ class WebSocketEventSource:
                 return
             if len(payload) > self.max_frame_size:
                 log.warning("dropped a %d-byte frame larger than websocket.max_frame_size", len(payload))
+                self.client.tracker.mark_gap()  # it may have carried a job's outputs: read them from history
                 continue
             message = payload if opcode == websocket.ABNF.OPCODE_BINARY else payload.decode("utf-8", "replace")
             try:
