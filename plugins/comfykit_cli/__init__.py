@@ -159,23 +159,70 @@ def comfykit_register_commands(cli: click.Group) -> None:
 
     register(cli)
 
-    @cli.command()
+    @cli.command(cls=_ServeCommand)
     @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
     @click.option("--port", default=8188, show_default=True, type=int, help="Port to listen on (0: any free port).")
     @click.option("--comfyui-version", type=click.Choice(["0.3.64", "0.33.0"]), default="0.33.0", show_default=True,
                   help="Which recorded ComfyUI version to pose as.")
     @click.option("--root", type=click.Path(file_okay=False), default=None,
                   help="Folder for input/output/temp files (default: a temporary folder).")
-    @click.option("--node-seconds", type=float, default=0.0, help="Seconds each executed node takes.")
-    @click.option("--step-seconds", type=float, default=0.0, help="Seconds each sampler step takes.")
-    @click.option("--drop-websocket-after", type=float, default=None, help="Close every WebSocket after N seconds.")
-    @click.option("--history-delay", type=float, default=0.0, help="Delay the history write after success (s).")
-    @click.option("--fail-next", type=int, default=0, help="Answer the next N requests with HTTP 500.")
-    @click.option("--response-delay", type=float, default=0.0, help="Seconds to wait before every HTTP answer.")
-    @click.option("--preview-method", type=click.Choice(["none", "latent2rgb"]), default="none",
-                  help="Send sampler preview images.")
     def serve(host: str, port: int, comfyui_version: str, root: str | None, **knobs: object) -> None:
-        """Run the ComfyUI simulator (for tests and trying comfykit without a GPU)."""
+        """Run the ComfyUI simulator (for tests and trying comfykit without a GPU).
+
+        Every fault and timing knob of comfykit.testing.Knobs is an option.
+        """
         from comfykit.testing import serve as run_simulator
 
         run_simulator(host=host, port=port, comfyui_version=comfyui_version, root=root, **knobs)
+
+
+class _ServeCommand(click.Command):
+    """``serve``, whose knob options are made from :class:`comfykit.testing.Knobs` when first needed.
+
+    Lazily, because the knobs module loads the simulator (aiohttp); and from the class
+    itself, so a new knob is an option the moment it exists.
+    """
+
+    _knobs_added = False
+
+    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        if not self._knobs_added:
+            self._knobs_added = True
+            self.params.extend(knob_options())
+        return super().get_params(ctx)
+
+
+def knob_options() -> list[click.Option]:
+    """One option per public field of ``Knobs``, typed from its annotation, helped by its ``#:`` comment."""
+    import inspect
+
+    import attrs
+
+    from comfykit.testing.knobs import Knobs
+
+    helps: dict[str, str] = {}
+    comment: list[str] = []
+    for line in inspect.getsource(Knobs).splitlines():
+        text = line.strip()
+        if text.startswith("#:"):
+            comment.append(text[2:].strip())
+        elif ":" in text and comment:
+            helps[text.split(":", 1)[0].strip()] = " ".join(comment)
+            comment = []
+        elif not text.startswith("#"):
+            comment = []
+    kinds: dict[str, type] = {"int": int, "float": float, "str": str, "bool": bool}
+    options: list[click.Option] = []
+    for field in attrs.fields(Knobs):
+        if field.name.startswith("_"):
+            continue
+        annotation = str(field.type).replace(" ", "")
+        kind = kinds.get(annotation.removesuffix("|None"), str)
+        flag = "--" + field.name.replace("_", "-")
+        if kind is bool:
+            options.append(click.Option([f"{flag}/--no-{flag[2:]}", field.name], default=field.default,
+                                        show_default=True, help=helps.get(field.name)))
+        else:
+            options.append(click.Option([flag, field.name], type=kind, default=field.default, show_default=True,
+                                        help=helps.get(field.name)))
+    return options

@@ -57,3 +57,15 @@ def test_serve_runs_the_simulator_with_knobs() -> None:
     finally:
         process.terminate()
         process.wait(10)
+
+
+def test_every_simulator_knob_is_a_serve_option() -> None:
+    import attrs
+    from click.testing import CliRunner
+
+    from comfykit.testing import Knobs
+    from comfykit_cli import build_cli
+
+    text = CliRunner().invoke(build_cli(), ["serve", "--help"], terminal_width=200).output
+    knobs = [field.name for field in attrs.fields(Knobs) if not field.name.startswith("_")]
+    assert knobs and all("--" + name.replace("_", "-") in text for name in knobs)
