@@ -42,53 +42,90 @@ def _transcript(version: str, name: str) -> dict[str, Any]:
     return dict(json.loads((RECORDINGS / version / "ws" / f"{name}.json").read_text()))
 
 
-def _recorded_types(transcript: dict[str, Any]) -> list[str]:
-    """Event types after the POST, up to the job's final ``executing {node: null}``; binary frames by type."""
+#: one frame as compared: the event type ("binary:N" for binary frames) and the shape of its data or header
+Frame = tuple[str, Any]
+
+
+def _shape(value: Any) -> Any:
+    """The recursive shape of a JSON value: dict keys, JSON types of the leaves, list element shapes.
+
+    Values are ignored (ids, timestamps, sizes, filename counters differ from run to run); ``int`` and
+    ``float`` stay apart because ComfyUI itself keeps them apart (``progress_state`` has ``0.0`` before a
+    node reports progress and the integer step after). A homogeneous list is one element shape, so its
+    length does not count; an empty list stays ``[]`` (``execution_cached`` of nothing is not of something).
+    """
+    if isinstance(value, dict):
+        return {key: _shape(item) for key, item in value.items()}
+    if isinstance(value, list):
+        shapes = [_shape(item) for item in value]
+        if shapes and all(shape == shapes[0] for shape in shapes):
+            return ["list of", shapes[0]]
+        return shapes
+    if value is None:
+        return "null"
+    return type(value).__name__  # bool, int, float, str
+
+
+def _recorded_frame(frame: dict[str, Any]) -> Frame | None:
+    """A transcript entry as a compared frame; None for what is not a received frame (actions, connects)."""
+    if frame["kind"] == "text":
+        return frame["msg"]["type"], _shape(frame["msg"]["data"])
+    if frame["kind"] == "binary":
+        event = frame["event_type"]
+        if event == 4:
+            return "binary:4", _shape(frame["metadata"])
+        return f"binary:{event}", {"image_format_code": frame["image_format_code"]}
+    return None
+
+
+def _live_frame(payload: str | bytes) -> tuple[Frame, dict[str, Any] | None]:
+    """A received frame as a compared frame, plus the parsed message for text frames."""
+    if isinstance(payload, bytes):
+        event = int.from_bytes(payload[:4], "big")
+        if event == 4:
+            length = int.from_bytes(payload[4:8], "big")
+            return ("binary:4", _shape(json.loads(payload[8:8 + length]))), None
+        return (f"binary:{event}", {"image_format_code": int.from_bytes(payload[4:8], "big")}), None
+    message = json.loads(payload)
+    return (message["type"], _shape(message["data"])), message
+
+
+def _recorded_frames(transcript: dict[str, Any]) -> list[Frame]:
+    """Frames after the POST, up to the job's final ``executing {node: null}``."""
     [socket] = transcript["sockets"].values()
-    types: list[str] = []
+    frames: list[Frame] = []
     posted = False
-    for frame in socket["frames"]:
-        if frame["kind"] == "client_action":
+    for entry in socket["frames"]:
+        if entry["kind"] == "client_action":
             posted = True
             continue
-        if not posted:
+        frame = _recorded_frame(entry)
+        if not posted or frame is None:
             continue
-        if frame["kind"] == "text":
-            message = frame["msg"]
-            types.append(message["type"])
-            if message["type"] == "executing" and message["data"].get("node") is None:
-                break
-        elif frame["kind"] == "binary":
-            types.append(f"binary:{frame['header']['event_type'] if 'header' in frame else frame.get('event_type')}")
-    return types
+        frames.append(frame)
+        if entry["kind"] == "text" and entry["msg"]["type"] == "executing" and entry["msg"]["data"].get("node") is None:
+            break
+    return frames
 
 
-def _binary_type(payload: bytes) -> str:
-    return f"binary:{int.from_bytes(payload[:4], 'big')}"
+def _connect(sim: ComfyUISimulator, client_id: str, *, metadata: bool = False, timeout: float = 20) -> websocket.WebSocket:
+    """A socket past its connect ``status`` (and the ``feature_flags`` answer when ``metadata``)."""
+    ws = websocket.create_connection(sim.url.replace("http://", "ws://") + f"/ws?clientId={client_id}", timeout=timeout)
+    ws.recv()
+    if metadata:
+        ws.send(json.dumps({"type": "feature_flags", "data": {"supports_preview_metadata": True}}))
+        assert json.loads(ws.recv())["type"] == "feature_flags"
+    return ws
 
 
-def _run(sim: ComfyUISimulator, prompt: dict[str, Any], *, metadata: bool) -> list[str]:
+def _run(sim: ComfyUISimulator, prompt: dict[str, Any], *, metadata: bool) -> list[Frame]:
     client_id = str(uuid.uuid4())
-    ws = websocket.create_connection(sim.url.replace("http://", "ws://") + f"/ws?clientId={client_id}", timeout=20)
+    ws = _connect(sim, client_id, metadata=metadata)
     try:
-        ws.recv()  # the status frame with sid, sent on connect
-        if metadata:
-            ws.send(json.dumps({"type": "feature_flags", "data": {"supports_preview_metadata": True}}))
-            assert json.loads(ws.recv())["type"] == "feature_flags"
         response = httpx.post(sim.url + "/prompt", json={"prompt": prompt, "client_id": client_id}, timeout=20)
         assert response.status_code == 200, response.text
         prompt_id = response.json()["prompt_id"]
-        types: list[str] = []
-        while True:
-            payload = ws.recv()
-            if isinstance(payload, bytes):
-                types.append(_binary_type(payload))
-                continue
-            message = json.loads(payload)
-            types.append(message["type"])
-            data = message["data"]
-            if message["type"] == "executing" and data.get("node") is None and data.get("prompt_id") == prompt_id:
-                return types
+        return _collect(ws, lambda m: m["type"] == "executing" and m["data"] == {"node": None, "prompt_id": prompt_id})
     finally:
         ws.close()
 
@@ -122,7 +159,7 @@ def test_single_job_event_order_matches_the_recording(version: str, name: str, t
         prompt = json.loads((RECORDINGS / version / "workflows" / f"{WORKFLOW_OF[name]}.json").read_text())
     else:
         prompt = transcript["prompt"]
-    expected = _recorded_types(transcript)
+    expected = _recorded_frames(transcript)
     with ComfyUISimulator(port=0, comfyui_version=version, root=tmp_path) as sim:
         _prepare(sim, name, prompt)
         actual = _run(sim, prompt, metadata=name.endswith("with_metadata"))
@@ -144,28 +181,27 @@ def test_validation_error_sends_no_job_events(version: str, tmp_path: Path) -> N
         ws.close()
 
 
-def _socket_types(transcript: dict[str, Any], socket_name: str) -> list[str]:
-    types = []
-    for frame in transcript["sockets"][socket_name]["frames"]:
-        if frame["kind"] == "text":
-            types.append(frame["msg"]["type"])
-        elif frame["kind"] == "binary":
-            types.append(f"binary:{frame['event_type']}")
-    return types[1:]  # without the connect status
+def _socket_frames(transcript: dict[str, Any], socket_name: str) -> list[Frame]:
+    """Every frame one recorded socket received, without its connect ``status``."""
+    frames = [_recorded_frame(entry) for entry in transcript["sockets"][socket_name]["frames"]]
+    return [frame for frame in frames if frame is not None][1:]
 
 
-def _collect(ws: websocket.WebSocket, until: Any, limit: float = 20) -> list[str]:
+def _collect(ws: websocket.WebSocket, until: Any, limit: float = 20, messages: list[dict[str, Any]] | None = None) -> list[Frame]:
+    """Frames up to and including the text message for which ``until(message)`` is true.
+
+    The parsed text messages are appended to ``messages`` when given.
+    """
     ws.settimeout(limit)
-    types: list[str] = []
+    frames: list[Frame] = []
     while True:
-        payload = ws.recv()
-        if isinstance(payload, bytes):
-            types.append(_binary_type(payload))
-            continue
-        message = json.loads(payload)
-        types.append(message["type"])
-        if until(message):
-            return types
+        frame, message = _live_frame(ws.recv())
+        frames.append(frame)
+        if message is not None:
+            if messages is not None:
+                messages.append(message)
+            if until(message):
+                return frames
 
 
 @pytest.mark.parametrize("version", VERSIONS)
@@ -181,11 +217,11 @@ def test_interrupt_lands_at_the_next_node_as_recorded(version: str, tmp_path: Pa
         def third_node_started(message: dict[str, Any]) -> bool:
             return message["type"] == "executing" and message["data"].get("node") == "3"
 
-        types = _collect(ws, third_node_started)
+        frames = _collect(ws, third_node_started)
         httpx.post(sim.url + "/interrupt", json={"prompt_id": prompt_id})
-        types += _collect(ws, lambda m: m["type"] == "executing" and m["data"].get("node") is None)
+        frames += _collect(ws, lambda m: m["type"] == "executing" and m["data"].get("node") is None)
         ws.close()
-    assert types == _socket_types(transcript, "A")
+    assert frames == _socket_frames(transcript, "A")
 
 
 @pytest.mark.parametrize("version", VERSIONS)
@@ -198,14 +234,14 @@ def test_owner_gets_job_events_observer_only_status(version: str, tmp_path: Path
         owner.recv()
         observer.recv()
         httpx.post(sim.url + "/prompt", json={"prompt": prompt, "client_id": "owner"})
-        owner_types = _collect(owner, lambda m: m["type"] == "executing" and m["data"].get("node") is None)
-        observer_types = _collect(observer, lambda m: m["type"] == "status"
+        owner_frames = _collect(owner, lambda m: m["type"] == "executing" and m["data"].get("node") is None)
+        observer_frames = _collect(observer, lambda m: m["type"] == "status"
                                   and m["data"]["status"]["exec_info"]["queue_remaining"] == 0)
         owner.close()
         observer.close()
     owner_name, observer_name = list(transcript["sockets"])
-    assert owner_types == _socket_types(transcript, owner_name)
-    assert observer_types == _socket_types(transcript, observer_name)
+    assert owner_frames == _socket_frames(transcript, owner_name)
+    assert observer_frames == _socket_frames(transcript, observer_name)
 
 
 @pytest.mark.parametrize("version", VERSIONS)
@@ -224,9 +260,9 @@ def test_job_without_client_id_broadcasts_only_progress(version: str, tmp_path: 
                 seen_start = True
             return seen_start and message["type"] == "status" and message["data"]["status"]["exec_info"]["queue_remaining"] == 0
 
-        types = _collect(ws, done)
+        frames = _collect(ws, done)
         ws.close()
-    assert types == _socket_types(transcript, "A")
+    assert frames == _socket_frames(transcript, "A")
 
 
 @pytest.mark.parametrize("version", VERSIONS)
@@ -262,8 +298,8 @@ def test_a_new_socket_with_the_same_client_id_takes_over(version: str, tmp_path:
         assert json.loads(second.recv())["type"] == "status"
         resumed = json.loads(second.recv())
         assert resumed["type"] == "executing" and set(resumed["data"]) == {"node"}
-        types = _collect(second, lambda m: m["type"] == "executing" and m["data"].get("node") is None)
-        assert "execution_success" in types
+        frames = _collect(second, lambda m: m["type"] == "executing" and m["data"].get("node") is None)
+        assert "execution_success" in [kind for kind, _ in frames]
         first.settimeout(0.2)
         silent = []
         try:
@@ -279,24 +315,49 @@ def test_a_new_socket_with_the_same_client_id_takes_over(version: str, tmp_path:
         assert httpx.get(f"{sim.url}/history/{prompt_id}").json()[prompt_id]["status"]["completed"]
 
 
+def _recorded_queue_counts(transcript: dict[str, Any], socket_name: str) -> list[int]:
+    """``queue_remaining`` of every ``status`` one recorded socket received after its connect status."""
+    frames = transcript["sockets"][socket_name]["frames"]
+    return _queue_counts([entry["msg"] for entry in frames if entry["kind"] == "text"])[1:]
+
+
+def _queue_counts(messages: list[dict[str, Any]]) -> list[int]:
+    return [m["data"]["status"]["exec_info"]["queue_remaining"] for m in messages if m["type"] == "status"]
+
+
+def _without_status(frames: list[Frame]) -> list[Frame]:
+    return [frame for frame in frames if frame[0] != "status"]
+
+
 @pytest.mark.parametrize("version", VERSIONS)
 def test_deleted_and_cleared_prompts_leave_no_trace(version: str, tmp_path: Path) -> None:
+    """Replays ``queue_delete_and_clear``: a slow job runs, two more are posted, one deleted, the rest cleared.
+
+    ``status`` frames answer HTTP requests on another connection, so where they fall between the job's
+    frames is timing (the reference README, quirk 2): the job's frames are compared in order, and the
+    ``status`` frames as their own sequence of queue counts.
+    """
+    transcript = _transcript(version, "queue_delete_and_clear")
+    recorded = _socket_frames(transcript, "A")
     slow = json.loads((RECORDINGS / version / "workflows" / "slow.json").read_text())
     quick = json.loads((RECORDINGS / version / "workflows" / "invert_save.json").read_text())
     with ComfyUISimulator(port=0, comfyui_version=version, root=tmp_path) as sim:
         sim.knobs.node_seconds = 0.1
-        ws = websocket.create_connection(sim.url.replace("http://", "ws://") + "/ws?clientId=q", timeout=10)
-        ws.recv()
-        ids = [httpx.post(sim.url + "/prompt", json={"prompt": p, "client_id": "q"}).json()["prompt_id"]
-               for p in (slow, quick, quick)]
+        ws = _connect(sim, "q", timeout=10)
+        messages: list[dict[str, Any]] = []
+        ids = [httpx.post(sim.url + "/prompt", json={"prompt": slow, "client_id": "q"}).json()["prompt_id"]]
+        # As recorded, the others are posted while the slow job runs.
+        frames = _collect(ws, lambda m: m["type"] == "execution_start", messages=messages)
+        ids += [httpx.post(sim.url + "/prompt", json={"prompt": quick, "client_id": "q"}).json()["prompt_id"] for _ in range(2)]
         httpx.post(sim.url + "/queue", json={"delete": [ids[1]]})
         httpx.post(sim.url + "/queue", json={"clear": True})
-        seen: list[dict[str, Any]] = []
-        _collect(ws, lambda m: seen.append(m) or (m["type"] == "executing" and m["data"].get("node") is None))
+        frames += _collect(ws, lambda m: m["type"] == "executing" and m["data"].get("node") is None, messages=messages)
         ws.close()
-        assert {m["data"].get("prompt_id") for m in seen if m["type"] != "status"} == {ids[0]}
+        assert {m["data"].get("prompt_id") for m in messages if m["type"] != "status"} == {ids[0]}
         history = httpx.get(sim.url + "/history").json()
     assert list(history) == [ids[0]]
+    assert _without_status(frames) == _without_status(recorded)
+    assert _queue_counts(messages) == _recorded_queue_counts(transcript, "A")
 
 
 SAMPLER = ["sampler_nopreview_legacy", "sampler_nopreview_metadata", "sampler_latent2rgb_legacy", "sampler_latent2rgb_metadata"]
@@ -344,7 +405,7 @@ def _prerun(sim: ComfyUISimulator, transcript: dict[str, Any], prompt: dict[str,
 def test_sampler_progress_and_previews_match_the_recording(version: str, name: str, tmp_path: Path) -> None:
     transcript = _transcript(version, name)
     prompt = _sampler_prompt(version, transcript)
-    expected = _recorded_types(transcript)
+    expected = _recorded_frames(transcript)
     with ComfyUISimulator(port=0, comfyui_version=version, root=tmp_path) as sim:
         sim.knobs.preview_method = "latent2rgb" if "latent2rgb" in name else "none"
         _prerun(sim, transcript, prompt)
@@ -352,31 +413,40 @@ def test_sampler_progress_and_previews_match_the_recording(version: str, name: s
     assert actual == expected
 
 
-def _collapsed(types: list[str]) -> list[str]:
-    """Runs of per-step frames (progress, progress_state, previews) as one item: their count is timing."""
-    out: list[str] = []
-    for kind in types:
-        step = "steps" if kind in ("progress", "progress_state") or kind.startswith("binary:") else kind
-        if not (out and step == "steps" and out[-1] == "steps"):
-            out.append(step)
+def _collapsed(frames: list[Frame]) -> list[Any]:
+    """Runs of per-step frames (progress, progress_state, previews) as one item: the distinct frames of the run.
+
+    How many steps pass before an interrupt lands is timing (the recorder's sampler and ours run at
+    different speeds), so a run keeps which kinds and shapes of step frames it had, not how many.
+    """
+    out: list[Any] = []
+    for frame in frames:
+        kind = frame[0]
+        if kind in ("progress", "progress_state") or kind.startswith("binary:"):
+            if not (out and isinstance(out[-1], tuple) and out[-1][0] == "steps"):
+                out.append(("steps", []))
+            shapes: list[str] = out[-1][1]
+            text = json.dumps(frame, sort_keys=True)
+            if text not in shapes:
+                shapes.append(text)
+                shapes.sort()
+        else:
+            out.append(frame)
     return out
 
 
-def _until_action(transcript: dict[str, Any], label: str) -> tuple[list[str], list[str]]:
-    """Frame types before and after the client action whose label starts with ``label`` (without the connect status)."""
+def _until_action(transcript: dict[str, Any], label: str) -> tuple[list[Frame], list[Frame]]:
+    """Frames before and after the client action whose label starts with ``label`` (without the connect status)."""
     [socket] = transcript["sockets"].values()
-    before: list[str] = []
-    after: list[str] = []
+    before: list[Frame] = []
+    after: list[Frame] = []
     target = before
-    for frame in socket["frames"][1:]:
-        if frame["kind"] == "client_action":
-            if str(frame.get("action", "")).startswith(label):
-                target = after
-            continue
-        if frame["kind"] == "text":
-            target.append(frame["msg"]["type"])
-        elif frame["kind"] == "binary":
-            target.append(f"binary:{frame['event_type']}")
+    for entry in socket["frames"]:
+        if entry["kind"] == "client_action" and str(entry.get("action", "")).startswith(label):
+            target = after
+        frame = _recorded_frame(entry)
+        if frame is not None:
+            target.append(frame)
     return before[1:], after  # before: without the connect status
 
 
@@ -415,6 +485,19 @@ def test_an_interrupt_stops_the_sampler_mid_steps_as_recorded(version: str, name
     assert _collapsed(after) == _collapsed(recorded_after)
 
 
+def _running_at_interrupt(transcript: dict[str, Any]) -> str:
+    """The node the last ``progress_state`` before the recorded ``POST /interrupt`` showed running."""
+    [socket] = transcript["sockets"].values()
+    running = ""
+    for entry in socket["frames"]:
+        if entry["kind"] == "client_action" and str(entry.get("action", "")).startswith("POST /interrupt"):
+            return running
+        if entry["kind"] == "text" and entry["msg"]["type"] == "progress_state":
+            nodes = entry["msg"]["data"]["nodes"]
+            running = next((node for node, state in nodes.items() if state["state"] == "running"), running)
+    raise AssertionError("the transcript has no interrupt")
+
+
 @pytest.mark.parametrize("version", VERSIONS)
 def test_clientless_job_interrupt_is_broadcast_as_recorded(version: str, tmp_path: Path) -> None:
     transcript = _transcript(version, "job_without_client_id_interrupted")
@@ -425,8 +508,12 @@ def test_clientless_job_interrupt_is_broadcast_as_recorded(version: str, tmp_pat
         ws.recv()
         prompt = json.loads((RECORDINGS / version / "workflows" / f"{transcript['workflow']}.json").read_text())
         httpx.post(sim.url + "/prompt", json={"prompt": prompt})
-        before = _collect(ws, lambda m: m["type"] == "progress_state")
-        before += _collect(ws, lambda m: m["type"] == "progress_state")
+        running = _running_at_interrupt(transcript)
+
+        def recorded_node_running(message: dict[str, Any]) -> bool:  # where the recorded interrupt landed
+            return message["type"] == "progress_state" and message["data"]["nodes"].get(running, {}).get("state") == "running"
+
+        before = _collect(ws, recorded_node_running)
         httpx.post(sim.url + "/interrupt")
         after = _collect(ws, lambda m: m["type"] == "status" and m["data"]["status"]["exec_info"]["queue_remaining"] == 0)
         ws.close()
@@ -438,7 +525,7 @@ def test_clientless_job_interrupt_is_broadcast_as_recorded(version: str, tmp_pat
 def test_two_jobs_back_to_back_run_in_order_as_recorded(version: str, tmp_path: Path) -> None:
     transcript = _transcript(version, "two_jobs_back_to_back")
     [socket] = transcript["sockets"].values()
-    recorded = [f["msg"]["type"] for f in socket["frames"] if f["kind"] == "text" and f["msg"]["type"] != "status"]
+    recorded = [frame for frame in map(_recorded_frame, socket["frames"]) if frame is not None and frame[0] != "status"]
     first, second = (json.loads((RECORDINGS / version / "workflows" / f"{name.strip()}.json").read_text())
                      for name in transcript["workflow"].split("+"))
     with ComfyUISimulator(port=0, comfyui_version=version, root=tmp_path) as sim:
@@ -447,6 +534,6 @@ def test_two_jobs_back_to_back_run_in_order_as_recorded(version: str, tmp_path: 
         ws.recv()
         ids = [httpx.post(sim.url + "/prompt", json={"prompt": p, "client_id": "pair"}).json()["prompt_id"]
                for p in (first, second)]
-        types = _collect(ws, lambda m: m["type"] == "executing" and m["data"] == {"node": None, "prompt_id": ids[1]})
+        frames = _collect(ws, lambda m: m["type"] == "executing" and m["data"] == {"node": None, "prompt_id": ids[1]})
         ws.close()
-    assert [t for t in types if t != "status"] == recorded
+    assert [frame for frame in frames if frame[0] != "status"] == recorded
