@@ -391,6 +391,9 @@ class _Context:
             raise _Interrupted(self.node_id)
 
     def progress(self, value: int, maximum: int, preview: tuple[bytes, str] | None = None) -> None:
+        # ComfyUI's progress hook raises on a pending interrupt before it sends anything.
+        if self.sink.interrupted():
+            raise _Interrupted(self.node_id)
         if preview is None and self.executor.knobs.preview_method == "latent2rgb":
             preview = (_sampler_preview(self.executor.knobs.preview_size, value), "JPEG")
         if not self.throttle.allow(value, maximum, preview is not None):

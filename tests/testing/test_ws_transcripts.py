@@ -188,20 +188,22 @@ def _socket_frames(transcript: dict[str, Any], socket_name: str) -> list[Frame]:
 
 
 def _collect(ws: websocket.WebSocket, until: Any, limit: float = 20, messages: list[dict[str, Any]] | None = None) -> list[Frame]:
-    """Frames up to and including the text message for which ``until(message)`` is true.
+    """Frames up to and including the one for which ``until(message)`` is true.
 
-    The parsed text messages are appended to ``messages`` when given.
+    A binary frame is offered to ``until`` as ``{"type": "binary:N"}``. The parsed text messages are
+    appended to ``messages`` when given.
     """
     ws.settimeout(limit)
     frames: list[Frame] = []
     while True:
         frame, message = _live_frame(ws.recv())
         frames.append(frame)
-        if message is not None:
-            if messages is not None:
-                messages.append(message)
-            if until(message):
-                return frames
+        if message is None:
+            message = {"type": frame[0]}
+        elif messages is not None:
+            messages.append(message)
+        if until(message):
+            return frames
 
 
 @pytest.mark.parametrize("version", VERSIONS)
@@ -450,34 +452,31 @@ def _until_action(transcript: dict[str, Any], label: str) -> tuple[list[Frame], 
     return before[1:], after  # before: without the connect status
 
 
-_OPEN = pytest.mark.xfail(reason="open: the frames around a mid-sampler interrupt differ from this recording", strict=False)
-
-
-@pytest.mark.parametrize(("version", "name"), [
-    pytest.param("0.33.0", "sampler_nopreview_interrupted"),
-    pytest.param("0.3.64", "sampler_nopreview_interrupted", marks=_OPEN),
-    pytest.param("0.3.64", "sampler_latent2rgb_interrupted", marks=_OPEN),
-    pytest.param("0.33.0", "sampler_latent2rgb_interrupted", marks=_OPEN),
-])
+@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize("name", ["sampler_nopreview_interrupted", "sampler_latent2rgb_interrupted"])
 def test_an_interrupt_stops_the_sampler_mid_steps_as_recorded(version: str, name: str, tmp_path: Path) -> None:
     transcript = _transcript(version, name)
     prompt = _sampler_prompt(version, transcript)
     recorded_before, recorded_after = _until_action(transcript, "POST /interrupt")
     with ComfyUISimulator(port=0, comfyui_version=version, root=tmp_path) as sim:
         sim.knobs.preview_method = "latent2rgb" if "latent2rgb" in name else "none"
-        sim.knobs.step_seconds = 0.05
         _prerun(sim, transcript, prompt)
+        # Steps long enough that the interrupt, posted when a step's frames arrived, lands before the next step.
+        sim.knobs.step_seconds = 0.15
         ws = websocket.create_connection(sim.url.replace("http://", "ws://") + "/ws?clientId=sampler", timeout=20)
         ws.recv()
         prompt_id = httpx.post(sim.url + "/prompt", json={"prompt": prompt, "client_id": "sampler"}).json()["prompt_id"]
         progressed = 0
+        previews = "latent2rgb" in name
 
-        def fifth_step(message: dict[str, Any]) -> bool:
+        def third_step_done(message: dict[str, Any]) -> bool:
+            # The recorded interrupt landed a few steps in, after a step's frames were all received: with
+            # legacy previews a step ends with its type 1 frame, which ComfyUI sends after ``progress``.
             nonlocal progressed
             progressed += message["type"] == "progress"
-            return progressed == 3  # the recorded interrupt landed a few steps in
+            return progressed == 3 and (not previews or message["type"] == "binary:1")
 
-        before = _collect(ws, fifth_step)
+        before = _collect(ws, third_step_done)
         httpx.post(sim.url + "/interrupt", json={"prompt_id": prompt_id})
         after = _collect(ws, lambda m: m["type"] == "executing" and m["data"].get("node") is None)
         ws.close()
