@@ -5,20 +5,23 @@ from __future__ import annotations
 import copy
 import json
 import uuid
+from io import BytesIO
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import websocket
+from PIL import Image
 
 from comfykit.testing import ComfyUISimulator
 
 RECORDINGS = Path(__file__).resolve().parent.parent / "fixtures" / "recordings"
 VERSIONS = ["0.3.64", "0.33.0"]
 
-#: transcripts without an embedded prompt, and the recorded workflow they ran
+#: transcripts and the recorded workflow they ran (a transcript that embeds its prompt must match it)
 WORKFLOW_OF = {
+    "success_load_image": "load_invert_save",
     "execution_error_canny": "exec_error_canny",
     "execution_error_latent_concat": "exec_error_latent_concat",
     "binary_images_legacy": "websocket_image",
@@ -32,7 +35,6 @@ SINGLE_JOB = sorted(
         "success_two_outputs",
         "success_batch_4_images",
         "success_preview_temp",
-        "success_load_image",
         *WORKFLOW_OF,
     ]
 )
@@ -157,6 +159,7 @@ def test_single_job_event_order_matches_the_recording(version: str, name: str, t
     transcript = _transcript(version, name)
     if name in WORKFLOW_OF:
         prompt = json.loads((RECORDINGS / version / "workflows" / f"{WORKFLOW_OF[name]}.json").read_text())
+        assert transcript.get("prompt", prompt) == prompt
     else:
         prompt = transcript["prompt"]
     expected = _recorded_frames(transcript)
@@ -166,19 +169,64 @@ def test_single_job_event_order_matches_the_recording(version: str, name: str, t
     assert actual == expected
 
 
+#: the frame a queue change broadcasts: sent after a scenario, it proves that nothing else came before it
+QUEUE_STATUS: Frame = ("status", {"status": {"exec_info": {"queue_remaining": "int"}}})
+
+
+def _nothing_else(sim: ComfyUISimulator, ws: websocket.WebSocket) -> None:
+    """Assert that ``ws`` holds no unread frame: the next one is the status of a fresh queue change."""
+    assert httpx.post(sim.url + "/queue", json={"clear": True}).status_code == 200
+    assert _live_frame(ws.recv())[0] == QUEUE_STATUS
+
+
 @pytest.mark.parametrize("version", VERSIONS)
 def test_validation_error_sends_no_job_events(version: str, tmp_path: Path) -> None:
-    prompt = json.loads((RECORDINGS / version / "workflows" / "no_output_node.json").read_text())
+    """Replays ``validation_error_no_events``: EmptyImage width 0 is refused with 400, and the socket hears nothing."""
+    transcript = _transcript(version, "validation_error_no_events")
+    [action] = [entry for entry in transcript["sockets"]["A"]["frames"] if entry["kind"] == "client_action"]
+    prompt = json.loads((RECORDINGS / version / "workflows" / "invert_save.json").read_text())
+    prompt["1"]["inputs"]["width"] = 0  # the recorded error: value_smaller_than_min on node 1's width, output 3 depends on it
+    no_output = json.loads((RECORDINGS / version / "workflows" / "no_output_node.json").read_text())
     with ComfyUISimulator(port=0, comfyui_version=version, root=tmp_path) as sim:
-        ws = websocket.create_connection(sim.url.replace("http://", "ws://") + "/ws?clientId=x", timeout=5)
-        ws.recv()
+        ws = _connect(sim, "x", timeout=5)
         response = httpx.post(sim.url + "/prompt", json={"prompt": prompt, "client_id": "x"})
+        assert response.status_code == action["status"]
+        assert _shape(response.json()) == _shape(action["response"])
+        assert response.json()["error"]["type"] == action["response"]["error"]["type"]
+        response = httpx.post(sim.url + "/prompt", json={"prompt": no_output, "client_id": "x"})
         assert response.status_code == 400
         assert response.json()["error"]["type"] == "prompt_no_outputs"
-        ws.settimeout(0.3)
-        with pytest.raises(websocket.WebSocketTimeoutException):
-            ws.recv()
+        _nothing_else(sim, ws)
         ws.close()
+    assert _socket_frames(transcript, "A") == []
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize("name", ["connect_only", "connect_feature_flags", "connect_without_client_id"])
+def test_connect_transcripts_match_the_recording(version: str, name: str, tmp_path: Path) -> None:
+    """Each recorded socket, opened on its recorded path and sending what it sent, gets the recorded frames only."""
+    import re
+
+    transcript = _transcript(version, name)
+    with ComfyUISimulator(port=0, comfyui_version=version, root=tmp_path) as sim:
+        for socket_name, socket in transcript["sockets"].items():
+            path = next(entry["url"] for entry in socket["frames"] if entry["kind"] == "connected")
+            recorded = [frame for frame in map(_recorded_frame, socket["frames"]) if frame is not None]
+            ws = websocket.create_connection(sim.url.replace("http://", "ws://") + path, timeout=10)
+            for entry in socket["frames"]:
+                if entry["kind"] == "sent":
+                    ws.send(json.dumps(entry["msg"]))
+            received = [ws.recv() for _ in recorded]
+            _nothing_else(sim, ws)
+            ws.close()
+            assert [_live_frame(payload)[0] for payload in received] == recorded, socket_name
+            sid = json.loads(received[0])["data"]["sid"]
+            client_id = path.partition("clientId=")[2]
+            assert sid == client_id if client_id else re.fullmatch(r"[0-9a-f]{32}", sid), socket_name
+            recorded_data = {e["msg"]["type"]: e["msg"]["data"] for e in socket["frames"] if e["kind"] == "text"}
+            for payload in received[1:]:  # the feature flags answer has the recorded values too
+                message = json.loads(payload)
+                assert message["data"] == recorded_data[message["type"]]
 
 
 def _socket_frames(transcript: dict[str, Any], socket_name: str) -> list[Frame]:
@@ -288,33 +336,33 @@ def test_connect_without_client_id_gets_an_invented_sid(version: str, tmp_path: 
 
 @pytest.mark.parametrize("version", VERSIONS)
 def test_a_new_socket_with_the_same_client_id_takes_over(version: str, tmp_path: Path) -> None:
-    prompt = json.loads((RECORDINGS / version / "workflows" / "interruptible_chain.json").read_text())
+    """Replays ``reconnect_same_client_id``: a second socket with the job's clientId opens while a node runs."""
+    transcript = _transcript(version, "reconnect_same_client_id")
+    first_name, second_name = transcript["sockets"]
+    recorded_first = _socket_frames(transcript, first_name)
+    recorded_second = [frame for frame in map(_recorded_frame, transcript["sockets"][second_name]["frames"]) if frame is not None]
+    [taken_over_at] = [e["msg"]["data"]["node"] for e in transcript["sockets"][second_name]["frames"]
+                       if e["kind"] == "text" and e["msg"]["type"] == "executing" and "prompt_id" not in e["msg"]["data"]]
+    prompt = json.loads((RECORDINGS / version / "workflows" / f"{transcript['workflow']}.json").read_text())
     with ComfyUISimulator(port=0, comfyui_version=version, root=tmp_path) as sim:
-        sim.knobs.node_seconds = 0.1
+        sim.knobs.node_seconds = 0.5  # time to open the second socket while the node runs ...
         base = sim.url.replace("http://", "ws://") + "/ws?clientId=same"
-        first = websocket.create_connection(base, timeout=10)
-        first.recv()
+        first = _connect(sim, "same", timeout=10)
         prompt_id = httpx.post(sim.url + "/prompt", json={"prompt": prompt, "client_id": "same"}).json()["prompt_id"]
-        _collect(first, lambda m: m["type"] == "executing" and m["data"].get("node") == "2")
+        first_frames = _collect(first, lambda m: m["type"] == "executing" and m["data"].get("node") == taken_over_at)
         second = websocket.create_connection(base, timeout=10)
-        assert json.loads(second.recv())["type"] == "status"
-        resumed = json.loads(second.recv())
-        assert resumed["type"] == "executing" and set(resumed["data"]) == {"node"}
-        frames = _collect(second, lambda m: m["type"] == "executing" and m["data"].get("node") is None)
-        assert "execution_success" in [kind for kind, _ in frames]
+        second_frames = _collect(second, lambda m: m["type"] == "executing" and m["data"].get("node") == taken_over_at)
+        sim.knobs.node_seconds = 0.02  # ... and no need to wait after
+        second_frames += _collect(second, lambda m: m["type"] == "executing" and m["data"].get("node") is None)
+        # The replaced socket stays open but hears nothing more, not even the status broadcasts.
         first.settimeout(0.2)
-        silent = []
-        try:
-            while True:
-                frame = first.recv()
-                message = json.loads(frame) if isinstance(frame, str) else {"type": "binary"}
-                silent.append(message["type"])
-        except websocket.WebSocketTimeoutException:
-            pass
-        assert set(silent) <= {"status"}  # the old socket stays open but hears only the broadcasts
+        with pytest.raises(websocket.WebSocketTimeoutException):
+            first.recv()
         first.close()
         second.close()
         assert httpx.get(f"{sim.url}/history/{prompt_id}").json()[prompt_id]["status"]["completed"]
+    assert first_frames == recorded_first
+    assert second_frames == recorded_second
 
 
 def _recorded_queue_counts(transcript: dict[str, Any], socket_name: str) -> list[int]:
@@ -360,6 +408,67 @@ def test_deleted_and_cleared_prompts_leave_no_trace(version: str, tmp_path: Path
     assert list(history) == [ids[0]]
     assert _without_status(frames) == _without_status(recorded)
     assert _queue_counts(messages) == _recorded_queue_counts(transcript, "A")
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_image_batch_of_mixed_sizes_runs_as_a_batch_save(version: str, tmp_path: Path) -> None:
+    """``image_batch_mixed_sizes`` has no transcript: it must report its batch as ``success_batch_4_images`` does.
+
+    ImageBatch scales the second batch to the first image's size, so three 64x64 images are saved. The
+    nodes run in ComfyUI's order: the second EmptyImage first (two links before the output node).
+    """
+    prompt = json.loads((RECORDINGS / version / "workflows" / "image_batch_mixed_sizes.json").read_text())
+    recorded = _recorded_frames(_transcript(version, "success_batch_4_images"))
+    with ComfyUISimulator(port=0, comfyui_version=version, root=tmp_path) as sim:
+        ws = _connect(sim, "mixed")
+        httpx.post(sim.url + "/prompt", json={"prompt": prompt, "client_id": "mixed"})
+        messages: list[dict[str, Any]] = []
+        frames = _collect(ws, lambda m: m["type"] == "executing" and m["data"].get("node") is None, messages=messages)
+        ws.close()
+        [executed] = [m["data"] for m in messages if m["type"] == "executed"]
+        sizes = []
+        for image in executed["output"]["images"]:
+            response = httpx.get(sim.url + "/view", params=image)
+            assert response.status_code == 200
+            with Image.open(BytesIO(response.content)) as saved:
+                sizes.append(saved.size)
+    assert sizes == [(64, 64)] * 3
+    assert [m["data"]["node"] for m in messages if m["type"] == "executing"] == ["2", "1", "3", "4", None]
+    assert [frame for frame in frames if frame[0] == "executed"] == [frame for frame in recorded if frame[0] == "executed"]
+    # The recorded batch job with two more nodes: each node adds its progress_state frames and its executing.
+    kinds = [kind for kind, _ in _collapsed(frames)]
+    recorded_kinds = [kind for kind, _ in _collapsed(recorded)]
+    assert kinds == recorded_kinds[:recorded_kinds.index("executing")] + ["executing", "steps"] * 2 + recorded_kinds[
+        recorded_kinds.index("executing"):]
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_a_websocket_image_larger_than_4_mib_arrives_whole(version: str, tmp_path: Path) -> None:
+    """``websocket_image_large`` has no transcript: its one noisy 1536x1536 PNG is a frame of ~4.9 MB
+    (the reference README, quirk 4), sent like the images of ``binary_images_legacy``."""
+    prompt = json.loads((RECORDINGS / version / "workflows" / "websocket_image_large.json").read_text())
+    recorded = _recorded_frames(_transcript(version, "binary_images_legacy"))
+    with ComfyUISimulator(port=0, comfyui_version=version, root=tmp_path) as sim:
+        ws = _connect(sim, "large")
+        httpx.post(sim.url + "/prompt", json={"prompt": prompt, "client_id": "large"})
+        ws.settimeout(60)
+        frames: list[Frame] = []
+        lengths: list[int] = []
+        while not frames or frames[-1] != ("executing", {"node": "null", "prompt_id": "str"}):
+            payload = ws.recv()
+            if isinstance(payload, bytes):
+                lengths.append(len(payload))
+            frames.append(_live_frame(payload)[0])
+        ws.close()
+    assert len(lengths) == 1 and lengths[0] > 4 * 1024 * 1024
+
+    def tail(frames: list[Frame]) -> list[str]:
+        """From the SaveImageWebsocket node's start: kinds, with the step frames collapsed."""
+        last_node = max(i for i, frame in enumerate(frames) if frame[0] == "executing" and frame[1]["node"] == "str")
+        return [kind for kind, _ in _collapsed(frames[last_node:])]
+
+    assert tail(frames) == tail(recorded)
+    assert [frame for frame in frames if frame[0].startswith("binary")] == [("binary:1", {"image_format_code": 2})]
 
 
 SAMPLER = ["sampler_nopreview_legacy", "sampler_nopreview_metadata", "sampler_latent2rgb_legacy", "sampler_latent2rgb_metadata"]
