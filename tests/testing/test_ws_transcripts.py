@@ -1,4 +1,9 @@
-"""The simulator sends the same WebSocket events, in the same order, as the recorded real servers."""
+"""The simulator sends the same WebSocket frames, in the same order, as the recorded real servers.
+
+Each frame is compared as its type plus the shape of its data (keys and JSON types, see ``_shape``),
+binary frames as their preview header (type 1 with its image format, type 4 with its metadata keys).
+Values that differ from run to run (ids, timestamps, sizes, file counters) are not compared.
+"""
 
 from __future__ import annotations
 
