@@ -264,7 +264,7 @@ def test_interrupt_lands_at_the_next_node_as_recorded(version: str, tmp_path: Pa
     transcript = _transcript(version, "interrupted")
     prompt = json.loads((RECORDINGS / version / "workflows" / "interruptible_chain.json").read_text())
     with ComfyUISimulator(port=0, comfyui_version=version, root=tmp_path) as sim:
-        sim.knobs.node_seconds = 0.15
+        sim.knobs.node_seconds = 0.4  # the interrupt must arrive while the node runs
         ws = websocket.create_connection(sim.url.replace("http://", "ws://") + "/ws?clientId=me", timeout=20)
         ws.recv()
         prompt_id = httpx.post(sim.url + "/prompt", json={"prompt": prompt, "client_id": "me"}).json()["prompt_id"]
@@ -616,7 +616,7 @@ def test_clientless_job_interrupt_is_broadcast_as_recorded(version: str, tmp_pat
     transcript = _transcript(version, "job_without_client_id_interrupted")
     recorded_before, recorded_after = _until_action(transcript, "POST /interrupt")
     with ComfyUISimulator(port=0, comfyui_version=version, root=tmp_path) as sim:
-        sim.knobs.node_seconds = 0.15
+        sim.knobs.node_seconds = 0.4  # the interrupt must arrive while the node runs
         ws = websocket.create_connection(sim.url.replace("http://", "ws://") + "/ws?clientId=bystander", timeout=20)
         ws.recv()
         prompt = json.loads((RECORDINGS / version / "workflows" / f"{transcript['workflow']}.json").read_text())
