@@ -81,14 +81,9 @@ class Executor:
 
     # -- graph helpers -------------------------------------------------
 
-    def _order(self, prompt: Mapping[str, Any], outputs: list[str]) -> list[str]:
-        """Nodes needed by ``outputs`` in ComfyUI's execution order.
-
-        Like ComfyUI's execution list: among the nodes whose inputs are ready, output
-        nodes run first, then nodes feeding an output node, then the rest in the order
-        they were staged (depth-first from the outputs).
-        """
-        staged: list[str] = []
+    def _needed(self, prompt: Mapping[str, Any], outputs: list[str]) -> list[str]:
+        """Every node ``outputs`` depend on, each after its inputs."""
+        needed: list[str] = []
         seen: set[str] = set()
 
         def visit(node_id: str) -> None:
@@ -98,22 +93,69 @@ class Executor:
             for value in prompt[node_id].get("inputs", {}).values():
                 if _is_link(value):
                     visit(value[0])
-            staged.append(node_id)
+            needed.append(node_id)
 
-        for output in sorted(outputs, key=lambda n: (len(n), n)):
+        for output in outputs:
             visit(output)
-        deps = {n: {v[0] for v in prompt[n].get("inputs", {}).values() if _is_link(v)} for n in staged}
-        is_output = {n: bool(self.object_info[prompt[n]["class_type"]].get("output_node")) for n in staged}
-        feeds_output = {n: any(n in deps[m] and is_output[m] for m in staged) for n in staged}
+        return needed
+
+    def _order(self, prompt: Mapping[str, Any], outputs: list[str], cached: set[str]) -> list[str]:
+        """The nodes to run for ``outputs``, in ComfyUI's execution order.
+
+        As ComfyUI's execution list: each output is staged depth-first with a stack (inputs that
+        are cached are not staged), and among the staged nodes whose inputs are ready, in staging
+        order, an output node runs first, then one that feeds an output node, then one two links
+        before an output node, else the first.  So a sampler's latent and model loaders run before
+        its text encoders.
+        """
+        pending: dict[str, None] = {}
+        blocking: dict[str, dict[str, None]] = {}
+        block_count: dict[str, int] = {}
+        for output in sorted(outputs, key=lambda n: (len(n), n)):
+            stack = [output]
+            links: list[tuple[str, str]] = []
+            while stack:
+                node_id = stack.pop()
+                if node_id in pending:
+                    continue
+                pending[node_id] = None
+                block_count.setdefault(node_id, 0)
+                blocking.setdefault(node_id, {})
+                for value in prompt[node_id].get("inputs", {}).values():
+                    if _is_link(value):
+                        if value[0] not in cached:
+                            stack.append(value[0])
+                        links.append((value[0], node_id))
+            for source, target in links:
+                if source not in cached and target not in blocking[source]:
+                    blocking[source][target] = None
+                    block_count[target] += 1
+
+        def is_output(node_id: str) -> bool:
+            return bool(self.object_info[prompt[node_id]["class_type"]].get("output_node"))
+
+        def pick(ready: list[str]) -> str:
+            for node_id in ready:
+                if is_output(node_id):
+                    return node_id
+            for node_id in ready:
+                if any(is_output(blocked) for blocked in blocking[node_id]):
+                    return node_id
+            for node_id in ready:
+                if any(is_output(after) for blocked in blocking[node_id] for after in blocking[blocked]):
+                    return node_id
+            return ready[0]
+
         order: list[str] = []
-        done: set[str] = set()
-        while len(order) < len(staged):
-            ready = [n for n in staged if n not in done and deps[n] <= done]
-            pick = next((n for n in ready if is_output[n]), None) or next(
-                (n for n in ready if feeds_output[n]), ready[0]
-            )
-            order.append(pick)
-            done.add(pick)
+        while pending:
+            ready = [node_id for node_id in pending if block_count[node_id] == 0]
+            if not ready:
+                raise RuntimeError("dependency cycle among " + ", ".join(pending))  # validation refuses cycles first
+            node_id = pick(ready)
+            order.append(node_id)
+            del pending[node_id]
+            for blocked in blocking[node_id]:
+                block_count[blocked] -= 1
         return order
 
     def _keys(self, prompt: Mapping[str, Any], order: list[str]) -> dict[str, str]:
@@ -139,15 +181,20 @@ class Executor:
             messages.append([event, data])
             sink.send(event, data)
 
-        order = self._order(prompt, job.outputs_to_execute)
-        keys = self._keys(prompt, order)
+        needed = self._needed(prompt, job.outputs_to_execute)
+        keys = self._keys(prompt, needed)
+        results: dict[str, NodeResult] = {}
         with self._lock:
-            cached = [n for n in order if keys[n] in self._cache]
+            hits = {n: self._cache[keys[n]] for n in needed if keys[n] in self._cache}
+        for node_id, (cached_result, _) in hits.items():
+            results[node_id] = cached_result
+        # ComfyUI lists the cached nodes in prompt order.
+        cached = [n for n in prompt if n in hits]
+        order = self._order(prompt, job.outputs_to_execute, set(hits))
         record("execution_start", {"prompt_id": pid, "timestamp": _now_ms()})
         record("execution_cached", {"nodes": cached, "prompt_id": pid, "timestamp": _now_ms()})
 
         states: dict[str, dict[str, Any]] = {}
-        results: dict[str, NodeResult] = {}
         outputs: dict[str, Any] = {}
         meta: dict[str, Any] = {}
         executed: list[str] = []
@@ -178,11 +225,9 @@ class Executor:
                 node = prompt[node_id]
                 class_type = node["class_type"]
                 key = keys[node_id]
-                with self._lock:
-                    hit = self._cache.get(key)
-                if hit is not None:
+                hit = hits.get(node_id)
+                if hit is not None:  # a cached output node: its UI output is sent again
                     result, ui = hit
-                    results[node_id] = result
                     if ui is not None:
                         report_output(node_id, ui)
                         set_state(node_id, "finished", 1, 1)
@@ -217,7 +262,9 @@ class Executor:
                     self._cache[key] = (result, ui)
                 if ui is not None:
                     report_output(node_id, ui)
-                set_state(node_id, "finished", 1.0, 1.0)
+                # ComfyUI finishes a node at value = max: 1.0 of the start state, or the last progress max (an int).
+                maximum = states[node_id]["max"]
+                set_state(node_id, "finished", maximum, maximum)
                 send_state()
         except _Interrupted as stop:
             node_id = str(stop.args[0])
@@ -281,10 +328,17 @@ class _NodeError(Exception):
             "exception_message": f"{self.exc}\n",
             "exception_type": exc_type,
             "traceback": frames,
-            "current_inputs": {name: [repr(value)[:200]] for name, value in self.inputs.items()},
+            # ComfyUI keeps JSON primitives and sends everything else (tensors, latents) as its str().
+            "current_inputs": {name: [_formatted(value)] for name, value in self.inputs.items()},
             "current_outputs": list(self.executed),
             "timestamp": _now_ms(),
         }
+
+
+def _formatted(value: Any) -> Any:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return repr(value)[:200]
 
 
 class _Throttle:
@@ -337,6 +391,9 @@ class _Context:
             raise _Interrupted(self.node_id)
 
     def progress(self, value: int, maximum: int, preview: tuple[bytes, str] | None = None) -> None:
+        # ComfyUI's progress hook raises on a pending interrupt before it sends anything.
+        if self.sink.interrupted():
+            raise _Interrupted(self.node_id)
         if preview is None and self.executor.knobs.preview_method == "latent2rgb":
             preview = (_sampler_preview(self.executor.knobs.preview_size, value), "JPEG")
         if not self.throttle.allow(value, maximum, preview is not None):

@@ -78,7 +78,7 @@ class _JobSink:
             socket = self.server.sockets.get(self.client_id)
             return [socket] if socket is not None else []
         if event_type in BROADCAST_WITHOUT_CLIENT:
-            return list(self.server.all_sockets)
+            return list(self.server.sockets.values())
         return []
 
     def send(self, event_type: str, data: dict[str, Any]) -> None:
@@ -124,7 +124,9 @@ class SimServer:
         self.history: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self.create_times: dict[str, int] = {}
         self.interrupts: set[str] = set()
+        #: the current socket of each client id (what events are routed to)
         self.sockets: dict[str, _Socket] = {}
+        #: every open socket, replaced ones included (what a restart or a drop closes)
         self.all_sockets: list[_Socket] = []
         self.execution_counts: dict[str, int] = {}
         self.posted: list[str] = []
@@ -148,7 +150,9 @@ class SimServer:
 
     def broadcast_status(self) -> None:
         frame = json.dumps({"type": "status", "data": {"status": {"exec_info": {"queue_remaining": self.queue_remaining()}}}})
-        for socket in list(self.all_sockets):
+        # Like ComfyUI, broadcasts go to the current socket of each client id: a socket replaced by a newer
+        # one with the same clientId stays open but hears nothing (reconnect_same_client_id.json).
+        for socket in list(self.sockets.values()):
             self.deliver(socket, frame)
 
     # -- the executor thread --------------------------------------------

@@ -14,6 +14,8 @@ import websocket
 
 from comfykit.testing import ComfyUISimulator
 
+from .test_ws_transcripts import _shape
+
 RECORDINGS = Path(__file__).resolve().parent.parent / "fixtures" / "recordings" / "0.33.0"
 TRANSCRIPT = json.loads((RECORDINGS / "ws" / "jobs_lifecycle_and_cancel.json").read_text())
 #: the recorded prompt ids are canonical UUIDs, so the scenario reuses them and the recorded paths apply verbatim
@@ -135,8 +137,8 @@ def _idle(queue: dict[str, Any]) -> bool:
     return not queue["queue_running"] and not queue["queue_pending"]
 
 
-def _events(frames: list[dict[str, Any]]) -> list[tuple[str, str]]:
-    """Job events (not ``status``) as (type, job label); ``executing`` per node is dropped: only the end counts."""
+def _events(frames: list[dict[str, Any]]) -> list[tuple[str, str, Any]]:
+    """Job events (not ``status``) as (type, job label, data shape); ``executing`` per node is dropped: only the end counts."""
     seen = []
     for frame in frames:
         message = frame.get("msg") if frame.get("kind") == "text" else None
@@ -145,7 +147,7 @@ def _events(frames: list[dict[str, Any]]) -> list[tuple[str, str]]:
         data = message["data"]
         if message["type"] == "executing" and data.get("node") is not None:
             continue
-        seen.append((message["type"], LABEL.get(data.get("prompt_id", ""), "?")))
+        seen.append((message["type"], LABEL.get(data.get("prompt_id", ""), "?"), _shape(data)))
     return seen
 
 

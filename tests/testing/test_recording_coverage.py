@@ -9,13 +9,6 @@ RECORDINGS = Path(__file__).resolve().parent.parent / "fixtures" / "recordings"
 #: recordings (name prefixes) not replayed yet, with the reason
 KNOWN_GAPS = {
     "assets_": "0.33.0 with --enable-assets: the simulator serves the assets routes disabled only",
-    "connect_": "WS connect transcripts: covered by behaviour tests that do not load them yet",
-    "reconnect_same_client_id": "covered by test_a_new_socket_with_the_same_client_id_takes_over, without loading it",
-    "queue_delete_and_clear": "covered by test_deleted_and_cleared_prompts_leave_no_trace, without loading it",
-    "validation_error_no_events": "covered by test_validation_error_sends_no_job_events, without loading it",
-    "image_batch_mixed_sizes": "workflow not run by a replay test yet",
-    "load_invert_save": "workflow not run by a replay test yet (success_load_image embeds its prompt)",
-    "websocket_image_large": "workflow not run by a replay test yet (~4.9 MB binary frame)",
 }
 
 
