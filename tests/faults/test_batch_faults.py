@@ -11,8 +11,8 @@ import time
 from typing import Any
 
 import httpx
-
 from batching.workloads import unique_workflows
+
 from comfykit import ComfyUIClient, JobStatus, QueueManager
 from comfykit.events import Event
 from comfykit.jobs import Job, new_prompt_id
