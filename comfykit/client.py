@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -47,6 +48,10 @@ log = logging.getLogger("comfykit.client")
 
 #: JSON answers larger than this are refused: a hostile or broken server cannot exhaust memory.
 MAX_JSON_BYTES = 64 * 1024 * 1024
+#: only this much of an error page is kept (for the exception's message and ``body``)
+MAX_ERROR_BYTES = 1024 * 1024
+#: headers describing the wire form of a body, dropped once it is read and decoded
+_BODY_HEADERS = ("content-encoding", "content-length", "transfer-encoding")
 
 
 @attrs.frozen
@@ -177,15 +182,23 @@ class ComfyUIClient:
 
     # -- transport -----------------------------------------------------------------
 
-    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    def _request(self, method: str, path: str, *, limit: int | None = None, **kwargs: Any) -> httpx.Response:
+        """Send a request and read its answer; with ``limit``, refuse bodies larger than that or slower than the timeout.
+
+        The body is streamed so that a hostile or broken server cannot make the client hold
+        more than ``limit`` bytes (a 100 MB ``/history``), and a body that never ends (one byte
+        at a time, or a Content-Length never honoured) ends in an error within the timeout.
+        """
         if self._closed:
             raise ComfyKitError("this client is closed", hint="Create a new ComfyUIClient.")
         if not self._started:
             self._started = True
             self.plugin_manager.session_start(self)
         url = self.base_url + path
+        timeout = kwargs.get("timeout")
+        budget = float(timeout) if isinstance(timeout, (int, float)) else self.timeout
         try:
-            response = self._http.request(method, path, **kwargs)
+            response = self._http.send(self._http.build_request(method, path, **kwargs), stream=True)
         except httpx.TimeoutException as exc:
             raise RequestTimeout(
                 f"{method} {_redact(url)} timed out ({type(exc).__name__})",
@@ -198,9 +211,65 @@ class ComfyUIClient:
                 url=_redact(url),
                 hint="Is ComfyUI running there? Check the URL (--server / COMFYKIT_URL) and the network.",
             ) from None
-        if response.status_code >= 400:
-            self._raise_for_status(method, url, response)
-        return response
+        try:
+            failed = response.status_code >= 400
+            if failed:
+                # An error page is only read for its message: keep its start, drop the rest.
+                body = self._read_body(method, url, response, MAX_ERROR_BYTES, budget, truncate=True)
+            elif limit is not None:
+                body = self._read_body(method, url, response, limit, budget, truncate=False)
+            else:
+                body = self._read_body(method, url, response, None, None, truncate=False)
+        finally:
+            response.close()
+        # A fresh, fully read response: the streamed one cannot be read again once closed.
+        headers = [(k, v) for k, v in response.headers.multi_items() if k.lower() not in _BODY_HEADERS]
+        answer = httpx.Response(response.status_code, headers=headers, content=body, request=response.request)
+        if failed:
+            self._raise_for_status(method, url, answer)
+        return answer
+
+    def _read_body(
+        self, method: str, url: str, response: httpx.Response, limit: int | None, budget: float | None, *, truncate: bool
+    ) -> bytes:
+        where = f"{method} {_redact(url)}"
+        declared = response.headers.get("Content-Length", "")
+        if limit is not None and not truncate and declared.isdigit() and int(declared) > limit:
+            raise ProtocolError(
+                f"{where}: answer of {int(declared)} bytes is too large (limit {limit})", url=_redact(url),
+                hint="Is this URL a ComfyUI server? A real answer is far smaller.",
+            )
+        deadline = None if budget is None else time.monotonic() + budget
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            for chunk in response.iter_bytes():
+                size += len(chunk)
+                if limit is not None and size > limit:
+                    if truncate:
+                        chunks.append(chunk[: len(chunk) - (size - limit)])
+                        break
+                    raise ProtocolError(
+                        f"{where}: answer is too large (more than {limit} bytes)", url=_redact(url),
+                        hint="Is this URL a ComfyUI server? A real answer is far smaller.",
+                    )
+                chunks.append(chunk)
+                if deadline is not None and time.monotonic() > deadline:
+                    raise RequestTimeout(
+                        f"{where}: the answer did not end within {budget} s", url=_redact(url),
+                        hint="The server keeps sending without finishing; raise comfyui.timeout if it is just slow.",
+                    )
+        except httpx.TimeoutException as exc:
+            raise RequestTimeout(f"{where}: the answer stalled ({type(exc).__name__})", url=_redact(url),
+                                 hint="The server stopped sending mid-answer; raise comfyui.timeout if it is just slow.",
+                                 ) from None
+        except httpx.RemoteProtocolError as exc:
+            raise ProtocolError(f"{where}: the answer broke off: {exc}", url=_redact(url),
+                                hint="The server closed the connection before the end of its answer.") from None
+        except (httpx.ReadError, httpx.DecodingError) as exc:
+            raise ProtocolError(f"{where}: the answer could not be read: {type(exc).__name__}: {exc}",
+                                url=_redact(url)) from None
+        return b"".join(chunks)
 
     def _raise_for_status(self, method: str, url: str, response: httpx.Response) -> None:
         body: Any
@@ -233,9 +302,7 @@ class ComfyUIClient:
         )
 
     def _json(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = self._request(method, path, **kwargs)
-        if len(response.content) > MAX_JSON_BYTES:
-            raise ProtocolError(f"{method} {path}: answer of {len(response.content)} bytes is too large", url=path)
+        response = self._request(method, path, limit=MAX_JSON_BYTES, **kwargs)
         if not response.content:
             return None
         try:
@@ -483,8 +550,10 @@ class ComfyUIClient:
             raise ServerUnreachable(f"cannot download {filename!r}: {exc}", url="/view") from None
         try:
             if response.status_code >= 400:
-                response.read()
-                self._raise_for_status("GET", self.base_url + "/view", response)
+                url = self.base_url + "/view"
+                body = self._read_body("GET", url, response, MAX_ERROR_BYTES, self.timeout, truncate=True)
+                kept = [(k, v) for k, v in response.headers.multi_items() if k.lower() not in _BODY_HEADERS]
+                self._raise_for_status("GET", url, httpx.Response(response.status_code, headers=kept, content=body))
             yield response
         finally:
             response.close()

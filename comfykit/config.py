@@ -432,8 +432,8 @@ def find_config_file(explicit: str | os.PathLike[str] | None = None, *, cwd: Pat
 def _has_comfyui_section(path: Path) -> bool:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError, UnicodeDecodeError):
-        return False
+    except (OSError, yaml.YAMLError, UnicodeDecodeError, RecursionError):
+        return False  # not a usable config file, so not the legacy one: the search goes on
     return isinstance(data, dict) and "comfyui" in data
 
 
@@ -462,6 +462,8 @@ def read_config_file(path: Path) -> tuple[dict[str, Any], dict[str, int]]:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         raise ConfigError(f"invalid YAML: {exc}", path=str(path), line=line, hint="Fix the YAML syntax.")
+    except RecursionError:
+        raise ConfigError("the YAML is nested too deeply to read", path=str(path), hint="Fix the YAML syntax.") from None
     if data is None:
         return {}, {}
     if not isinstance(data, dict):

@@ -57,6 +57,15 @@ class Knobs:
     #: sampler preview image longest side
     preview_size: int = 512
 
+    #: answer GET requests under ``hostile_paths`` with a hostile body instead: "huge" (``hostile_bytes`` of valid
+    #: JSON, Content-Length given), "huge_chunked" (the same, chunked, no length), "short" (a Content-Length larger
+    #: than what is sent, then silence), "trickle" (chunked, one byte every 20 ms, never ending), "flood" (chunked,
+    #: never ending, as fast as the client reads); None: behave
+    hostile_body: str | None = None
+    hostile_bytes: int = 100 * 1024 * 1024
+    #: the paths (without the ``/api`` prefix; a path matches itself and everything below it) that get ``hostile_body``
+    hostile_paths: tuple[str, ...] = ("/history", "/object_info")
+
     _lock: threading.Lock = attrs.field(factory=threading.Lock, repr=False, eq=False, alias="_lock")
 
     def take_node_failure(self) -> tuple[str, str] | None:

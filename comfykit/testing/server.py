@@ -244,6 +244,9 @@ def build_app(server: SimServer) -> web.Application:
             return web.Response(status=status, text=f"{status} simulated failure", headers={"Retry-After": "0"})
         if server.knobs.response_delay:
             await asyncio.sleep(server.knobs.response_delay)
+        hostile = server.knobs.hostile_body
+        if hostile and request.method == "GET" and _is_hostile_path(request.path, server.knobs.hostile_paths):
+            return await _hostile_body(request, hostile, server.knobs.hostile_bytes)
         origin = request.headers.get("Origin")
         if origin and request.host.split(":")[0] in ("127.0.0.1", "localhost"):
             origin_host = re.sub(r"^[a-z]+://", "", origin).split("/")[0]
@@ -710,6 +713,48 @@ async def _drop_later(server: SimServer, socket: _Socket) -> None:
         if after is not None and time.monotonic() - socket.opened >= after:
             socket.outbox.put_nowait(None)
             return
+
+
+def _is_hostile_path(path: str, prefixes: tuple[str, ...]) -> bool:
+    path = path[4:] if path.startswith("/api/") else path
+    return any(path == prefix or path.startswith(prefix.rstrip("/") + "/") for prefix in prefixes)
+
+
+async def _hostile_body(request: web.Request, kind: str, size: int) -> web.StreamResponse:
+    """A body meant to hurt the client (see ``Knobs.hostile_body``); it never holds more than one chunk in memory."""
+    response = web.StreamResponse(headers={"Content-Type": JSON_TYPE})
+    if kind in ("huge", "short"):
+        response.content_length = size
+    elif kind not in ("huge_chunked", "trickle", "flood"):
+        raise ValueError(f"unknown hostile_body {kind!r}")
+    await response.prepare(request)
+    chunk = b" " * 65536  # whitespace: the body stays valid JSON however much of it there is
+    try:
+        if kind in ("huge", "huge_chunked"):
+            head, tail = b'{"padding": ', b"0}"
+            await response.write(head)
+            remaining = size - len(head) - len(tail)
+            while remaining > 0:
+                await response.write(chunk[:remaining])
+                remaining -= len(chunk)
+            await response.write(tail)
+        elif kind == "short":
+            await response.write(b'{"padding": ')
+            while request.transport is not None and not request.transport.is_closing():
+                await asyncio.sleep(0.05)
+            return response
+        else:
+            await response.write(b"[")
+            while True:
+                if kind == "trickle":
+                    await asyncio.sleep(0.02)
+                    await response.write(b" ")
+                else:
+                    await response.write(chunk)
+        await response.write_eof()
+    except (ConnectionError, RuntimeError) as exc:
+        log.debug("hostile %s body on %s ended: the client gave up (%s)", kind, request.path, exc)
+    return response
 
 
 async def _too_large(request: web.Request) -> web.Response:

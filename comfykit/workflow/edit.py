@@ -45,6 +45,8 @@ def parse_update(text: str) -> Update:
         value: Any = json.loads(raw)
     except ValueError:
         value = raw
+    except RecursionError:
+        raise WorkflowError(f"update {text[:60]!r}...: the value is nested too deeply", hint="Write NODE.INPUT=VALUE") from None
     return Update(node=node, input=name, value=value)
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from comfykit.errors import ConversionError, WorkflowLoadError
+from comfykit.utils import plain_data_problem
 
 __all__ = ["dump_yaml", "is_api_graph", "is_ui_workflow", "read_workflow_file", "to_api_graph"]
 
@@ -38,17 +39,33 @@ def read_workflow_file(path: Path) -> Any:
         raise WorkflowLoadError("the file is neither UTF-8 text nor a PNG", path=str(path)) from None
     if path.suffix.lower() in (".yaml", ".yml"):
         try:
-            return yaml.safe_load(text)
+            data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
             raise WorkflowLoadError(f"invalid YAML: {exc}", path=str(path)) from None
+        except RecursionError:
+            raise WorkflowLoadError("the YAML is nested too deeply to read", path=str(path)) from None
+        return _plain(data, path)
     try:
-        return json.loads(text)
+        data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise WorkflowLoadError(
             f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}",
             path=str(path),
             hint="Export the workflow again, or check the file was not truncated.",
         ) from None
+    except RecursionError:
+        raise WorkflowLoadError("the JSON is nested too deeply to read", path=str(path)) from None
+    except ValueError as exc:  # e.g. an integer of more digits than Python converts
+        raise WorkflowLoadError(f"invalid JSON: {exc}", path=str(path)) from None
+    return _plain(data, path)
+
+
+def _plain(data: Any, path: Path) -> Any:
+    problem = plain_data_problem(data)
+    if problem is not None:
+        raise WorkflowLoadError(f"the workflow holds {problem}", path=str(path),
+                                hint="A workflow is plain JSON data: numbers, text, lists and mappings.")
+    return data
 
 
 def _read_png(path: Path) -> Any:
@@ -57,14 +74,17 @@ def _read_png(path: Path) -> Any:
     except ImportError:
         raise WorkflowLoadError("reading workflows from PNG files needs Pillow", path=str(path),
                                 hint="pip install 'comfykit[simulator]' or pip install Pillow") from None
-    with Image.open(path) as image:
-        text = dict(getattr(image, "text", {}) or image.info)
+    try:
+        with Image.open(path) as image:
+            text = dict(getattr(image, "text", {}) or image.info)
+    except Exception as exc:  # Pillow's decoders raise many types (OSError, SyntaxError, ValueError...) on corrupt files
+        raise WorkflowLoadError(f"the PNG cannot be read: {type(exc).__name__}: {exc}", path=str(path)) from None
     for key in ("prompt", "workflow"):
         if isinstance(text.get(key), str):
             try:
-                return json.loads(text[key])
-            except json.JSONDecodeError as exc:
-                raise WorkflowLoadError(f"the PNG's {key!r} text chunk is not valid JSON: {exc.msg}", path=str(path)) from None
+                return _plain(json.loads(text[key]), path)
+            except (ValueError, RecursionError) as exc:
+                raise WorkflowLoadError(f"the PNG's {key!r} text chunk is not valid JSON: {exc}", path=str(path)) from None
     raise WorkflowLoadError(
         "this PNG carries no ComfyUI workflow (no 'prompt' or 'workflow' text chunk)",
         path=str(path),

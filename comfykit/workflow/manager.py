@@ -159,7 +159,7 @@ def read_object_info(path: str | Path) -> dict[str, Any]:
     except OSError as exc:
         raise WorkflowLoadError(f"cannot read the saved /object_info: {exc.strerror or exc}", path=str(file),
                                 hint="Save one with: curl http://SERVER/object_info > object_info.json") from None
-    except (ValueError, EOFError) as exc:
+    except (ValueError, EOFError, RecursionError) as exc:
         raise WorkflowLoadError(f"the saved /object_info is not valid JSON: {exc}", path=str(file)) from None
     if not isinstance(data, dict):
         raise WorkflowLoadError("the saved /object_info is not a JSON object", path=str(file))

@@ -109,6 +109,8 @@ def _item_value(item: str, spec: str) -> Any:
         return json.loads(stripped)
     except ValueError:
         return stripped
+    except RecursionError:
+        raise WorkflowError(f"sweep {spec[:60]!r}: a value is nested too deeply", hint=_HINT) from None
 
 
 def _range(start_text: str, end_text: str, step_text: str | None, spec: str) -> list[Any]:

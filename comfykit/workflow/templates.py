@@ -38,6 +38,7 @@ import attrs
 import yaml
 
 from comfykit.errors import TemplateError, WorkflowError
+from comfykit.utils import plain_data_problem
 from comfykit.workflow.edit import find_node, parse_update
 from comfykit.workflow.loader import dump_yaml
 
@@ -186,10 +187,14 @@ def _as_parameter(workflow: Mapping[str, Any], name: str, spec: Parameter | Mapp
             param = Parameter(**data)
         except (TypeError, ValueError) as exc:
             raise _error(*where, f"parameter {name!r} is malformed: {exc}") from None
+        _check_fields(name, param, where)
         if explicit_type:
             return param
         current = _current_value(workflow, param.targets, name, where)
         return attrs.evolve(param, type=_inferred(current, name, where))
+    if not isinstance(spec, (str, list, tuple)) or not all(isinstance(t, str) for t in _targets(spec)):
+        raise _error(*where, f"parameter {name!r} must be a mapping, a target or a list of targets, not {spec!r}",
+                     hint="Write targets: [NODE.INPUT, ...] and optionally type, default, min, max, choices.")
     targets = _targets(spec)
     current = _current_value(workflow, targets, name, where)
     return Parameter(targets=targets, type=_inferred(current, name, where), default=current)
@@ -213,7 +218,24 @@ def _inferred(value: Any, name: str, where: tuple[str, str | None]) -> str:
     return kind
 
 
+def _check_fields(name: str, param: Parameter, where: tuple[str, str | None]) -> None:
+    """Each field has the kind of value it needs (a YAML file can put anything anywhere)."""
+    problem = None
+    if not all(isinstance(target, str) for target in param.targets):
+        problem = "targets must be texts like NODE.INPUT"
+    elif not isinstance(param.type, str):
+        problem = f"type must be one of {', '.join(PARAMETER_TYPES)}"
+    elif not isinstance(param.description, str):
+        problem = "description must be a text"
+    elif any(bound is not None and (isinstance(bound, bool) or not isinstance(bound, (int, float)) or bound != bound)
+             for bound in (param.min, param.max)):
+        problem = "min and max must be numbers"
+    if problem is not None:
+        raise _error(*where, f"parameter {name!r}: {problem}", hint="See the template example in the docs.")
+
+
 def _check_parameter(workflow: Mapping[str, Any], name: str, param: Parameter, where: tuple[str, str | None]) -> None:
+    _check_fields(name, param, where)
     if not name or "=" in name or name != name.strip():
         raise _error(*where, f"parameter name {name!r} is not usable", hint="Use a plain name such as seed or prompt.")
     if param.type not in PARAMETER_TYPES:
@@ -481,6 +503,12 @@ def load_template(
                             hint="Check the path, or list templates with list_templates().") from None
     except yaml.YAMLError as exc:
         raise TemplateError(f"invalid YAML: {exc}", path=source) from None
+    except RecursionError:
+        raise TemplateError("the YAML is nested too deeply to read", path=source) from None
+    problem = plain_data_problem(data)
+    if problem is not None:
+        raise TemplateError(f"the template holds {problem}", path=source,
+                            hint="A template is plain data: numbers, text, lists and mappings.")
     if not isinstance(data, Mapping):
         raise TemplateError("a template file must hold a mapping with workflow: and parameters:", path=source,
                             hint="See the example in comfykit.workflow.templates.")
