@@ -114,7 +114,9 @@ class _Server:
         self.next_check = 0.0
         self.last_reconcile = 0.0
         self.uploads = UploadCache()
-        self.orphans: set[str] = set()  # resumed prompts: their events go to the old process's socket
+        # Prompts to poll for rather than wait on events: resumed ones (their events go to the old
+        # process's socket) and ones whose POST failed in a way the server could not be asked about.
+        self.polled: set[str] = set()
         self.finishing: set[str] = set()  # prompts handed to a finisher
         self.counts: collections.Counter[str] = collections.Counter()
 
@@ -261,7 +263,7 @@ class QueueManager:
             if job.prompt_id is not None and server is not None:
                 # It may be queued, running or done there: the supervisor asks before anything is resubmitted.
                 server.inflight[job.prompt_id] = job
-                server.orphans.add(job.prompt_id)
+                server.polled.add(job.prompt_id)
                 server.client.tracker.watch(job.prompt_id, None, self._listener(server))
             else:
                 # Never posted, or posted to a server no longer in the pool (at-least-once).
@@ -623,10 +625,11 @@ class QueueManager:
         except (TransportError, ServerError) as exc:
             # The server may have queued it and only the answer was lost: ask before resubmitting.
             known = self._server_knows(server, prompt_id)
-            if known is None:  # cannot tell now; the job stays in flight until the server answers again
+            if known is None:  # cannot tell now: the job stays in flight, polled until the server answers
                 self._server_trouble(server, exc)
                 with self._lock:
                     self._posting.discard(prompt_id)
+                    server.polled.add(prompt_id)
                     early = self._early.pop(prompt_id, [])
                 for what in early:
                     self._on_watch(server, prompt_id, what)
@@ -656,7 +659,20 @@ class QueueManager:
             self._on_watch(server, prompt_id, what)
 
     def _server_knows(self, server: _Server, prompt_id: str) -> bool | None:
-        """Whether the server has ``prompt_id`` queued, running or in its history; ``None`` when it cannot be asked."""
+        """Whether the server has ``prompt_id`` queued, running or in its history; ``None`` when it cannot be asked.
+
+        A server that answered the POST with a 5xx is usually answering again a moment later,
+        so it is asked up to three times (0.05 s, 0.2 s apart) before the question is left
+        to the supervisor's polling.
+        """
+        for delay in (0.05, 0.2, None):
+            known = self._ask_once(server, prompt_id)
+            if known is not None or delay is None or self._stop_event.is_set():
+                return known
+            time.sleep(delay)
+        return None
+
+    def _ask_once(self, server: _Server, prompt_id: str) -> bool | None:
         client = server.client
         try:
             if client.server_info().has_jobs_api:
@@ -766,7 +782,7 @@ class QueueManager:
     def _release(self, server: _Server, prompt_id: str) -> None:
         with self._lock:
             server.inflight.pop(prompt_id, None)
-            server.orphans.discard(prompt_id)
+            server.polled.discard(prompt_id)
             server.finishing.discard(prompt_id)
             self._posting.discard(prompt_id)
             self._early.pop(prompt_id, None)
@@ -918,7 +934,7 @@ class QueueManager:
         if not waiting:
             return
         source = server.client.event_source
-        live = source is not None and source.connected and not server.orphans.intersection(waiting)
+        live = source is not None and source.connected and not server.polled.intersection(waiting)
         interval = 2.0 if live else float(self.config["batch.poll_interval"])
         if now - server.last_reconcile < interval:
             return
