@@ -7,11 +7,10 @@ from __future__ import annotations
 import os
 import random
 import threading
-import time
 
 import pytest
-
 from batching.workloads import unique_workflows
+
 from comfykit import ComfyUIClient, JobStatus, QueueManager
 from comfykit.testing import ComfyUISimulator
 
