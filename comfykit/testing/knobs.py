@@ -63,8 +63,9 @@ class Knobs:
     #: never ending, as fast as the client reads); None: behave
     hostile_body: str | None = None
     hostile_bytes: int = 100 * 1024 * 1024
-    #: the paths (without the ``/api`` prefix; a path matches itself and everything below it) that get ``hostile_body``
-    hostile_paths: tuple[str, ...] = ("/history", "/object_info")
+    #: the paths (without the ``/api`` prefix; a path matches itself and everything below it) that get ``hostile_body``;
+    #: a text is read as a comma-separated list (what ``comfykit serve --hostile-paths`` passes)
+    hostile_paths: tuple[str, ...] | str = ("/history", "/object_info")
 
     _lock: threading.Lock = attrs.field(factory=threading.Lock, repr=False, eq=False, alias="_lock")
 

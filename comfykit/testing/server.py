@@ -715,7 +715,9 @@ async def _drop_later(server: SimServer, socket: _Socket) -> None:
             return
 
 
-def _is_hostile_path(path: str, prefixes: tuple[str, ...]) -> bool:
+def _is_hostile_path(path: str, prefixes: tuple[str, ...] | str) -> bool:
+    if isinstance(prefixes, str):  # ``comfykit serve --hostile-paths /history,/queue`` passes text
+        prefixes = tuple(part.strip() for part in prefixes.split(",") if part.strip())
     path = path[4:] if path.startswith("/api/") else path
     return any(path == prefix or path.startswith(prefix.rstrip("/") + "/") for prefix in prefixes)
 

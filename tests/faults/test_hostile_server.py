@@ -196,3 +196,14 @@ def test_escaping_output_names_through_a_batch_stay_in_the_output_folder(
     assert [p for p in _files(area) if root not in p.resolve().parents] == []
     if filename.startswith("/"):
         assert not Path(filename).exists()
+
+
+def test_hostile_paths_given_as_text_like_the_serve_option(sim: ComfyUISimulator) -> None:
+    sim.knobs.hostile_body = "huge"
+    sim.knobs.hostile_paths = "/queue, /embeddings"
+    with ComfyUIClient(url=sim.url) as client:
+        assert client.get_history() == {}
+        with pytest.raises(ProtocolError, match="too large"):
+            client.get_queue()
+        with pytest.raises(ProtocolError, match="too large"):
+            client.get_embeddings()
