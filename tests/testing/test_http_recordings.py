@@ -10,32 +10,14 @@ import httpx
 import pytest
 
 from comfykit.testing import ComfyUISimulator
+from testing.recordings import RECORDINGS, load_http, shape
 
-RECORDINGS = Path(__file__).resolve().parent.parent / "fixtures" / "recordings"
 VERSIONS = ["0.3.64", "0.33.0"]
 
 
 def _recordings(version: str, prefix: str) -> list[str]:
     return sorted(p.stem for p in (RECORDINGS / version / "http").glob(f"{prefix}*.json"))
 
-
-def _load(version: str, name: str) -> dict[str, Any]:
-    return dict(json.loads((RECORDINGS / version / "http" / f"{name}.json").read_text()))
-
-
-def _shape(value: Any) -> Any:
-    """Keys and value types, recursively; ids, numbers and texts themselves are ignored."""
-    if isinstance(value, dict):
-        return {key: _shape(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return ["list"]
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, (int, float)):
-        return "number"
-    if value is None:
-        return "null"
-    return type(value).__name__
 
 
 @pytest.fixture(scope="module", params=VERSIONS)
@@ -50,7 +32,7 @@ def _cases(prefix: str) -> list[Any]:
 
 @pytest.mark.parametrize(("version", "name"), _cases("post_prompt_"))
 def test_post_prompt_answers_like_the_recording(version: str, name: str, tmp_path: Path) -> None:
-    recording = _load(version, name)
+    recording = load_http(version, name)
     request = recording["request"]
     with ComfyUISimulator(port=0, comfyui_version=version, root=tmp_path) as simulator:
         if "raw_body" in request:
@@ -100,12 +82,12 @@ STATIC_GETS = [
 
 @pytest.mark.parametrize("name", STATIC_GETS)
 def test_read_only_endpoints_answer_like_the_recording(sim: ComfyUISimulator, name: str) -> None:
-    recording = _load(sim.comfyui_version, name)
+    recording = load_http(sim.comfyui_version, name)
     response = httpx.get(sim.url + recording["request"]["path"], headers=recording["request"].get("headers", {}))
     assert response.status_code == recording["status"]
     expected = recording["body"].get("json") if isinstance(recording.get("body"), dict) else None
     if expected is not None:
-        assert _shape(response.json()) == _shape(expected)
+        assert shape(response.json()) == shape(expected)
         assert response.headers["content-type"] == "application/json; charset=utf-8"
 
 
@@ -176,13 +158,13 @@ def test_userdata_round_trip(version: str, tmp_path: Path) -> None:
     with ComfyUISimulator(port=0, comfyui_version=version, root=tmp_path) as simulator:
         url = simulator.url + "/userdata/workflows%2Fcomfykit_test.json"
         saved = httpx.post(url + "?overwrite=true&full_info=true", content=b'{"comfykit": true}')
-        expected = _load(version, "post_userdata_file")
-        assert saved.status_code == 200 and _shape(saved.json()) == _shape(expected["body"]["json"])
+        expected = load_http(version, "post_userdata_file")
+        assert saved.status_code == 200 and shape(saved.json()) == shape(expected["body"]["json"])
         read = httpx.get(url)
-        assert read.status_code == _load(version, "get_userdata_file")["status"]
+        assert read.status_code == load_http(version, "get_userdata_file")["status"]
         assert read.json() == {"comfykit": True}
         assert httpx.get(simulator.url + "/userdata?dir=workflows").json() == ["comfykit_test.json"]
-        assert httpx.delete(url).status_code == _load(version, "delete_userdata_file")["status"] == 204
+        assert httpx.delete(url).status_code == load_http(version, "delete_userdata_file")["status"] == 204
         assert httpx.get(url).status_code == 404
         assert httpx.get(simulator.url + "/api/internal/logs").status_code == 404
         assert isinstance(httpx.get(simulator.url + "/internal/logs").json(), str)
@@ -208,7 +190,7 @@ def _setup_files(sim: ComfyUISimulator, path: str) -> None:
 
 @pytest.mark.parametrize("name", VIEW_AND_STATELESS)
 def test_files_and_control_endpoints_answer_like_the_recording(sim: ComfyUISimulator, name: str) -> None:
-    recording = _load(sim.comfyui_version, name)
+    recording = load_http(sim.comfyui_version, name)
     request = recording["request"]
     _setup_files(sim, request["path"])
     if name == "get_userdata_workflows" and recording["status"] == 200:
@@ -219,7 +201,7 @@ def test_files_and_control_endpoints_answer_like_the_recording(sim: ComfyUISimul
     assert response.status_code == recording["status"]
     body = recording.get("body") or {}
     if "json" in body:
-        assert _shape(response.json()) == _shape(body["json"]) or name.startswith(("get_object_info", "get_api_object"))
+        assert shape(response.json()) == shape(body["json"]) or name.startswith(("get_object_info", "get_api_object"))
     elif body.get("binary_length") == 0 or request["method"] == "HEAD":
         assert response.content == b""
     if name in ("get_view_ok", "get_view_range", "head_view"):
@@ -256,7 +238,7 @@ JOBS_ERRORS = [
 
 @pytest.mark.parametrize("name", JOBS_ERRORS)
 def test_jobs_api_answers_like_the_recording(name: str, tmp_path: Path) -> None:
-    recording = _load("0.33.0", name)
+    recording = load_http("0.33.0", name)
     request = recording["request"]
     with ComfyUISimulator(port=0, comfyui_version="0.33.0", root=tmp_path) as simulator:
         if "raw_body" in request:
@@ -268,7 +250,7 @@ def test_jobs_api_answers_like_the_recording(name: str, tmp_path: Path) -> None:
     expected = (recording.get("body") or {}).get("json")
     if expected is not None:
         actual = response.json()
-        assert _shape(actual) == _shape(expected)
+        assert shape(actual) == shape(expected)
         if "error" in expected and name != "jobs_list_status_invalid":
             assert actual["error"] == expected["error"]
 
@@ -294,7 +276,7 @@ UPLOAD_CASES = [
 def test_uploads_answer_like_the_recording(
     version: str, name: str, filename: str | None, content: bytes, fields: dict[str, str], tmp_path: Path
 ) -> None:
-    recording = _load(version, name)
+    recording = load_http(version, name)
     with ComfyUISimulator(port=0, comfyui_version=version, root=tmp_path) as simulator:
         (simulator.files.input_dir / "comfykit_upload.png").write_bytes(b"original")
         files = {"image": (filename, content, "image/png")} if filename is not None else {"other": ("a", b"", "x/y")}
@@ -338,7 +320,7 @@ def _assert_like(response: httpx.Response, recording: dict[str, Any], *, exact_k
         assert response.headers["content-type"] == "application/json; charset=utf-8"
         assert type(actual) is type(expected)
         if exact_keys:
-            assert _shape(actual) == _shape(expected)
+            assert shape(actual) == shape(expected)
     elif "text" in body:
         assert response.text == body["text"]
     elif "text_truncated" in body:
@@ -377,19 +359,19 @@ PLAIN_NEW = [
 
 @pytest.mark.parametrize("name", PLAIN + PLAIN_DATA_KEYS)
 def test_plain_requests_answer_like_the_recording(sim: ComfyUISimulator, name: str) -> None:
-    recording = _load(sim.comfyui_version, name)
+    recording = load_http(sim.comfyui_version, name)
     _assert_like(_replay(sim, recording), recording, exact_keys=name not in PLAIN_DATA_KEYS)
 
 
 @pytest.mark.parametrize("name", PLAIN_NEW)
 def test_new_version_requests_answer_like_the_recording(name: str, tmp_path: Path) -> None:
-    recording = _load("0.33.0", name)
+    recording = load_http("0.33.0", name)
     with ComfyUISimulator(port=0, comfyui_version="0.33.0", root=tmp_path) as simulator:
         _assert_like(_replay(simulator, recording), recording, exact_keys=not name.startswith(("get_global", "get_node_repl")))
 
 
 def test_routes_answer_with_and_without_the_api_prefix_as_recorded(sim: ComfyUISimulator) -> None:
-    matrix = _load(sim.comfyui_version, "api_prefix_matrix")["matrix"]
+    matrix = load_http(sim.comfyui_version, "api_prefix_matrix")["matrix"]
     (sim.files.root / "user" / "workflows").mkdir(parents=True, exist_ok=True)
     seen = {path: {"plain": httpx.get(sim.url + path).status_code, "/api": httpx.get(sim.url + "/api" + path).status_code}
             for path in matrix}
@@ -398,7 +380,7 @@ def test_routes_answer_with_and_without_the_api_prefix_as_recorded(sim: ComfyUIS
 
 @pytest.mark.parametrize("version", VERSIONS)
 def test_queue_runs_by_number_then_prompt_id_as_recorded(version: str, tmp_path: Path) -> None:
-    recording = _load(version, "queue_execution_order")
+    recording = load_http(version, "queue_execution_order")
     slow = json.loads((RECORDINGS / version / "workflows" / "slow.json").read_text())
     with ComfyUISimulator(port=0, comfyui_version=version, root=tmp_path) as simulator:
         simulator.knobs.node_seconds = 0.2
@@ -469,7 +451,7 @@ RAW_UPLOADS = {
 @pytest.mark.parametrize("version", VERSIONS)
 @pytest.mark.parametrize("name", sorted(RAW_UPLOADS))
 def test_raw_multipart_uploads_answer_like_the_recording(version: str, name: str, tmp_path: Path) -> None:
-    recording = _load(version, name)
+    recording = load_http(version, name)
     with ComfyUISimulator(port=0, comfyui_version=version, root=tmp_path) as simulator:
         response = httpx.post(simulator.url + "/upload/image", content=_multipart(RAW_UPLOADS[name], _png()),
                               headers={"Content-Type": "multipart/form-data; boundary=comfykitBOUNDARY"})
@@ -484,7 +466,7 @@ def test_raw_multipart_uploads_answer_like_the_recording(version: str, name: str
 
 @pytest.mark.parametrize("version", VERSIONS)
 def test_upload_over_the_size_limit_is_refused_as_recorded(version: str, tmp_path: Path) -> None:
-    recording = _load(version, "post_upload_image_too_large")
+    recording = load_http(version, "post_upload_image_too_large")
     with ComfyUISimulator(port=0, comfyui_version=version, root=tmp_path) as simulator:
         limit = httpx.get(simulator.url + "/features").json()["max_upload_size"]
         body = _multipart("big.png", b"\0" * (105_000_000 - 200))
@@ -497,7 +479,7 @@ def test_upload_over_the_size_limit_is_refused_as_recorded(version: str, tmp_pat
 
 @pytest.mark.parametrize("version", VERSIONS)
 def test_mask_upload_answers_like_the_recording(version: str, tmp_path: Path) -> None:
-    recording = _load(version, "post_upload_mask")
+    recording = load_http(version, "post_upload_mask")
     recorded_fields = recording["request"]["multipart"].items()
     fields = {k: (json.dumps(v) if isinstance(v, dict) else v) for k, v in recorded_fields if k != "image"}
     with ComfyUISimulator(port=0, comfyui_version=version, root=tmp_path) as simulator:

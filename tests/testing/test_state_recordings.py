@@ -12,26 +12,10 @@ import httpx
 import pytest
 
 from comfykit.testing import ComfyUISimulator
+from testing.recordings import RECORDINGS, load_http, shape
 
-RECORDINGS = Path(__file__).resolve().parent.parent / "fixtures" / "recordings"
 VERSIONS = ["0.3.64", "0.33.0"]
 SERVER_KEYS = ("client_id", "create_time", "comfy_usage_source")
-
-
-def _load(version: str, name: str) -> dict[str, Any]:
-    return dict(json.loads((RECORDINGS / version / "http" / f"{name}.json").read_text()))
-
-
-def _shape(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {key: _shape(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return ["list"]
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, (int, float)):
-        return "number"
-    return "null" if value is None else type(value).__name__
 
 
 def _quiet(sim: ComfyUISimulator) -> None:
@@ -113,7 +97,7 @@ HISTORY = ["get_history_all", "get_history_by_id", "get_history_max_items_1", "g
 @pytest.mark.parametrize("version", VERSIONS)
 @pytest.mark.parametrize("name", HISTORY)
 def test_history_answers_like_the_recording(version: str, name: str, tmp_path: Path) -> None:
-    recording = _load(version, name)
+    recording = load_http(version, name)
     expected = recording["body"]["json"]
     query = parse_qs(urlsplit(recording["request"]["path"]).query)
     with ComfyUISimulator(port=0, comfyui_version=version, root=tmp_path) as sim:
@@ -135,14 +119,14 @@ def test_history_answers_like_the_recording(version: str, name: str, tmp_path: P
     assert response.status_code == recording["status"]
     actual = response.json()
     assert list(actual) == list(expected)
-    assert _shape(actual) == _shape(expected)
+    assert shape(actual) == shape(expected)
 
 
 @pytest.mark.parametrize("version", VERSIONS)
 @pytest.mark.parametrize("name", ["get_history_after_delete", "get_history_after_clear"])
 def test_deleted_history_answers_like_the_recording(version: str, name: str, tmp_path: Path) -> None:
-    recording = _load(version, name)
-    state = _load(version, "get_history_by_id")["body"]["json"]
+    recording = load_http(version, name)
+    state = load_http(version, "get_history_by_id")["body"]["json"]
     with ComfyUISimulator(port=0, comfyui_version=version, root=tmp_path) as sim:
         _run_history(sim, state)
         change = {"delete": list(state)} if name.endswith("delete") else {"clear": True}
@@ -165,15 +149,15 @@ def _assert_queue_like(actual: dict[str, Any], expected: dict[str, Any]) -> None
     assert [item[1] for item in actual["queue_running"]] == [item[1] for item in expected["queue_running"]]
     assert sorted(item[1] for item in actual["queue_pending"]) == sorted(item[1] for item in expected["queue_pending"])
     for key in ("queue_running", "queue_pending"):
-        assert [_shape(item[3]) for item in actual[key]] == [_shape(item[3]) for item in expected[key]] or key == "queue_pending"
+        assert [shape(item[3]) for item in actual[key]] == [shape(item[3]) for item in expected[key]] or key == "queue_pending"
         assert {item[1]: item[0] for item in actual[key]} == {item[1]: item[0] for item in expected[key]}
-        assert {item[1]: _shape(item[3]) for item in actual[key]} == {item[1]: _shape(item[3]) for item in expected[key]}
+        assert {item[1]: shape(item[3]) for item in actual[key]} == {item[1]: shape(item[3]) for item in expected[key]}
 
 
 @pytest.mark.parametrize("version", VERSIONS)
 @pytest.mark.parametrize("name", ["get_queue_running_and_pending", "get_api_queue_running_and_pending"])
 def test_busy_queue_answers_like_the_recording(version: str, name: str, tmp_path: Path) -> None:
-    recording = _load(version, name)
+    recording = load_http(version, name)
     with ComfyUISimulator(port=0, comfyui_version=version, root=tmp_path) as sim:
         _busy(sim, recording["body"]["json"])
         response = httpx.get(sim.url + recording["request"]["path"])
@@ -184,16 +168,16 @@ def test_busy_queue_answers_like_the_recording(version: str, name: str, tmp_path
     assert response.headers["content-type"] == "application/json; charset=utf-8"
     _assert_queue_like(response.json(), recording["body"]["json"])
     if name == "get_queue_running_and_pending":
-        expected = _load(version, "get_prompt_busy")
+        expected = load_http(version, "get_prompt_busy")
         assert busy == expected["body"]["json"]  # the same state: 1 running + 5 pending
 
 
 @pytest.mark.parametrize("version", VERSIONS)
 def test_queue_delete_clear_and_interrupt_act_like_the_recording(version: str, tmp_path: Path) -> None:
-    after_delete = _load(version, "get_queue_after_delete")["body"]["json"]
-    after_clear = _load(version, "get_queue_after_clear")["body"]["json"]
-    delete_running = _load(version, "post_queue_delete_running_item")
-    interrupt = _load(version, "post_interrupt_running_prompt_id")
+    after_delete = load_http(version, "get_queue_after_delete")["body"]["json"]
+    after_clear = load_http(version, "get_queue_after_clear")["body"]["json"]
+    delete_running = load_http(version, "post_queue_delete_running_item")
+    interrupt = load_http(version, "post_interrupt_running_prompt_id")
     interrupted_entry = json.loads((RECORDINGS / version / "http" / "get_history_interrupted_entry.json").read_text())
     [running] = after_delete["queue_running"]
     with ComfyUISimulator(port=0, comfyui_version=version, root=tmp_path) as sim:
@@ -215,7 +199,7 @@ def test_queue_delete_clear_and_interrupt_act_like_the_recording(version: str, t
         history = httpx.get(f"{sim.url}/history/{running[1]}").json()
     expected = interrupted_entry["history_entry_after_interrupt"]
     assert list(history) == list(expected) == [running[1]]
-    assert _shape(history) == _shape(expected)
+    assert shape(history) == shape(expected)
     assert history[running[1]]["status"]["messages"][-1][0] == "execution_interrupted"
 
 
