@@ -6,14 +6,16 @@ Every test asserts that each job ended completed and that the server ran each pr
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
 from batching.workloads import unique_workflows
 
-from comfykit import ComfyUIClient, JobStatus, QueueManager
+from comfykit import ComfyUIClient, JobStatus, QueueManager, load_config
 from comfykit.events import Event
 from comfykit.jobs import Job, new_prompt_id
 from comfykit.testing import ComfyUISimulator
@@ -25,9 +27,12 @@ def _assert_each_ran_once(sim: ComfyUISimulator, jobs: list[Job]) -> None:
     assert sim.execution_counts == {job.prompt_id: 1 for job in jobs}
 
 
-def _batch(sim: ComfyUISimulator, count: int, *, during: Any = None, offset: int = 0) -> list[Job]:
-    with ComfyUIClient(url=sim.url) as client:
-        queue = QueueManager(client, max_concurrent=3, store_outputs=False)
+def _batch(
+    sim: ComfyUISimulator, count: int, *, during: Any = None, offset: int = 0, output_dir: Path | None = None
+) -> list[Job]:
+    config = load_config(use_file=False, overrides={"output.output_dir": str(output_dir)}) if output_dir else None
+    with ComfyUIClient(url=sim.url, config=config) as client:
+        queue = QueueManager(client, max_concurrent=3, store_outputs=output_dir is not None)
         queue.retry_delay = 0.05
         queue.add_jobs_from_list(unique_workflows(count, offset=offset))
         queue.start()
@@ -50,18 +55,26 @@ def test_history_written_late_over_a_batch(sim: ComfyUISimulator) -> None:
     assert all(job.outputs for job in jobs)
 
 
-def test_connections_refused_for_a_while_mid_batch(sim: ComfyUISimulator) -> None:
+def test_connections_refused_for_ten_seconds_mid_batch(sim: ComfyUISimulator, tmp_path: Path) -> None:
     sim.knobs.node_seconds = 0.02
 
     def refuse(queue: QueueManager) -> None:
         _when_completed(queue, 3)
         sim.knobs.refuse_connections = True
         send_to_sockets(sim, None)  # a dead server also drops its sockets
-        time.sleep(2.0)
+        time.sleep(10.0)
         sim.knobs.refuse_connections = False
 
-    jobs = _batch(sim, 15, during=refuse)
+    jobs = _batch(sim, 15, during=refuse, output_dir=tmp_path / "out")
     _assert_each_ran_once(sim, jobs)
+    # No output lost or corrupted: every job's image is on disk, byte for byte what the server saved.
+    for job in jobs:
+        downloads = [stored for stored in job.stored if stored.sink == "download"]
+        assert len(downloads) == 1, job.stored
+        saved = job.outputs[0]
+        original = sim.files.output_dir / saved.subfolder / (saved.filename or "")
+        assert Path(downloads[0].location).read_bytes() == original.read_bytes()
+        assert downloads[0].sha256 == hashlib.sha256(original.read_bytes()).hexdigest()
 
 
 def test_slow_answers_over_a_batch(sim: ComfyUISimulator) -> None:
