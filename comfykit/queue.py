@@ -152,6 +152,7 @@ class QueueManager:
         repeated identical jobs really execute instead of being served from cache.
     :param store_outputs: run the output sinks (download, metadata...) for finished jobs.
     :param plugin_manager: share the plugins of a session that already configured them (a CLI run).
+    :param retry_failed: when resuming a journal, run its failed jobs again (completed ones never run again).
     """
 
     def __init__(
@@ -170,6 +171,7 @@ class QueueManager:
         plugins: Iterable[object] = (),
         plugin_options: Iterable[str] = (),
         plugin_manager: PluginManager | None = None,
+        retry_failed: bool = False,
     ) -> None:
         self._own_clients: list[ComfyUIClient] = []
         if client is not None:
@@ -224,7 +226,7 @@ class QueueManager:
             from comfykit.journal import Journal
 
             self.journal = Journal(journal_path)
-            self._load_journal()
+            self._load_journal(retry_failed)
 
     # -- construction -----------------------------------------------------------------------
 
@@ -252,11 +254,15 @@ class QueueManager:
             pool.append(_Server(spec, member, spec.max_concurrent or self.max_concurrent))
         return pool
 
-    def _load_journal(self) -> None:
+    def _load_journal(self, retry_failed: bool) -> None:
         assert self.journal is not None
         by_url = {server.url: server for server in self._servers}
         for job in self.journal.jobs():
             self._jobs[job.job_id] = job
+            if retry_failed and job.status is JobStatus.FAILED:
+                job.status, job.prompt_id, job.server, job.finished_at = JobStatus.PENDING, None, None, None
+                job.warnings.append(f"failed before ({job.error}); run again")
+                self.journal.update(job)
             if job.done:
                 continue
             server = by_url.get(job.server or "")

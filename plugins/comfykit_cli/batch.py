@@ -118,6 +118,8 @@ def register(cli: click.Group) -> None:
                   help="SQLite journal that makes the batch resumable.")
     @click.option("--resume", type=click.Path(exists=True, dir_okay=False), default=None,
                   help="Continue the batch of this journal; finished jobs are not run again.")
+    @click.option("--retry-failed", is_flag=True,
+                  help="With --resume: run the journal's failed jobs again too (completed ones never).")
     @click.option("--output-dir", type=click.Path(file_okay=False), default=None,
                   help="Where outputs are downloaded (default: output.output_dir).")
     @click.option("--no-download", is_flag=True, help="Do not download outputs (nor write metadata sidecars).")
@@ -127,7 +129,7 @@ def register(cli: click.Group) -> None:
     def batch(sources: tuple[str, ...], sweeps: tuple[str, ...], updates: tuple[str, ...], sets: tuple[str, ...],
               random_seeds: bool, inputs: tuple[str, ...],
               concurrency: int | None, timeout: float | None, retries: int | None, journal: str | None,
-              resume: str | None, output_dir: str | None, no_download: bool, vary_seeds: bool,
+              resume: str | None, retry_failed: bool, output_dir: str | None, no_download: bool, vary_seeds: bool,
               servers: tuple[str, ...], as_json: bool) -> None:
         """Run workflows in bulk on one server or a pool (--server repeated), with progress.
 
@@ -147,6 +149,8 @@ def register(cli: click.Group) -> None:
         as_json = state.json(as_json)
         if not sources and not resume:
             raise click.UsageError("give workflow files or folders, or --resume JOURNAL")
+        if retry_failed and not (resume or journal):
+            raise click.UsageError("--retry-failed applies to a journal: give --resume JOURNAL")
         if resume and journal and Path(resume).resolve() != Path(journal).resolve():
             raise click.UsageError("--journal and --resume name different files; give one of them")
         from comfykit.errors import WorkflowError
@@ -168,6 +172,7 @@ def register(cli: click.Group) -> None:
         queue = QueueManager(
             servers=pool or None, config=config, max_concurrent=concurrency, max_retries=retries,
             journal=resume or journal, timeout=timeout, vary_seeds=vary_seeds, plugin_manager=state.plugin_manager(),
+            retry_failed=retry_failed,
         )
         try:
             _check_servers(queue)

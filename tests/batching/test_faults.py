@@ -163,3 +163,29 @@ def test_sigkill_at_random_moments_then_resume(tmp_path: Path, new_sim: ComfyUIS
     assert len(journal_jobs) == count
     assert all(job.status is JobStatus.COMPLETED for job in journal_jobs)
     _assert_each_ran_once([new_sim], journal_jobs)
+
+
+def test_resuming_with_retry_failed_runs_only_the_failed_jobs_again(tmp_path: Path, new_sim: ComfyUISimulator) -> None:
+    journal = tmp_path / "run.sqlite"
+    workflows = unique_workflows(4)
+    new_sim.knobs.node_failure_type = "RuntimeError"  # not transient: no retry within the run
+    new_sim.knobs.node_failure_message = "a broken node"
+    with ComfyUIClient(url=new_sim.url) as client:
+        first = QueueManager(client, journal=journal, max_concurrent=1, store_outputs=False)
+        first.add_jobs_from_list(workflows)
+        new_sim.knobs.fail_nodes_next = 1
+        first.run(timeout=60)
+        first.close()
+    failed = [job.job_id for job in first.get_all_jobs() if job.status is JobStatus.FAILED]
+    assert len(failed) == 1
+    with ComfyUIClient(url=new_sim.url) as client:
+        plain = QueueManager(client, journal=journal, store_outputs=False)
+        assert plain.get_job_status(failed[0]) is JobStatus.FAILED
+        plain.close()
+        executed_before = set(new_sim.execution_counts)
+        again = QueueManager(client, journal=journal, store_outputs=False, retry_failed=True)
+        stats = again.run(timeout=60)
+        again.close()
+    assert stats["completed"] == 4 and stats["failed"] == 0
+    rerun = set(new_sim.execution_counts) - executed_before
+    assert rerun == {again.get_job(failed[0]).prompt_id}  # type: ignore[union-attr]

@@ -112,6 +112,7 @@ def test_batch_usage_errors(tmp_path: Path) -> None:
     other = tmp_path / "j.sqlite"
     other.write_text("")
     assert run("batch", INVERT, "--journal", str(tmp_path / "x.sqlite"), "--resume", str(other)).exit_code == 2
+    assert run("batch", INVERT, "--retry-failed").exit_code == 2
 
 
 def test_ctrl_c_cancels_in_flight_jobs_and_leaves_the_journal_resumable(tmp_path: Path) -> None:
