@@ -766,6 +766,15 @@ class QueueManager:
         job.outputs = discover_outputs(entry.get("outputs") or {}, include_temp=bool(self.config["output.include_temp"]))
         job.cached_nodes = list(cached) or _cached_from_history(entry)
         job.started_at = job.started_at or started_at or _history_time(entry, "execution_start")
+        with self._lock:
+            unseen_start = job.status is JobStatus.QUEUED
+            if unseen_start:
+                job.status = JobStatus.RUNNING
+        if unseen_start:
+            # It ran while no event could tell (a socket gap, or a poll that came after the end):
+            # job_started still comes before job_completed, as it does for every other job.
+            self.plugin_manager.job_started(job, client)
+            self._emit("job_started", job)
         job.finished_at = _history_time(entry, "execution_success") or time.time()
         if self.store_outputs:
             for result in self.plugin_manager.store_outputs(job, job.outputs, client):

@@ -247,3 +247,21 @@ def test_extract_output_images_accepts_a_history_answer() -> None:
     history = {"p": {"outputs": {"9": {"images": [{"filename": "a.png", "subfolder": "", "type": "output"}]},
                                  "5": {"text": ["hi"]}}}}
     assert extract_output_images(history) == [{"filename": "a.png", "subfolder": "", "type": "output", "node_id": "9"}]
+
+
+def test_without_the_monitor_polling_synthesizes_the_job_events(client: ComfyUIClient, sim: ComfyUISimulator) -> None:
+    assert client.event_source is None or client.event_source.name == "polling"
+    seen: list[tuple[str, str | None]] = []
+    client.on("*", lambda event: seen.append((event.type, event.prompt_id)))
+    sim.knobs.node_seconds = 0.2  # long enough for a poll to see it running
+    good = client.queue_prompt(_workflow("invert_save"))["prompt_id"]
+    client.wait_for_completion(good, timeout=30)
+    bad = client.queue_prompt(_workflow("exec_error_canny"))["prompt_id"]
+    with pytest.raises(ExecutionError):
+        client.wait_for_completion(bad, timeout=30)
+    assert client.event_source is not None and client.event_source.name == "polling"
+    of_good = [kind for kind, prompt_id in seen if prompt_id == good]
+    assert of_good[0] == "execution_start" and of_good.count("execution_start") == 1
+    assert "executed" in of_good and of_good[-2:] == ["execution_success", "executing"]
+    of_bad = [kind for kind, prompt_id in seen if prompt_id == bad]
+    assert "execution_error" in of_bad and of_bad[-1] == "executing"

@@ -97,8 +97,8 @@ def test_a_batch_runs_every_job_once_with_hooks_and_callbacks(
     assert sorted(recorder.of("submitted")) == sorted(ids) == sorted(recorder.of("completed"))
     assert sorted(seen[:-1]) == sorted(ids) and seen[-1] == "empty"
     assert recorder.of("empty") == [""]
-    if not plugin_options:
-        assert sorted(recorder.of("started")) == sorted(ids)
+    # Without the monitor the polling source synthesizes the same events: started fires too.
+    assert sorted(recorder.of("started")) == sorted(ids)
 
 
 def test_pipelining_keeps_the_server_queue_fed(new_sim: ComfyUISimulator) -> None:
