@@ -265,3 +265,21 @@ def test_without_the_monitor_polling_synthesizes_the_job_events(client: ComfyUIC
     assert "executed" in of_good and of_good[-2:] == ["execution_success", "executing"]
     of_bad = [kind for kind, prompt_id in seen if prompt_id == bad]
     assert "execution_error" in of_bad and of_bad[-1] == "executing"
+
+
+def test_bulk_cancel_object_info_cache_and_ping(client: ComfyUIClient, sim: ComfyUISimulator) -> None:
+    assert client.ping() is True
+    catalogue = client.get_object_info()
+    assert client.get_object_info() is catalogue  # cached per client
+    client.invalidate_object_info()
+    assert client.get_object_info() is not catalogue and "SaveImage" in client.get_object_info()
+    if sim.comfyui_version == "0.33.0":
+        sim.knobs.node_seconds = 0.3
+        running = client.queue_prompt(_workflow("invert_save"))["prompt_id"]
+        waiting = client.queue_prompt(_workflow("scale_save"))["prompt_id"]
+        assert client.cancel_jobs([running, waiting]) is True
+        with pytest.raises(ExecutionInterrupted):
+            client.wait_for_completion(running, timeout=20)
+        assert waiting not in {item[1] for item in client.get_queue()["queue_pending"]}
+    with ComfyUIClient(url="http://127.0.0.1:9", plugin_options=["no:monitor"]) as nobody:
+        assert nobody.ping(timeout=0.5) is False
