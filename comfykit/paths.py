@@ -6,19 +6,20 @@ Filenames and subfolders come from the server, which may be buggy or hostile
 sanitizes every path component of the result once more, and refuses with
 :class:`comfykit.errors.UnsafePathError` anything whose resolved location
 (symlinks followed) is not inside the output folder.  :func:`temp_file_beside`,
-:func:`atomic_write` and :func:`sha256_of_file` are the writing helpers every sink
+:func:`atomic_file`, :func:`atomic_write` and :func:`sha256_of_file` are the writing helpers every sink
 (bundled or third-party) shares: nothing half-written ever carries a final name.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hashlib
 import os
 import re
 import string
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_NAMING",
     "MAX_COMPONENT_BYTES",
+    "atomic_file",
     "atomic_write",
     "job_time",
     "output_fields",
@@ -294,19 +296,30 @@ def temp_file_beside(target: Path) -> tuple[IO[bytes], Path]:
     return handle, Path(handle.name)
 
 
-def atomic_write(target: Path, data: bytes) -> None:
-    """Write ``data`` to ``target`` so that a reader (or a crash) sees the old file or the whole new one."""
-    target.parent.mkdir(parents=True, exist_ok=True)
+@contextlib.contextmanager
+def atomic_file(target: Path) -> Iterator[IO[bytes]]:
+    """A file to write ``target``'s new content into; it takes ``target``'s name only once complete.
+
+    On leaving the block the data is flushed to disk and renamed over ``target``; if
+    the block raises, the partial file is removed and ``target`` is left as it was.
+    """
     handle, temp = temp_file_beside(target)
     try:
         with handle:
-            handle.write(data)
+            yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temp, target)
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
+
+
+def atomic_write(target: Path, data: bytes) -> None:
+    """Write ``data`` to ``target`` so that a reader (or a crash) sees the old file or the whole new one."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_file(target) as handle:
+        handle.write(data)
 
 
 def sha256_of_file(path: Path, chunk_size: int = 1024 * 1024) -> str:

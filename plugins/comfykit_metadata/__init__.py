@@ -16,7 +16,6 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
-import os
 import re
 import struct
 import threading
@@ -30,7 +29,7 @@ from comfykit._version import __version__
 from comfykit.hookspecs import hookimpl
 from comfykit.jobs import Job
 from comfykit.outputs import OutputFile, StoredOutput
-from comfykit.paths import DEFAULT_NAMING, atomic_write, plan_output_paths, safe_output_path, sha256_of_file, temp_file_beside
+from comfykit.paths import DEFAULT_NAMING, atomic_file, atomic_write, plan_output_paths, safe_output_path, sha256_of_file
 from comfykit_download import selected_outputs
 
 if TYPE_CHECKING:
@@ -311,22 +310,14 @@ def embed_png_text(path: Path, keyword: str, text: str) -> bool:
             return False
         body = keyword.encode("latin-1") + b"\0" + text.encode("latin-1", errors="replace")
         chunk = struct.pack(">I", len(body)) + b"tEXt" + body + struct.pack(">I", zlib.crc32(b"tEXt" + body))
-        temp_handle, temp = temp_file_beside(path)
-        try:
-            with temp_handle:
-                handle.seek(0)
-                remaining = end
-                while remaining > 0:
-                    block = handle.read(min(1024 * 1024, remaining))
-                    if not block:
-                        break
-                    temp_handle.write(block)
-                    remaining -= len(block)
-                temp_handle.write(chunk + _IEND)
-                temp_handle.flush()
-                os.fsync(temp_handle.fileno())
-            os.replace(temp, path)
-        except BaseException:
-            temp.unlink(missing_ok=True)
-            raise
+        with atomic_file(path) as copy:
+            handle.seek(0)
+            remaining = end
+            while remaining > 0:
+                block = handle.read(min(1024 * 1024, remaining))
+                if not block:
+                    break
+                copy.write(block)
+                remaining -= len(block)
+            copy.write(chunk + _IEND)
     return True
