@@ -166,6 +166,24 @@ def read_object_info(path: str | Path) -> dict[str, Any]:
     return data
 
 
+# Saved catalogues read by validate-before-send, by (path, mtime, size): a batch checks every job
+# against the same file, which is several megabytes of JSON to parse.
+_SAVED_CATALOGUES: dict[tuple[str, int, int], dict[str, Any]] = {}
+
+
+def _saved_object_info(path: str | Path) -> dict[str, Any]:
+    file = Path(path)
+    try:
+        stat = file.stat()
+    except OSError:
+        return read_object_info(file)  # raises the readable error
+    key = (str(file.resolve()), stat.st_mtime_ns, stat.st_size)
+    if key not in _SAVED_CATALOGUES:
+        _SAVED_CATALOGUES.clear()  # one catalogue at a time is what a run uses
+        _SAVED_CATALOGUES[key] = read_object_info(file)
+    return _SAVED_CATALOGUES[key]
+
+
 def validate_before_send(
     workflow: Mapping[str, Any],
     *,
@@ -188,7 +206,7 @@ def validate_before_send(
     info = object_info
     saved = _setting(settings, "workflow.object_info", None)
     if info is None and saved:
-        info = read_object_info(saved)
+        info = _saved_object_info(saved)
     problems = check_workflow(workflow, client=client if info is None else None, object_info=info,
                               plugin_manager=plugin_manager or getattr(client, "plugin_manager", None))
     errors = [p for p in problems if p.is_error]

@@ -230,3 +230,26 @@ def _with_bool_batch() -> dict[str, Any]:
     graph = copy.deepcopy(INVERT)
     graph["1"]["inputs"]["batch_size"] = True
     return graph
+
+
+def test_a_saved_object_info_is_read_once_per_version_of_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from comfykit.errors import WorkflowValidationError
+    from comfykit.workflow import manager, validate_before_send
+
+    reads: list[Path] = []
+    real = manager.read_object_info
+    monkeypatch.setattr(manager, "read_object_info", lambda path: reads.append(Path(path)) or real(path))
+    saved = tmp_path / "object_info.json"
+    saved.write_text(json.dumps(INFO))
+    settings = {"workflow.validate_before_send": True, "workflow.object_info": str(saved)}
+    for _ in range(5):
+        assert validate_before_send(INVERT, config=settings) == []
+    assert reads == [saved]
+    # A changed file is read again: without ImageInvert the same graph is now invalid.
+    saved.write_text(json.dumps({k: v for k, v in INFO.items() if k != "ImageInvert"}))
+    os.utime(saved, ns=(saved.stat().st_atime_ns, saved.stat().st_mtime_ns + 1_000_000))
+    with pytest.raises(WorkflowValidationError):
+        validate_before_send(INVERT, config=settings)
+    assert reads == [saved, saved]
