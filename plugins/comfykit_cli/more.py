@@ -81,10 +81,6 @@ def _show_node(details: Mapping[str, Any]) -> None:
         click.echo(f"  -> {output_name}: {output_type}")
 
 
-def _plugin_manager() -> Any:
-    return get_state().plugin_manager()
-
-
 def register(cli: click.Group) -> None:
     @cli.command()
     @click.argument("prompt_id", required=False)
@@ -276,19 +272,20 @@ def register(cli: click.Group) -> None:
     @json_option
     def plugins(as_json: bool) -> None:
         """List the loaded plugins, where each came from and its hooks; disabled ones and load failures."""
-        manager = _plugin_manager()
+        manager = get_state().plugin_manager()
         loaded = [{"name": name, "origin": manager.origins.get(name, "?"), "hooks": manager.hooks_of(name)}
                   for name, _ in manager.plugins()]
         failures = [{"name": f.name, "origin": f.origin, "error": f.error} for f in manager.failures]
-        data = {"plugins": loaded, "disabled": sorted(manager.disabled), "failures": failures}
+        disabled = sorted(manager.disabled)
+        data = {"plugins": loaded, "disabled": disabled, "failures": failures}
         if get_state().json(as_json):
             click.echo(json.dumps(data, indent=2))
             return
         for item in loaded:
             click.echo(f"{item['name']}  ({item['origin']})")
             click.echo(f"    {', '.join(item['hooks']) or 'no hooks'}")
-        if data["disabled"]:
-            click.echo("disabled: " + ", ".join(data["disabled"]))
+        if disabled:
+            click.echo("disabled: " + ", ".join(disabled))
         for failure in failures:
             click.echo(f"FAILED {failure['name']} ({failure['origin']}): {failure['error']}")
 
@@ -296,12 +293,9 @@ def register(cli: click.Group) -> None:
     @json_option
     def show_config(as_json: bool) -> None:
         """Show the effective config, where each value came from, with secrets hidden."""
-        from comfykit.config import core_registry, load_config
-
         state = get_state()
-        registry = core_registry()
-        _plugin_manager().add_config(registry)
-        config = load_config(path=state.config_path, registry=registry, overrides={"comfyui.url": state.server()})
+        # The run's config already knows every plugin's keys; only --server is laid on top.
+        config = state.config().with_overrides({"comfyui.url": state.server()})
         shown = config.redacted()
         data = {key: {"value": shown[key], "source": str(config.source(key))} for key in sorted(shown)}
         if state.json(as_json):
