@@ -69,9 +69,9 @@ BUNDLED_PLUGINS: Mapping[str, str] = {
 #: Core defaults that cannot be disabled: they are the fallbacks the firstresult
 #: hooks rely on.
 CORE_PLUGINS: Mapping[str, str] = {
-    "core.workflow": "comfykit.workflow.plugin",
-    "core.polling": "comfykit.polling",
-    "core.retry": "comfykit.retry",
+    "core.workflow": "comfykit.defaults.workflow",
+    "core.polling": "comfykit.defaults.polling",
+    "core.retry": "comfykit.defaults.retry",
 }
 
 
