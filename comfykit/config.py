@@ -20,7 +20,7 @@ import os
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import attrs
 import yaml
@@ -115,8 +115,11 @@ def _to_mapping(value: Any) -> dict[str, Any]:
     raise ValueError(f"expected a mapping, got {value!r}")
 
 
+#: The type names a key can declare; mypy checks them at every ``registry.add(type=...)``.
+ConfigType = Literal["bool", "int", "float", "str", "list", "mapping", "any"]
+
 #: converters by declared type name
-CONVERTERS: dict[str, Callable[[Any], Any]] = {
+CONVERTERS: dict[ConfigType, Callable[[Any], Any]] = {
     "bool": _to_bool,
     "int": _to_int,
     "float": _to_float,
@@ -134,7 +137,7 @@ class ConfigKey:
     section: str
     key: str
     default: Any
-    type: str = "any"
+    type: ConfigType = "any"
     help: str = ""
     nullable: bool = True
     secret: bool = False
@@ -161,6 +164,9 @@ class ConfigRegistry:
 
     def __init__(self) -> None:
         self._keys: dict[str, ConfigKey] = {}
+        #: Plugins switched off where this registry was built: a key none of the
+        #: loaded code declares may be one of theirs (see :meth:`unknown_key_message`).
+        self.disabled_plugins: frozenset[str] = frozenset()
 
     def add(
         self,
@@ -168,7 +174,7 @@ class ConfigRegistry:
         key: str,
         default: Any,
         *,
-        type: str | None = None,
+        type: ConfigType | None = None,
         help: str = "",
         nullable: bool | None = None,
         secret: bool = False,
@@ -177,8 +183,11 @@ class ConfigRegistry:
         """Declare ``section.key`` with its default; the type is guessed from the default if not given."""
         if type is None:
             type = _guess_type(default)
-        if type not in CONVERTERS:
-            raise ConfigError(f"unknown config type {type!r} for {section}.{key}")
+        if type not in get_args(ConfigType):  # callers without mypy can still pass any text
+            raise ConfigError(
+                f"unknown config type {type!r} for {section}.{key}",
+                key=f"{section}.{key}", hint=f"Use one of: {', '.join(get_args(ConfigType))}.",
+            )
         declared = ConfigKey(
             section=section,
             key=key,
@@ -210,8 +219,19 @@ class ConfigRegistry:
     def keys_in(self, section: str) -> list[ConfigKey]:
         return [k for k in self._keys.values() if k.section == section]
 
+    def unknown_key_message(self, dotted: str) -> str:
+        """Why ``dotted`` is not accepted: a disabled plugin may own it, or the closest key declared."""
+        if self.disabled_plugins:
+            names = ", ".join(sorted(self.disabled_plugins))
+            return (
+                f"config key {dotted!r} is not declared by comfykit or any loaded plugin, so it is ignored; "
+                f"it may belong to a disabled plugin ({names})"
+            )
+        hint = _closest(dotted, self)
+        return f"unknown config key {dotted!r}" + (f"; {hint}" if hint else "")
 
-def _guess_type(default: Any) -> str:
+
+def _guess_type(default: Any) -> ConfigType:
     if isinstance(default, bool):
         return "bool"
     if isinstance(default, int):
@@ -250,38 +270,25 @@ def core_registry() -> ConfigRegistry:
     r.add("comfyui", "verify", True, help="Verify TLS certificates.")
     r.add("comfyui", "ca_bundle", None, type="str", help="Path to a CA bundle for TLS verification.")
     r.add("comfyui", "headers", {}, type="mapping", help="Extra HTTP headers sent with every request.")
-    # websocket: live events
-    r.add("websocket", "enable", True, help="Use the WebSocket for live events (else poll).")
-    r.add("websocket", "reconnect_attempts", 5, help="Reconnect attempts in a row before giving up.")
-    r.add("websocket", "reconnect_delay", 2.0, type="float", help="First reconnect delay in seconds.")
-    r.add(
-        "websocket", "max_frame_size", 64 * 1024 * 1024,
-        help="Largest WebSocket frame accepted, in bytes (real previews reach 5 MB).",
-    )
-    r.add("websocket", "ping_interval", 20.0, type="float", help="Seconds between keep-alive pings.")
+    # websocket.poll_interval is core's (the polling source and the tracker read it);
+    # the other websocket.* keys are the monitor plugin's.
     r.add("websocket", "poll_interval", 0.05, type="float", help="First polling interval when polling.")
     # workflow
     r.add("workflow", "validate_before_send", True, help="Validate workflows before sending them.")
-    r.add("workflow", "auto_queue", True, help="Queue workflows right after loading (original key).")
+    r.add(
+        "workflow", "auto_queue", True,
+        help="Accepted for configs written for the original tool; has no effect "
+             "(comfykit queues exactly what send, batch or add_job is given).",
+    )
     r.add("workflow", "templates_dir", "templates", help="Where named templates are looked up.")
-    r.add("workflow", "workflows_dir", "workflows", help="Where named workflows are looked up.")
     r.add(
         "workflow", "object_info", None, type="str",
         help="Saved /object_info JSON used for offline schema validation and conversion.",
     )
-    # output
-    r.add("output", "download_results", True, help="Download outputs after each job.")
-    r.add("output", "output_dir", "./outputs", help="Folder outputs are written to.")
-    r.add("output", "save_metadata", True, help="Write a JSON metadata sidecar per job.")
-    r.add(
-        "output", "naming", "{job_id}/{node_id}_{filename}",
-        help="Template for output paths inside output_dir.",
-    )
+    # output: what every sink shares (each sink declares its own keys)
+    r.add("output", "output_dir", "./outputs", help="Folder the output sinks write under.")
     r.add("output", "sinks", None, type="list", help="Names of the output sinks to run (default: all).")
-    r.add("output", "concurrent_downloads", 4, help="Downloads running at once.")
-    r.add("output", "include_temp", False, help="Also store temp/preview outputs.")
-    r.add("output", "manifest", None, type="str", help="JSONL manifest file for a batch.")
-    r.add("output", "embed_png_metadata", False, help="Embed job parameters in PNG text chunks.")
+    r.add("output", "include_temp", False, help="Also report and store temp/preview outputs.")
     # batch
     r.add("batch", "max_concurrent", 3, help="Jobs in flight per server.")
     r.add("batch", "retry_on_failure", True, help="Retry failed jobs.")
@@ -500,13 +507,16 @@ def load_config(
 
     :param path: an explicit config file (else the search described in the module docstring).
     :param overrides: dotted keys set by explicit arguments; ``None`` values are ignored.
-    :param registry: the declared keys (default: :func:`core_registry`).
+    :param registry: the declared keys; default: core's and those of the plugins a
+        session started with this config loads (its ``plugins.*`` keys decide which).
     :param env: the environment to read (default: ``os.environ``).
     :param use_file: ``False`` skips the file search (explicit ``path`` still counts).
     :param warn_unknown: warn about keys ``registry`` does not declare; off for a first
         pass that only decides which plugins load (they declare more keys).
     """
-    registry = registry or core_registry()
+    if registry is None:
+        first = load_config(path=path, registry=core_registry(), env=env, cwd=cwd, use_file=use_file, warn_unknown=False)
+        registry = _session_registry(first)
     environ = os.environ if env is None else env
     values: dict[str, Any] = {k.dotted: k.default for k in registry}
     sources: dict[str, ConfigSource] = {}
@@ -524,8 +534,7 @@ def load_config(
             if declared is None:
                 if not warn_unknown:
                     continue
-                hint = _closest(dotted, registry)
-                message = f"{config_path}:{line}: unknown config key {dotted!r}" + (f"; {hint}" if hint else "")
+                message = f"{config_path}:{line}: {registry.unknown_key_message(dotted)}"
                 warnings.warn(message, ConfigWarning, stacklevel=2)
                 log.warning("%s", message)
                 continue
@@ -557,3 +566,21 @@ def load_config(
     if overrides:
         config = config.with_overrides(overrides)
     return config
+
+
+def _session_registry(first: Config) -> ConfigRegistry:
+    """Core's keys plus those declared by the plugins that ``first``'s ``plugins.*`` keys load.
+
+    Plugins declare their own keys (``comfykit_add_config``), so a config read on
+    its own needs the plugin manager a session would build; this is the one place
+    the config layer reaches up to the plugin layer, at run time and on purpose.
+    """
+    from comfykit.plugins import get_plugin_manager
+
+    manager = get_plugin_manager(
+        enable=first["plugins.enable"], disable=first["plugins.disable"],
+        autoload=None if first["plugins.autoload"] else False,
+    )
+    registry = core_registry()
+    manager.add_config(registry)
+    return registry

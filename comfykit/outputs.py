@@ -51,7 +51,11 @@ class OutputFile:
 
 @attrs.frozen
 class StoredOutput:
-    """What one sink stored: where, how big, and its SHA-256."""
+    """What one sink stored: where, how big, and its SHA-256.
+
+    ``node_id``, ``kind`` and ``index`` name the :class:`OutputFile` it stores
+    (empty ``node_id`` for things about the whole job, such as a sidecar).
+    """
 
     sink: str
     node_id: str
@@ -60,6 +64,7 @@ class StoredOutput:
     bytes: int | None = None
     sha256: str | None = None
     skipped: bool = False
+    index: int = 0
 
 
 def _looks_like_history_entry(data: Mapping[Any, Any]) -> bool:

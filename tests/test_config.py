@@ -240,7 +240,7 @@ def test_merging_respects_precedence_for_any_layers(
     (directory / "comfykit.yaml").write_text(yaml.safe_dump(nested))
     env = {"COMFYKIT_" + k.replace(".", "_").upper(): str(v) for k, v in env_layer.items()}
     config = load_config(cwd=directory, env=env, overrides=dict(arg_layer))
-    defaults = {k.dotted: k.default for k in core_registry()}
+    defaults = {k.dotted: k.default for k in config.registry}
     for key in INT_KEYS:
         expected = arg_layer.get(key, env_layer.get(key, file_layer.get(key, defaults[key])))
         assert config[key] == expected

@@ -1,24 +1,31 @@
-"""The metadata sink: sidecar content, no secrets, manifest lines, PNG text chunks, and sink selection."""
+"""The metadata sink: sidecar content from job.stored, the job as it ended in one clock, no secrets,
+manifest lines, PNG text chunks, and sink selection."""
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
 import struct
 import threading
+import time
 import zlib
 from pathlib import Path
 from typing import Any
 
+import pytest
 from PIL import Image
 
-from comfykit import ComfyUIClient
+import comfykit_download
+import comfykit_metadata
+from comfykit import ComfyUIClient, QueueManager
 from comfykit.config import load_config
-from comfykit.jobs import Job
+from comfykit.jobs import Job, JobStatus
+from comfykit.outputs import OutputFile, StoredOutput
 from comfykit.testing import ComfyUISimulator
 from comfykit_metadata import embed_png_text, find_seeds, strip_secrets
 
-from .conftest import RunJob, make_client
+from .conftest import RunJob, make_client, workflow
 
 API_KEY = "comfyui-0123456789abcdef"
 TOKEN = "bearer-secret-token-42"
@@ -32,10 +39,21 @@ def _secret_client(sim: ComfyUISimulator, out_dir: Path, **settings: Any) -> Com
 def _sidecar(results: list[Any]) -> tuple[dict[str, Any], str]:
     [result] = [r for r in results if r.plugin == "metadata"]
     assert result.error is None
-    record = next(r for r in result.stored if r.kind == "metadata")
+    return _read_sidecar(result.stored)
+
+
+def _read_sidecar(records: Any) -> tuple[dict[str, Any], str]:
+    record = next(r for r in records if r.kind == "metadata")
     text = Path(record.location).read_text()
     assert record.sha256 == hashlib.sha256(text.encode()).hexdigest()
     return json.loads(text), text
+
+
+def _store_in_turn(client: ComfyUIClient, job: Job) -> tuple[list[StoredOutput], list[StoredOutput]]:
+    """The download sink, then the metadata sink with the download's records already in ``job.stored``."""
+    downloaded = comfykit_download.comfykit_store_outputs(job=job, outputs=job.outputs, client=client)
+    job.stored.extend(downloaded)
+    return downloaded, comfykit_metadata.comfykit_store_outputs(job=job, outputs=job.outputs, client=client)
 
 
 def test_the_sidecar_describes_the_job_without_secrets(sim: ComfyUISimulator, out_dir: Path, run_job: RunJob) -> None:
@@ -44,8 +62,8 @@ def test_the_sidecar_describes_the_job_without_secrets(sim: ComfyUISimulator, ou
         job.started_at = job.submitted_at
         job.cached_nodes = ["1"]
         job.metadata = {"note": f"uses {API_KEY}", "Authorization": "Bearer x"}
-        results = client.plugin_manager.store_outputs(job, job.outputs, client)
-    document, text = _sidecar(results)
+        downloaded, written = _store_in_turn(client, job)
+    document, text = _read_sidecar(written)
     assert API_KEY not in text and TOKEN not in text and "hunter2" not in text and "api_key_comfy_org" not in text
     assert document["job_id"] == job.job_id and document["prompt_id"] == job.prompt_id
     assert document["server"] == sim.url and document["comfykit_version"]
@@ -56,14 +74,12 @@ def test_the_sidecar_describes_the_job_without_secrets(sim: ComfyUISimulator, ou
     assert document["prompt"]["2"]["class_type"] == "SaveImage"
     assert document["extra_data"]["client_id"] == client.client_id
     image = next(o for o in document["outputs"] if o["kind"] == "images")
-    download = next(r for r in results if r.plugin == "download")
-    stored_image = next(r for r in download.stored if r.kind == "images")
+    stored_image = next(r for r in downloaded if r.kind == "images")
     assert image["sha256"] == stored_image.sha256 and image["path"] == stored_image.location
+    assert image["sha256"] == hashlib.sha256(Path(stored_image.location).read_bytes()).hexdigest()
     text_output = next(o for o in document["outputs"] if o["kind"] == "text")
     assert text_output["value"] == "hello from comfykit" and text_output["sha256"]
-    assert Path(next(r for r in results if r.plugin == "metadata").stored[0].location) == out_dir.resolve() / (
-        job.job_id + ".json"
-    )
+    assert Path(written[0].location) == out_dir.resolve() / (job.job_id + ".json")
 
 
 def test_seeds_are_found_per_node() -> None:
@@ -86,7 +102,7 @@ def test_manifest_lines_from_concurrent_jobs(sim: ComfyUISimulator, out_dir: Pat
     manifest = tmp_path / "batch" / "manifest.jsonl"
     with make_client(sim, out_dir, **{"output.manifest": str(manifest)}) as client:
         jobs = [run_job(client, "invert_save", params={"n": n}) for n in range(4)]
-        threads = [threading.Thread(target=client.plugin_manager.store_outputs, args=(j, j.outputs, client)) for j in jobs]
+        threads = [threading.Thread(target=_store_in_turn, args=(client, j)) for j in jobs]
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -101,18 +117,19 @@ def test_png_metadata_is_embedded_without_touching_the_image(
 ) -> None:
     with make_client(sim, out_dir, **{"output.embed_png_metadata": True}) as client:
         job = run_job(client, "invert_save", params={"subject": "lighthouse"})
-        results = client.plugin_manager.store_outputs(job, job.outputs, client)
+        downloaded, written = _store_in_turn(client, job)
         [output] = job.outputs
         assert output.filename is not None
         original = client.get_image(output.filename, output.subfolder)
-    [stored] = next(r for r in results if r.plugin == "download").stored
+    [stored] = downloaded
     with Image.open(stored.location) as image:
         embedded = json.loads(image.text["comfykit"])
         pixels = image.tobytes()
     assert embedded["params"] == {"subject": "lighthouse"} and embedded["job_id"] == job.job_id
     with Image.open(__import__("io").BytesIO(original)) as image:
         assert image.tobytes() == pixels
-    document, _ = _sidecar(results)
+    document, _ = _read_sidecar(written)
+    # The text chunk changed the file after the download stored it: the sidecar hashes what is on disk now.
     assert document["outputs"][0]["sha256"] == hashlib.sha256(Path(stored.location).read_bytes()).hexdigest()
     assert embed_png_text(Path(stored.location), "comfykit", "{}") is False  # already there: not added twice
 
