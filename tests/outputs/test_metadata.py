@@ -163,3 +163,108 @@ def test_a_job_without_history_records_its_workflow(client: ComfyUIClient, out_d
     document = json.loads(Path(result.stored[0].location).read_text())
     assert document["prompt"] == job.workflow and document["seeds"] == {"1": {"seed": 5}}
     assert document["extra_data"] == {} and document["outputs"] == []
+
+
+# --------------------------------------------------------------------------- what other sinks stored
+
+
+def test_the_metadata_plugin_does_not_know_the_download_plugin() -> None:
+    source = Path(comfykit_metadata.__file__).read_text()
+    assert "comfykit_download" not in source and "plan_output_paths" not in source
+
+
+def test_the_sidecar_lists_what_the_sinks_before_it_stored(client: ComfyUIClient, out_dir: Path) -> None:
+    # Locations no naming template would give: the sidecar must take them from job.stored, not re-plan them.
+    first = OutputFile(node_id="9", kind="images", filename="a.png", index=0)
+    second = OutputFile(node_id="9", kind="images", filename="b.png", index=1)
+    job = Job(workflow={}, job_id="j1", outputs=[first, second])
+    job.stored = [
+        StoredOutput(sink="download", node_id="9", kind="images", index=1, location="/elsewhere/b.png", bytes=3,
+                     sha256="bb"),
+        StoredOutput(sink="s3", node_id="9", kind="images", index=1, location="s3://bucket/b.png", bytes=3,
+                     sha256="bb"),
+        StoredOutput(sink="other", node_id="", kind="report", location="/elsewhere/report.txt"),
+    ]
+    written = comfykit_metadata.comfykit_store_outputs(job=job, outputs=job.outputs, client=client)
+    document, _ = _read_sidecar(written)
+    unstored, stored = document["outputs"]
+    assert unstored["filename"] == "a.png" and "path" not in unstored and "stored" not in unstored
+    assert stored["path"] == "/elsewhere/b.png" and stored["sha256"] == "bb" and stored["bytes"] == 3
+    assert [r["sink"] for r in stored["stored"]] == ["download", "s3"]
+
+
+def _stamp(when: float) -> int:
+    return int(when * 1000)
+
+
+def test_the_sidecar_describes_the_ended_job_in_one_clock(client: ComfyUIClient) -> None:
+    now = time.time()
+    skew = 3600.0  # the server's clock is an hour ahead of ours
+    job = Job(workflow={}, job_id="j2", status=JobStatus.RUNNING, created_at=now - 5)
+    job.submitted_at, job.started_at, job.finished_at = now - 4, now - 3, now
+    job.history = {"status": {"status_str": "success", "completed": True, "messages": [
+        ["execution_start", {"prompt_id": "p", "timestamp": _stamp(now - 3 + skew)}],
+        ["execution_cached", {"prompt_id": "p", "nodes": [], "timestamp": _stamp(now - 3 + skew)}],
+        ["execution_success", {"prompt_id": "p", "timestamp": _stamp(now - 0.5 + skew)}],
+    ]}, "outputs": {}}
+    written = comfykit_metadata.comfykit_store_outputs(job=job, outputs=[], client=client)
+    document, _ = _read_sidecar(written)
+    assert document["status"] == "completed"
+    times = {name: datetime.datetime.fromisoformat(text) for name, text in document["times"].items()}
+    assert all(t.utcoffset() == datetime.timedelta(0) for t in times.values())
+    assert [times[name].timestamp() for name in ("created", "submitted", "started", "finished")] == pytest.approx(
+        [now - 5, now - 4, now - 3, now], abs=0.01
+    )
+    server = {name: datetime.datetime.fromisoformat(text).timestamp() for name, text in document["server_times"].items()}
+    assert set(server) == {"execution_start", "execution_cached", "execution_success"}
+    assert server["execution_success"] == pytest.approx(now - 0.5 + skew, abs=0.01)
+    assert document["durations"] == {"queued": pytest.approx(1.0), "running": pytest.approx(3.0),
+                                     "total": pytest.approx(4.0)}
+
+
+def _sidecars(out_dir: Path) -> list[dict[str, Any]]:
+    return [json.loads(path.read_text()) for path in sorted(out_dir.glob("*.json"))]
+
+
+def test_a_batch_writes_sidecars_of_completed_jobs_in_our_clock(
+    sim: ComfyUISimulator, out_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import comfykit.testing.executor as executor
+
+    skew_ms = 3_600_000
+    monkeypatch.setattr(executor, "_now_ms", lambda: int(time.time() * 1000) + skew_ms)
+    before = time.time()
+    with make_client(sim, out_dir) as client:
+        queue = QueueManager(client, max_concurrent=2)
+        queue.add_jobs_from_list([workflow("invert_save") for _ in range(2)])
+        stats = queue.run(timeout=60)
+        queue.close()
+    after = time.time()
+    assert stats["completed"] == 2
+    documents = _sidecars(out_dir)
+    assert len(documents) == 2
+    for document in documents:
+        assert document["status"] == "completed"
+        ours = [datetime.datetime.fromisoformat(document["times"][n]).timestamp() for n in ("submitted", "finished")]
+        assert before - 1 <= ours[0] <= ours[1] <= after + 1
+        theirs = datetime.datetime.fromisoformat(document["server_times"]["execution_success"]).timestamp()
+        assert theirs == pytest.approx(ours[1] + skew_ms / 1000, abs=30)
+        assert 0 <= document["durations"]["total"] <= after - before + 1
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="needs the queue branch: PluginManager.store_outputs fills job.stored as each sink returns",
+)
+def test_a_batch_sidecar_lists_the_downloaded_files(sim: ComfyUISimulator, out_dir: Path) -> None:
+    with make_client(sim, out_dir) as client:
+        queue = QueueManager(client, max_concurrent=1)
+        [job_id] = queue.add_jobs_from_list([workflow("invert_save")])
+        queue.run(timeout=60)
+        queue.close()
+    job = queue.get_job(job_id)
+    assert job is not None and job.status is JobStatus.COMPLETED
+    [downloaded] = [record for record in job.stored if record.sink == "download"]
+    [document] = _sidecars(out_dir)
+    [output] = document["outputs"]
+    assert output["path"] == downloaded.location and output["sha256"] == downloaded.sha256
