@@ -98,6 +98,14 @@ def _to_list(value: Any) -> list[Any]:
     raise ValueError(f"expected a list, got {value!r}")
 
 
+def _to_names(value: Any) -> list[str]:
+    names = _to_list(value)
+    odd = [name for name in names if not isinstance(name, str) or not name.strip()]
+    if odd:
+        raise ValueError(f"expected a list of names, got {odd[0]!r} in it")
+    return [name.strip() for name in names]
+
+
 def _to_mapping(value: Any) -> dict[str, Any]:
     if isinstance(value, Mapping):
         return {str(k): v for k, v in value.items()}
@@ -116,7 +124,7 @@ def _to_mapping(value: Any) -> dict[str, Any]:
 
 
 #: The type names a key can declare; mypy checks them at every ``registry.add(type=...)``.
-ConfigType = Literal["bool", "int", "float", "str", "list", "mapping", "any"]
+ConfigType = Literal["bool", "int", "float", "str", "list", "names", "mapping", "any"]
 
 #: converters by declared type name
 CONVERTERS: dict[ConfigType, Callable[[Any], Any]] = {
@@ -125,6 +133,7 @@ CONVERTERS: dict[ConfigType, Callable[[Any], Any]] = {
     "float": _to_float,
     "str": _to_str,
     "list": _to_list,
+    "names": _to_names,
     "mapping": _to_mapping,
     "any": lambda value: value,
 }
@@ -287,7 +296,7 @@ def core_registry() -> ConfigRegistry:
     )
     # output: what every sink shares (each sink declares its own keys)
     r.add("output", "output_dir", "./outputs", help="Folder the output sinks write under.")
-    r.add("output", "sinks", None, type="list", help="Names of the output sinks to run (default: all).")
+    r.add("output", "sinks", None, type="names", help="Names of the output sinks to run (default: all).")
     r.add("output", "include_temp", False, help="Also report and store temp/preview outputs.")
     # batch
     r.add("batch", "max_concurrent", 3, help="Jobs in flight per server.")
@@ -312,8 +321,8 @@ def core_registry() -> ConfigRegistry:
     r.add("logging", "console", True, help="Log to the console (stderr).")
     r.add("logging", "format", "%(asctime)s %(levelname)s %(name)s: %(message)s", help="Log line format.")
     # plugins
-    r.add("plugins", "disable", [], help="Plugins not to load, by name.")
-    r.add("plugins", "enable", [], help="Extra plugin modules to load.")
+    r.add("plugins", "disable", [], type="names", help="Plugins not to load, by name.")
+    r.add("plugins", "enable", [], type="names", help="Extra plugin modules to load.")
     r.add("plugins", "strict", False, help="Fail when a plugin cannot be loaded.")
     r.add("plugins", "autoload", True, help="Load third-party plugins from entry points.")
     # top-level: a pool of servers

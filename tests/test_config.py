@@ -342,3 +342,10 @@ def test_a_type_name_that_does_not_exist_is_refused_with_the_choices() -> None:
     with pytest.raises(ConfigError) as info:
         ConfigRegistry().add("x", "y", 1, type="integer")  # type: ignore[arg-type]
     assert info.value.hint is not None and "int" in info.value.hint
+
+
+def test_plugin_names_must_be_names(tmp_path: Path) -> None:
+    (tmp_path / "comfykit.yaml").write_text("plugins:\n  disable: [{a: 1}]\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(cwd=tmp_path, env={})
+    assert info.value.key == "plugins.disable" and info.value.line == 2
