@@ -420,9 +420,14 @@ def _user_config_dir() -> Path:
     return Path.home() / ".config" / "comfykit"
 
 
-def find_config_file(explicit: str | os.PathLike[str] | None = None, *, cwd: Path | None = None) -> Path | None:
-    """The config file to use, or ``None``; an explicit path that does not exist is an error."""
-    chosen = explicit or os.environ.get("COMFYKIT_CONFIG")
+def find_config_file(
+    explicit: str | os.PathLike[str] | None = None, *, cwd: Path | None = None, env: Mapping[str, str] | None = None
+) -> Path | None:
+    """The config file to use, or ``None``; an explicit path that does not exist is an error.
+
+    ``env`` is the environment whose ``COMFYKIT_CONFIG`` counts (default: ``os.environ``).
+    """
+    chosen = explicit or (os.environ if env is None else env).get("COMFYKIT_CONFIG")
     if chosen:
         path = Path(chosen).expanduser()
         if not path.is_file():
@@ -532,9 +537,7 @@ def load_config(
 
     config_path: Path | None = None
     if path is not None or use_file:
-        if path is None and env is not None and "COMFYKIT_CONFIG" in env:
-            path = env["COMFYKIT_CONFIG"]
-        config_path = find_config_file(path, cwd=cwd)
+        config_path = find_config_file(path, cwd=cwd, env=environ)
     if config_path is not None:
         flat, lines = read_config_file(config_path)
         for dotted, value in flat.items():

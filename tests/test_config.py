@@ -349,3 +349,14 @@ def test_plugin_names_must_be_names(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(cwd=tmp_path, env={})
     assert info.value.key == "plugins.disable" and info.value.line == 2
+
+
+def test_the_environment_given_is_the_one_whose_comfykit_config_counts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    elsewhere = tmp_path / "elsewhere.yaml"
+    elsewhere.write_text("comfyui:\n  port: 1234\n")
+    monkeypatch.setenv("COMFYKIT_CONFIG", str(elsewhere))
+    assert load_config(cwd=tmp_path, env={})["comfyui.port"] == 8188  # env={}: the process's variable is not read
+    assert load_config(cwd=tmp_path, env={"COMFYKIT_CONFIG": str(elsewhere)})["comfyui.port"] == 1234
+    assert load_config(cwd=tmp_path)["comfyui.port"] == 1234
