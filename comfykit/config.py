@@ -263,19 +263,15 @@ def core_registry() -> ConfigRegistry:
     r.add("comfyui", "host", "127.0.0.1", help="Server host name or address.")
     r.add("comfyui", "port", 8188, help="Server port.")
     r.add("comfyui", "protocol", "http", help="http or https.")
-    r.add(
-        "comfyui", "url", None, type="str", env="COMFYKIT_URL",
-        help="Full base URL, including a path behind a reverse proxy; overrides host/port/protocol.",
-    )
+    r.add("comfyui", "url", None, type="str", env="COMFYKIT_URL",
+          help="Full base URL, including a path behind a reverse proxy; overrides host/port/protocol.")
     r.add("comfyui", "timeout", 300.0, type="float", help="Seconds to wait for one HTTP answer.")
     r.add("comfyui", "connect_timeout", 10.0, type="float", help="Seconds to wait for a TCP connection.")
     r.add("comfyui", "token", None, type="str", secret=True, help="Bearer token sent as Authorization.")
     r.add("comfyui", "username", None, type="str", help="User name for HTTP basic auth.")
     r.add("comfyui", "password", None, type="str", secret=True, help="Password for HTTP basic auth.")
-    r.add(
-        "comfyui", "api_key", None, type="str", secret=True,
-        help="comfy.org API key for API nodes, sent in extra_data as api_key_comfy_org.",
-    )
+    r.add("comfyui", "api_key", None, type="str", secret=True,
+          help="comfy.org API key for API nodes, sent in extra_data as api_key_comfy_org.")
     r.add("comfyui", "verify", True, help="Verify TLS certificates.")
     r.add("comfyui", "ca_bundle", None, type="str", help="Path to a CA bundle for TLS verification.")
     r.add("comfyui", "headers", {}, type="mapping", help="Extra HTTP headers sent with every request.")
@@ -284,16 +280,11 @@ def core_registry() -> ConfigRegistry:
     r.add("websocket", "poll_interval", 0.05, type="float", help="First polling interval when polling.")
     # workflow
     r.add("workflow", "validate_before_send", True, help="Validate workflows before sending them.")
-    r.add(
-        "workflow", "auto_queue", True,
-        help="Accepted for configs written for the original tool; has no effect "
-             "(comfykit queues exactly what send, batch or add_job is given).",
-    )
+    r.add("workflow", "auto_queue", True, help="Accepted for configs written for the original tool; has no effect "
+          "(comfykit queues exactly what send, batch or add_job is given).")
     r.add("workflow", "templates_dir", "templates", help="Where named templates are looked up.")
-    r.add(
-        "workflow", "object_info", None, type="str",
-        help="Saved /object_info JSON used for offline schema validation and conversion.",
-    )
+    r.add("workflow", "object_info", None, type="str",
+          help="Saved /object_info JSON used for offline schema validation and conversion.")
     # output: what every sink shares (each sink declares its own keys)
     r.add("output", "output_dir", "./outputs", help="Folder the output sinks write under.")
     r.add("output", "sinks", None, type="names", help="Names of the output sinks to run (default: all).")
@@ -306,15 +297,11 @@ def core_registry() -> ConfigRegistry:
     r.add("batch", "journal", None, type="str", help="SQLite journal that makes a batch resumable.")
     r.add("batch", "retry_delay", 1.0, type="float", help="First retry delay in seconds.")
     r.add("batch", "retry_delay_max", 60.0, type="float", help="Longest retry delay in seconds.")
-    r.add(
-        "batch", "down_timeout", 60.0, type="float",
-        help="Seconds an unreachable server keeps its jobs before they move to another server.",
-    )
+    r.add("batch", "down_timeout", 60.0, type="float",
+          help="Seconds an unreachable server keeps its jobs before they move to another server.")
     r.add("batch", "health_interval", 2.0, type="float", help="Seconds between checks of an unreachable server.")
-    r.add(
-        "batch", "poll_interval", 0.25, type="float",
-        help="Seconds between server checks for jobs whose events cannot arrive (polling, resumed jobs).",
-    )
+    r.add("batch", "poll_interval", 0.25, type="float",
+          help="Seconds between server checks for jobs whose events cannot arrive (polling, resumed jobs).")
     # logging
     r.add("logging", "level", "INFO", help="Log level: DEBUG, INFO, WARNING, ERROR.")
     r.add("logging", "file", None, type="str", help="Log file path.")
