@@ -2,7 +2,9 @@
 
 The public names are imported lazily, so ``import comfykit`` (and
 ``comfykit --version``) stays fast: httpx, the simulator and the workflow
-tools load only when first used.
+tools load only when first used.  ``__all__`` is the list of public names;
+``_LAZY`` says where each lazy one lives and the ``TYPE_CHECKING`` imports
+tell type checkers the same (``tests/test_public_names.py`` keeps the three in step).
 """
 
 from __future__ import annotations
@@ -40,19 +42,20 @@ __all__ = [
     "load_config",
 ]
 
+#: public name -> the module it is imported from on first use
 _LAZY = {
     "ComfyKitError": "comfykit.errors",
     "ComfyUIClient": "comfykit.client",
     "Config": "comfykit.config",
-    "load_config": "comfykit.config",
     "Job": "comfykit.jobs",
     "JobStatus": "comfykit.jobs",
     "OutputFile": "comfykit.outputs",
-    "StoredOutput": "comfykit.outputs",
     "PluginManager": "comfykit.plugins",
-    "get_plugin_manager": "comfykit.plugins",
     "QueueManager": "comfykit.queue",
+    "StoredOutput": "comfykit.outputs",
     "WorkflowManager": "comfykit.workflow",
+    "get_plugin_manager": "comfykit.plugins",
+    "load_config": "comfykit.config",
 }
 
 

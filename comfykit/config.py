@@ -20,7 +20,7 @@ import os
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import attrs
 import yaml
@@ -98,6 +98,14 @@ def _to_list(value: Any) -> list[Any]:
     raise ValueError(f"expected a list, got {value!r}")
 
 
+def _to_names(value: Any) -> list[str]:
+    names = _to_list(value)
+    odd = [name for name in names if not isinstance(name, str) or not name.strip()]
+    if odd:
+        raise ValueError(f"expected a list of names, got {odd[0]!r} in it")
+    return [name.strip() for name in names]
+
+
 def _to_mapping(value: Any) -> dict[str, Any]:
     if isinstance(value, Mapping):
         return {str(k): v for k, v in value.items()}
@@ -115,13 +123,17 @@ def _to_mapping(value: Any) -> dict[str, Any]:
     raise ValueError(f"expected a mapping, got {value!r}")
 
 
+#: The type names a key can declare; mypy checks them at every ``registry.add(type=...)``.
+ConfigType = Literal["bool", "int", "float", "str", "list", "names", "mapping", "any"]
+
 #: converters by declared type name
-CONVERTERS: dict[str, Callable[[Any], Any]] = {
+CONVERTERS: dict[ConfigType, Callable[[Any], Any]] = {
     "bool": _to_bool,
     "int": _to_int,
     "float": _to_float,
     "str": _to_str,
     "list": _to_list,
+    "names": _to_names,
     "mapping": _to_mapping,
     "any": lambda value: value,
 }
@@ -134,7 +146,7 @@ class ConfigKey:
     section: str
     key: str
     default: Any
-    type: str = "any"
+    type: ConfigType = "any"
     help: str = ""
     nullable: bool = True
     secret: bool = False
@@ -161,6 +173,9 @@ class ConfigRegistry:
 
     def __init__(self) -> None:
         self._keys: dict[str, ConfigKey] = {}
+        #: Plugins switched off where this registry was built: a key none of the
+        #: loaded code declares may be one of theirs (see :meth:`unknown_key_message`).
+        self.disabled_plugins: frozenset[str] = frozenset()
 
     def add(
         self,
@@ -168,7 +183,7 @@ class ConfigRegistry:
         key: str,
         default: Any,
         *,
-        type: str | None = None,
+        type: ConfigType | None = None,
         help: str = "",
         nullable: bool | None = None,
         secret: bool = False,
@@ -177,8 +192,11 @@ class ConfigRegistry:
         """Declare ``section.key`` with its default; the type is guessed from the default if not given."""
         if type is None:
             type = _guess_type(default)
-        if type not in CONVERTERS:
-            raise ConfigError(f"unknown config type {type!r} for {section}.{key}")
+        if type not in get_args(ConfigType):  # callers without mypy can still pass any text
+            raise ConfigError(
+                f"unknown config type {type!r} for {section}.{key}",
+                key=f"{section}.{key}", hint=f"Use one of: {', '.join(get_args(ConfigType))}.",
+            )
         declared = ConfigKey(
             section=section,
             key=key,
@@ -210,8 +228,19 @@ class ConfigRegistry:
     def keys_in(self, section: str) -> list[ConfigKey]:
         return [k for k in self._keys.values() if k.section == section]
 
+    def unknown_key_message(self, dotted: str) -> str:
+        """Why ``dotted`` is not accepted: a disabled plugin may own it, or the closest key declared."""
+        if self.disabled_plugins:
+            names = ", ".join(sorted(self.disabled_plugins))
+            return (
+                f"config key {dotted!r} is not declared by comfykit or any loaded plugin, so it is ignored; "
+                f"it may belong to a disabled plugin ({names})"
+            )
+        hint = _closest(dotted, self)
+        return f"unknown config key {dotted!r}" + (f"; {hint}" if hint else "")
 
-def _guess_type(default: Any) -> str:
+
+def _guess_type(default: Any) -> ConfigType:
     if isinstance(default, bool):
         return "bool"
     if isinstance(default, int):
@@ -234,54 +263,32 @@ def core_registry() -> ConfigRegistry:
     r.add("comfyui", "host", "127.0.0.1", help="Server host name or address.")
     r.add("comfyui", "port", 8188, help="Server port.")
     r.add("comfyui", "protocol", "http", help="http or https.")
-    r.add(
-        "comfyui", "url", None, type="str", env="COMFYKIT_URL",
-        help="Full base URL, including a path behind a reverse proxy; overrides host/port/protocol.",
-    )
+    r.add("comfyui", "url", None, type="str", env="COMFYKIT_URL",
+          help="Full base URL, including a path behind a reverse proxy; overrides host/port/protocol.")
     r.add("comfyui", "timeout", 300.0, type="float", help="Seconds to wait for one HTTP answer.")
     r.add("comfyui", "connect_timeout", 10.0, type="float", help="Seconds to wait for a TCP connection.")
     r.add("comfyui", "token", None, type="str", secret=True, help="Bearer token sent as Authorization.")
     r.add("comfyui", "username", None, type="str", help="User name for HTTP basic auth.")
     r.add("comfyui", "password", None, type="str", secret=True, help="Password for HTTP basic auth.")
-    r.add(
-        "comfyui", "api_key", None, type="str", secret=True,
-        help="comfy.org API key for API nodes, sent in extra_data as api_key_comfy_org.",
-    )
+    r.add("comfyui", "api_key", None, type="str", secret=True,
+          help="comfy.org API key for API nodes, sent in extra_data as api_key_comfy_org.")
     r.add("comfyui", "verify", True, help="Verify TLS certificates.")
     r.add("comfyui", "ca_bundle", None, type="str", help="Path to a CA bundle for TLS verification.")
     r.add("comfyui", "headers", {}, type="mapping", help="Extra HTTP headers sent with every request.")
-    # websocket: live events
-    r.add("websocket", "enable", True, help="Use the WebSocket for live events (else poll).")
-    r.add("websocket", "reconnect_attempts", 5, help="Reconnect attempts in a row before giving up.")
-    r.add("websocket", "reconnect_delay", 2.0, type="float", help="First reconnect delay in seconds.")
-    r.add(
-        "websocket", "max_frame_size", 64 * 1024 * 1024,
-        help="Largest WebSocket frame accepted, in bytes (real previews reach 5 MB).",
-    )
-    r.add("websocket", "ping_interval", 20.0, type="float", help="Seconds between keep-alive pings.")
+    # websocket.poll_interval is core's (the polling source and the tracker read it);
+    # the other websocket.* keys are the monitor plugin's.
     r.add("websocket", "poll_interval", 0.05, type="float", help="First polling interval when polling.")
     # workflow
     r.add("workflow", "validate_before_send", True, help="Validate workflows before sending them.")
-    r.add("workflow", "auto_queue", True, help="Queue workflows right after loading (original key).")
+    r.add("workflow", "auto_queue", True, help="Accepted for configs written for the original tool; has no effect "
+          "(comfykit queues exactly what send, batch or add_job is given).")
     r.add("workflow", "templates_dir", "templates", help="Where named templates are looked up.")
-    r.add("workflow", "workflows_dir", "workflows", help="Where named workflows are looked up.")
-    r.add(
-        "workflow", "object_info", None, type="str",
-        help="Saved /object_info JSON used for offline schema validation and conversion.",
-    )
-    # output
-    r.add("output", "download_results", True, help="Download outputs after each job.")
-    r.add("output", "output_dir", "./outputs", help="Folder outputs are written to.")
-    r.add("output", "save_metadata", True, help="Write a JSON metadata sidecar per job.")
-    r.add(
-        "output", "naming", "{job_id}/{node_id}_{filename}",
-        help="Template for output paths inside output_dir.",
-    )
-    r.add("output", "sinks", None, type="list", help="Names of the output sinks to run (default: all).")
-    r.add("output", "concurrent_downloads", 4, help="Downloads running at once.")
-    r.add("output", "include_temp", False, help="Also store temp/preview outputs.")
-    r.add("output", "manifest", None, type="str", help="JSONL manifest file for a batch.")
-    r.add("output", "embed_png_metadata", False, help="Embed job parameters in PNG text chunks.")
+    r.add("workflow", "object_info", None, type="str",
+          help="Saved /object_info JSON used for offline schema validation and conversion.")
+    # output: what every sink shares (each sink declares its own keys)
+    r.add("output", "output_dir", "./outputs", help="Folder the output sinks write under.")
+    r.add("output", "sinks", None, type="names", help="Names of the output sinks to run (default: all).")
+    r.add("output", "include_temp", False, help="Also report and store temp/preview outputs.")
     # batch
     r.add("batch", "max_concurrent", 3, help="Jobs in flight per server.")
     r.add("batch", "retry_on_failure", True, help="Retry failed jobs.")
@@ -290,23 +297,19 @@ def core_registry() -> ConfigRegistry:
     r.add("batch", "journal", None, type="str", help="SQLite journal that makes a batch resumable.")
     r.add("batch", "retry_delay", 1.0, type="float", help="First retry delay in seconds.")
     r.add("batch", "retry_delay_max", 60.0, type="float", help="Longest retry delay in seconds.")
-    r.add(
-        "batch", "down_timeout", 60.0, type="float",
-        help="Seconds an unreachable server keeps its jobs before they move to another server.",
-    )
+    r.add("batch", "down_timeout", 60.0, type="float",
+          help="Seconds an unreachable server keeps its jobs before they move to another server.")
     r.add("batch", "health_interval", 2.0, type="float", help="Seconds between checks of an unreachable server.")
-    r.add(
-        "batch", "poll_interval", 0.25, type="float",
-        help="Seconds between server checks for jobs whose events cannot arrive (polling, resumed jobs).",
-    )
+    r.add("batch", "poll_interval", 0.25, type="float",
+          help="Seconds between server checks for jobs whose events cannot arrive (polling, resumed jobs).")
     # logging
     r.add("logging", "level", "INFO", help="Log level: DEBUG, INFO, WARNING, ERROR.")
     r.add("logging", "file", None, type="str", help="Log file path.")
     r.add("logging", "console", True, help="Log to the console (stderr).")
     r.add("logging", "format", "%(asctime)s %(levelname)s %(name)s: %(message)s", help="Log line format.")
     # plugins
-    r.add("plugins", "disable", [], help="Plugins not to load, by name.")
-    r.add("plugins", "enable", [], help="Extra plugin modules to load.")
+    r.add("plugins", "disable", [], type="names", help="Plugins not to load, by name.")
+    r.add("plugins", "enable", [], type="names", help="Extra plugin modules to load.")
     r.add("plugins", "strict", False, help="Fail when a plugin cannot be loaded.")
     r.add("plugins", "autoload", True, help="Load third-party plugins from entry points.")
     # top-level: a pool of servers
@@ -404,9 +407,14 @@ def _user_config_dir() -> Path:
     return Path.home() / ".config" / "comfykit"
 
 
-def find_config_file(explicit: str | os.PathLike[str] | None = None, *, cwd: Path | None = None) -> Path | None:
-    """The config file to use, or ``None``; an explicit path that does not exist is an error."""
-    chosen = explicit or os.environ.get("COMFYKIT_CONFIG")
+def find_config_file(
+    explicit: str | os.PathLike[str] | None = None, *, cwd: Path | None = None, env: Mapping[str, str] | None = None
+) -> Path | None:
+    """The config file to use, or ``None``; an explicit path that does not exist is an error.
+
+    ``env`` is the environment whose ``COMFYKIT_CONFIG`` counts (default: ``os.environ``).
+    """
+    chosen = explicit or (os.environ if env is None else env).get("COMFYKIT_CONFIG")
     if chosen:
         path = Path(chosen).expanduser()
         if not path.is_file():
@@ -500,22 +508,23 @@ def load_config(
 
     :param path: an explicit config file (else the search described in the module docstring).
     :param overrides: dotted keys set by explicit arguments; ``None`` values are ignored.
-    :param registry: the declared keys (default: :func:`core_registry`).
+    :param registry: the declared keys; default: core's and those of the plugins a
+        session started with this config loads (its ``plugins.*`` keys decide which).
     :param env: the environment to read (default: ``os.environ``).
     :param use_file: ``False`` skips the file search (explicit ``path`` still counts).
     :param warn_unknown: warn about keys ``registry`` does not declare; off for a first
         pass that only decides which plugins load (they declare more keys).
     """
-    registry = registry or core_registry()
+    if registry is None:
+        first = load_config(path=path, registry=core_registry(), env=env, cwd=cwd, use_file=use_file, warn_unknown=False)
+        registry = _session_registry(first)
     environ = os.environ if env is None else env
     values: dict[str, Any] = {k.dotted: k.default for k in registry}
     sources: dict[str, ConfigSource] = {}
 
     config_path: Path | None = None
     if path is not None or use_file:
-        if path is None and env is not None and "COMFYKIT_CONFIG" in env:
-            path = env["COMFYKIT_CONFIG"]
-        config_path = find_config_file(path, cwd=cwd)
+        config_path = find_config_file(path, cwd=cwd, env=environ)
     if config_path is not None:
         flat, lines = read_config_file(config_path)
         for dotted, value in flat.items():
@@ -524,8 +533,7 @@ def load_config(
             if declared is None:
                 if not warn_unknown:
                     continue
-                hint = _closest(dotted, registry)
-                message = f"{config_path}:{line}: unknown config key {dotted!r}" + (f"; {hint}" if hint else "")
+                message = f"{config_path}:{line}: {registry.unknown_key_message(dotted)}"
                 warnings.warn(message, ConfigWarning, stacklevel=2)
                 log.warning("%s", message)
                 continue
@@ -557,3 +565,21 @@ def load_config(
     if overrides:
         config = config.with_overrides(overrides)
     return config
+
+
+def _session_registry(first: Config) -> ConfigRegistry:
+    """Core's keys plus those declared by the plugins that ``first``'s ``plugins.*`` keys load.
+
+    Plugins declare their own keys (``comfykit_add_config``), so a config read on
+    its own needs the plugin manager a session would build; this is the one place
+    the config layer reaches up to the plugin layer, at run time and on purpose.
+    """
+    from comfykit.plugins import get_plugin_manager
+
+    manager = get_plugin_manager(
+        enable=first["plugins.enable"], disable=first["plugins.disable"],
+        autoload=None if first["plugins.autoload"] else False,
+    )
+    registry = core_registry()
+    manager.add_config(registry)
+    return registry

@@ -4,7 +4,8 @@
 ``audio``, ``text``...) as ComfyUI reports it in ``executed`` events and in
 ``/history``; ``StoredOutput`` is what an output sink did with one.
 :func:`discover_outputs` turns a history entry's ``outputs`` (or the
-``output`` of ``executed`` events keyed by node id) into ``OutputFile`` records.
+``output`` of ``executed`` events keyed by node id) into ``OutputFile`` records;
+:func:`image_outputs` keeps the images among them.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 import attrs
 
-__all__ = ["METADATA_KEYS", "OutputFile", "StoredOutput", "discover_outputs"]
+__all__ = ["METADATA_KEYS", "OutputFile", "StoredOutput", "discover_outputs", "image_outputs"]
 
 #: UI keys that describe other outputs instead of being outputs themselves
 #: (SaveAnimatedWEBP/PNG and core video nodes send ``"animated": [true]`` next to ``images``).
@@ -51,7 +52,11 @@ class OutputFile:
 
 @attrs.frozen
 class StoredOutput:
-    """What one sink stored: where, how big, and its SHA-256."""
+    """What one sink stored: where, how big, and its SHA-256.
+
+    ``node_id``, ``kind`` and ``index`` name the :class:`OutputFile` it stores
+    (empty ``node_id`` for things about the whole job, such as a sidecar).
+    """
 
     sink: str
     node_id: str
@@ -60,6 +65,7 @@ class StoredOutput:
     bytes: int | None = None
     sha256: str | None = None
     skipped: bool = False
+    index: int = 0
 
 
 def _looks_like_history_entry(data: Mapping[Any, Any]) -> bool:
@@ -120,3 +126,11 @@ def discover_outputs(outputs_by_node: Mapping[str, Any] | Any, *, include_temp: 
                 elif item is not None:
                     found.append(OutputFile(node_id=node_id, kind=kind, index=index, value=item, raw=item))
     return found
+
+
+def image_outputs(outputs_by_node: Mapping[str, Any] | Any, *, include_temp: bool = True) -> list[OutputFile]:
+    """The image files of ``outputs_by_node`` (what nodes report under ``images``), previews included unless told.
+
+    The original tool's ``extract_output_images`` answers the same question with dicts.
+    """
+    return [o for o in discover_outputs(outputs_by_node, include_temp=include_temp) if o.kind == "images" and o.is_file]

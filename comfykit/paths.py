@@ -1,4 +1,4 @@
-"""Where an output lands on disk: naming templates, and names a server cannot turn into an escape.
+"""Where an output may land on disk: names a server cannot turn into an escape, and whole-file writes.
 
 Filenames and subfolders come from the server, which may be buggy or hostile
 (``../../etc/x``, ``/abs``, ``C:\\x``, NUL bytes, 300-character names).
@@ -13,38 +13,27 @@ sanitizes every path component of the result once more, and refuses with
 from __future__ import annotations
 
 import contextlib
-import datetime
 import hashlib
 import os
 import re
+import secrets
 import string
-import tempfile
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from typing import IO, Any
 
 from comfykit.errors import OutputError, UnsafePathError
 
-if TYPE_CHECKING:
-    from comfykit.jobs import Job
-    from comfykit.outputs import OutputFile
-
 __all__ = [
-    "DEFAULT_NAMING",
     "MAX_COMPONENT_BYTES",
+    "MAX_EXTENSION_BYTES",
     "atomic_file",
     "atomic_write",
-    "job_time",
-    "output_fields",
-    "plan_output_paths",
     "safe_output_path",
     "sanitize_component",
     "sha256_of_file",
     "temp_file_beside",
 ]
-
-DEFAULT_NAMING = "{job_id}/{node_id}_{filename}"
 
 #: Longest file or folder name written, in UTF-8 bytes (most file systems allow 255).
 MAX_COMPONENT_BYTES = 200
@@ -57,7 +46,8 @@ _WINDOWS_RESERVED = frozenset(
 # Control characters, path separators and the characters Windows refuses in names.
 _UNSAFE_CHARS = re.compile(r'[\x00-\x1f\x7f/\\:<>"|?*]')
 _SEPARATORS = re.compile(r"[/\\]+")
-_MAX_EXT_BYTES = 32
+#: Longest extension kept when a name is cut short, in UTF-8 bytes.
+MAX_EXTENSION_BYTES = 32
 
 
 def _cap(name: str, limit: int) -> str:
@@ -65,7 +55,7 @@ def _cap(name: str, limit: int) -> str:
     if len(name.encode("utf-8")) <= limit:
         return name
     stem, dot, ext = name.rpartition(".")
-    suffix = f".{ext}" if dot and stem and len(ext.encode("utf-8")) < _MAX_EXT_BYTES else ""
+    suffix = f".{ext}" if dot and stem and len(ext.encode("utf-8")) < MAX_EXTENSION_BYTES else ""
     if not suffix:
         stem = name
     room = limit - len(suffix.encode("utf-8"))
@@ -186,114 +176,21 @@ def safe_output_path(root: Path | str, template: str, fields: Mapping[str, Any])
     return resolved
 
 
-def job_time(job: Job | None) -> datetime.datetime:
-    """The moment ``{date}``/``{time}`` stand for: when the job finished (else was submitted, created).
-
-    Taken from the job rather than the clock, so every sink computes the same
-    paths and a second download of the same job finds the files of the first.
-    """
-    if job is not None:
-        stamp = job.finished_at or job.started_at or job.submitted_at or job.created_at
-        return datetime.datetime.fromtimestamp(stamp)
-    return datetime.datetime.now()
-
-
-def output_fields(
-    output: OutputFile,
-    *,
-    job: Job | None = None,
-    prompt_id: str | None = None,
-    server: str | None = None,
-    when: datetime.datetime | None = None,
-    index: int | None = None,
-) -> dict[str, Any]:
-    """The naming-template fields of one output (``job_id``, ``node_id``, ``filename``, ``date``...)."""
-    when = when or job_time(job)
-    filename = output.filename if output.filename is not None else f"{output.kind}_{output.index}.txt"
-    stem, dot, ext = filename.rpartition(".")
-    if not dot or not stem:
-        stem, ext = filename, ""
-    prompt = prompt_id or (job.prompt_id if job is not None else None) or ""
-    job_id = job.job_id if job is not None else (prompt or "job")
-    host = urlsplit(server).hostname if server else None
-    return {
-        "job_id": job_id,
-        "prompt_id": prompt,
-        "node_id": output.node_id,
-        "filename": filename,
-        "stem": stem,
-        "ext": ext,
-        "subfolder": output.subfolder,
-        "kind": output.kind,
-        "type": output.folder_type,
-        "index": output.index if index is None else index,
-        "date": when.strftime("%Y-%m-%d"),
-        "time": when.strftime("%H-%M-%S"),
-        "host": host or "",
-        "server": host or "",
-        "params": dict(job.params) if job is not None else {},
-    }
-
-
-def plan_output_paths(
-    root: Path | str,
-    template: str,
-    outputs: Sequence[OutputFile],
-    *,
-    job: Job | None = None,
-    prompt_id: str | None = None,
-    server: str | None = None,
-    when: datetime.datetime | None = None,
-) -> list[tuple[OutputFile, Path | UnsafePathError]]:
-    """Each output with its target path, or the :class:`UnsafePathError` that refused it.
-
-    Two outputs that would land on the same path (a template without
-    ``{index}``, or a server reporting one name for everything) get ``_1``,
-    ``_2``... before the extension, in output order, so the plan is the same
-    for every sink that computes it.
-    """
-    when = when or job_time(job)
-    taken: set[Path] = set()
-    plan: list[tuple[OutputFile, Path | UnsafePathError]] = []
-    for output in outputs:
-        fields = output_fields(output, job=job, prompt_id=prompt_id, server=server, when=when)
-        try:
-            path = safe_output_path(root, template, fields)
-        except UnsafePathError as exc:
-            plan.append((output, exc))
-            continue
-        path = _unique(path, taken)
-        taken.add(path)
-        plan.append((output, path))
-    return plan
-
-
-def _unique(path: Path, taken: Iterable[Path]) -> Path:
-    used = set(taken)
-    if path not in used:
-        return path
-    stem, dot, ext = path.name.rpartition(".")
-    if not dot or not stem:
-        stem, ext = path.name, ""
-    suffix = f".{ext}" if ext and len(ext.encode("utf-8")) < _MAX_EXT_BYTES else ""
-    if not suffix:
-        stem = path.name
-    counter = 1
-    while True:
-        tail = f"_{counter}{suffix}"
-        room = MAX_COMPONENT_BYTES - len(tail.encode("utf-8"))
-        candidate = path.with_name(stem.encode("utf-8")[:room].decode("utf-8", errors="ignore") + tail)
-        if candidate not in used:
-            return candidate
-        counter += 1
-
-
 def temp_file_beside(target: Path) -> tuple[IO[bytes], Path]:
-    """An open hidden ``.part`` file in ``target``'s folder; the caller renames it onto ``target`` or removes it."""
-    handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed by the caller, renamed or removed
-        dir=target.parent, prefix=f".{target.name[:40]}.", suffix=".part", delete=False
-    )
-    return handle, Path(handle.name)
+    """An open hidden ``.part`` file in ``target``'s folder; the caller renames it onto ``target`` or removes it.
+
+    Created like any other new file (mode 0666 less the umask), so the file it
+    becomes is as readable as one written by ``open()``; ``tempfile`` would make it 0600.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        temp = target.parent / f".{target.name[:40]}.{secrets.token_hex(6)}.part"
+        try:
+            descriptor = os.open(temp, flags, 0o666)
+        except FileExistsError:
+            continue
+        return os.fdopen(descriptor, "wb"), temp
+    raise FileExistsError(f"no free temporary name beside {target} after 100 tries")
 
 
 @contextlib.contextmanager

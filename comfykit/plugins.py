@@ -69,9 +69,9 @@ BUNDLED_PLUGINS: Mapping[str, str] = {
 #: Core defaults that cannot be disabled: they are the fallbacks the firstresult
 #: hooks rely on.
 CORE_PLUGINS: Mapping[str, str] = {
-    "core.workflow": "comfykit.workflow.plugin",
-    "core.polling": "comfykit.polling",
-    "core.retry": "comfykit.retry",
+    "core.workflow": "comfykit.defaults.workflow",
+    "core.polling": "comfykit.defaults.polling",
+    "core.retry": "comfykit.defaults.retry",
 }
 
 
@@ -171,6 +171,7 @@ class PluginManager:
     # -- configuration and session ------------------------------------
 
     def add_config(self, registry: ConfigRegistry) -> None:
+        registry.disabled_plugins |= self.disabled
         self.pm.hook.comfykit_add_config.call_historic(kwargs={"registry": registry})
 
     def configure(self, config: Config) -> None:
@@ -378,7 +379,7 @@ def open_session(
     from comfykit.config import Config, core_registry, load_config
 
     # First pass: only the plugins.* keys matter here; the plugins declare theirs before the real read.
-    base = config if isinstance(config, Config) else load_config(path=config, warn_unknown=False)
+    base = config if isinstance(config, Config) else load_config(path=config, registry=core_registry(), warn_unknown=False)
     manager = plugin_manager
     if manager is None:
         enable, disable = parse_plugin_options(plugin_options)

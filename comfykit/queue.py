@@ -765,7 +765,8 @@ class QueueManager:
         job.history = entry
         job.outputs = discover_outputs(entry.get("outputs") or {}, include_temp=bool(self.config["output.include_temp"]))
         job.cached_nodes = list(cached) or _cached_from_history(entry)
-        job.started_at = job.started_at or started_at or _history_time(entry, "execution_start")
+        # Our clock only: the server's own stamps stay in job.history under their names.
+        job.started_at = job.started_at or started_at
         with self._lock:
             unseen_start = job.status is JobStatus.QUEUED
             if unseen_start:
@@ -775,7 +776,7 @@ class QueueManager:
             # job_started still comes before job_completed, as it does for every other job.
             self.plugin_manager.job_started(job, client)
             self._emit("job_started", job)
-        job.finished_at = _history_time(entry, "execution_success") or time.time()
+        job.finished_at = time.time()
         if self.store_outputs:
             for result in self.plugin_manager.store_outputs(job, job.outputs, client):
                 job.stored.extend(result.stored)
@@ -1061,13 +1062,6 @@ def _describe(error: BaseException) -> str:
 
 def _history_messages(entry: Mapping[str, Any]) -> list[Any]:
     return list((entry.get("status") or {}).get("messages") or [])
-
-
-def _history_time(entry: Mapping[str, Any], event: str) -> float | None:
-    for name, data in _history_messages(entry):
-        if name == event and isinstance(data, Mapping) and isinstance(data.get("timestamp"), (int, float)):
-            return float(data["timestamp"]) / 1000.0
-    return None
 
 
 def _cached_from_history(entry: Mapping[str, Any]) -> list[str]:

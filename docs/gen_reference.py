@@ -8,17 +8,28 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from comfykit.config import ConfigKey
 
 DOCS = Path(__file__).resolve().parent
 
 
+def _key_table(keys: list[ConfigKey]) -> list[str]:
+    lines = ["| key | default | env var | meaning |", "| --- | --- | --- | --- |"]
+    for key in sorted(keys, key=lambda k: k.dotted):
+        default = "—" if key.default is None else f"`{key.default!r}`"
+        lines.append(f"| `{key.dotted}` | {default} | `{key.env_var}` | {key.help} |")
+    return [*lines, ""]
+
+
 def config_reference() -> str:
-    from comfykit.config import core_registry
+    from comfykit.config import ConfigRegistry, core_registry
     from comfykit.plugins import get_plugin_manager
 
-    registry = core_registry()
+    core = core_registry()
     manager = get_plugin_manager(autoload=False)
-    manager.add_config(registry)
     lines = [
         "# Configuration reference",
         "",
@@ -26,17 +37,20 @@ def config_reference() -> str:
         "",
         "Values come from, highest first: explicit arguments, environment variables, the config file,",
         "defaults. Every key has an environment variable; `comfykit config` shows the effective value",
-        "of each key and where it came from.",
+        "of each key and where it came from. Each plugin declares the keys it reads",
+        "(`comfykit_add_config`): with a plugin disabled (`-p no:NAME`), its keys are not read, and a",
+        "config file that sets them gets a warning naming the disabled plugins.",
+        "",
+        "## Core",
         "",
     ]
-    for section in registry.sections():
-        title = f"`{section}:`" if section else "Top level"
-        lines += [f"## {title}", "", "| key | default | env var | meaning |", "| --- | --- | --- | --- |"]
-        for key in sorted(registry.keys_in(section), key=lambda k: k.key):
-            default = "—" if key.default is None else f"`{key.default!r}`"
-            lines.append(f"| `{key.dotted}` | {default} | `{key.env_var}` | {key.help} |")
-        lines.append("")
-    return "\n".join(lines)
+    for section in core.sections():
+        lines += [f"### {f'`{section}:`' if section else 'Top level'}", "", *_key_table(core.keys_in(section))]
+    for impl in sorted(manager.pm.hook.comfykit_add_config.get_hookimpls(), key=lambda impl: impl.plugin_name):
+        own = ConfigRegistry()
+        impl.function(registry=own)
+        lines += [f"## The `{impl.plugin_name}` plugin", "", *_key_table(list(own))]
+    return "\n".join(lines).rstrip("\n")
 
 
 def cli_reference() -> str:

@@ -240,7 +240,7 @@ def test_merging_respects_precedence_for_any_layers(
     (directory / "comfykit.yaml").write_text(yaml.safe_dump(nested))
     env = {"COMFYKIT_" + k.replace(".", "_").upper(): str(v) for k, v in env_layer.items()}
     config = load_config(cwd=directory, env=env, overrides=dict(arg_layer))
-    defaults = {k.dotted: k.default for k in core_registry()}
+    defaults = {k.dotted: k.default for k in config.registry}
     for key in INT_KEYS:
         expected = arg_layer.get(key, env_layer.get(key, file_layer.get(key, defaults[key])))
         assert config[key] == expected
@@ -272,3 +272,91 @@ def test_env_var_names_do_not_collide() -> None:
     names = [key.env_var for key in core_registry()]
     assert len(names) == len(set(names))
     assert os.sep not in "".join(names)
+
+
+# --------------------------------------------------------------------------- keys owned by plugins
+
+
+def _keys_declared_by(plugin: object) -> set[str]:
+    registry = ConfigRegistry()
+    plugin.comfykit_add_config(registry=registry)  # type: ignore[attr-defined]
+    return {key.dotted for key in registry}
+
+
+def test_each_bundled_plugin_declares_the_keys_it_reads_and_core_keeps_its_own() -> None:
+    import comfykit_download
+    import comfykit_metadata
+    import comfykit_monitor
+
+    core = {key.dotted for key in core_registry()}
+    monitor = _keys_declared_by(comfykit_monitor)
+    download = _keys_declared_by(comfykit_download)
+    metadata = _keys_declared_by(comfykit_metadata)
+    assert {"websocket.enable", "websocket.reconnect_attempts", "websocket.reconnect_delay",
+            "websocket.max_frame_size", "websocket.ping_interval"} == monitor
+    assert {"output.download_results", "output.naming", "output.concurrent_downloads"} <= download
+    assert {"output.save_metadata", "output.manifest", "output.embed_png_metadata"} == metadata
+    assert not core & (monitor | download | metadata)
+    # What core code reads stays core's: the polling source, the output selection, the shared folder.
+    assert {"websocket.poll_interval", "output.sinks", "output.include_temp", "output.output_dir",
+            "workflow.validate_before_send", "workflow.object_info", "workflow.templates_dir"} <= core
+    assert "workflow.workflows_dir" not in core  # never read by anything
+
+
+def test_the_original_config_loads_silently_in_a_session_with_the_bundled_plugins(tmp_path: Path) -> None:
+    from comfykit.plugins import open_session
+
+    path = tmp_path / "config.yaml"
+    path.write_text(ORIGINAL_CONFIG)
+    with warnings_as_errors():
+        _, config = open_session(path)
+    assert config["websocket.reconnect_attempts"] == 5 and config.source("websocket.enable").kind == "file"
+    assert config["output.download_results"] is True and config["output.save_metadata"] is True
+    auto_queue = config.registry.get("workflow.auto_queue")
+    assert config["workflow.auto_queue"] is True and auto_queue is not None and "no effect" in auto_queue.help
+
+
+def test_with_a_plugin_disabled_its_keys_are_warned_about_as_a_disabled_plugins(tmp_path: Path) -> None:
+    from comfykit.plugins import open_session
+
+    path = tmp_path / "config.yaml"
+    path.write_text(ORIGINAL_CONFIG)
+    with pytest.warns(ConfigWarning) as record:
+        _, config = open_session(path, plugin_options=["no:monitor"])
+    messages = [str(w.message) for w in record]
+    assert sorted(m.split("'")[1] for m in messages) == [
+        "websocket.enable", "websocket.reconnect_attempts", "websocket.reconnect_delay"
+    ]
+    assert all("disabled plugin (monitor)" in m and "config.yaml:" in m for m in messages)
+    assert "websocket.enable" not in config and config["websocket.poll_interval"] == 0.05
+    assert config["output.download_results"] is True  # the other plugins' keys are read as usual
+
+
+def test_plugin_keys_can_be_set_before_any_client_exists(tmp_path: Path) -> None:
+    config = load_config(cwd=tmp_path, env={"COMFYKIT_WEBSOCKET_ENABLE": "0"}, overrides={"output.naming": "{filename}"})
+    assert config["websocket.enable"] is False and config.source("websocket.enable").kind == "env"
+    assert config["output.naming"] == "{filename}"
+
+
+def test_a_type_name_that_does_not_exist_is_refused_with_the_choices() -> None:
+    with pytest.raises(ConfigError) as info:
+        ConfigRegistry().add("x", "y", 1, type="integer")  # type: ignore[arg-type]
+    assert info.value.hint is not None and "int" in info.value.hint
+
+
+def test_plugin_names_must_be_names(tmp_path: Path) -> None:
+    (tmp_path / "comfykit.yaml").write_text("plugins:\n  disable: [{a: 1}]\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(cwd=tmp_path, env={})
+    assert info.value.key == "plugins.disable" and info.value.line == 2
+
+
+def test_the_environment_given_is_the_one_whose_comfykit_config_counts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    elsewhere = tmp_path / "elsewhere.yaml"
+    elsewhere.write_text("comfyui:\n  port: 1234\n")
+    monkeypatch.setenv("COMFYKIT_CONFIG", str(elsewhere))
+    assert load_config(cwd=tmp_path, env={})["comfyui.port"] == 8188  # env={}: the process's variable is not read
+    assert load_config(cwd=tmp_path, env={"COMFYKIT_CONFIG": str(elsewhere)})["comfyui.port"] == 1234
+    assert load_config(cwd=tmp_path)["comfyui.port"] == 1234

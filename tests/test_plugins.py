@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import json
 import logging
@@ -13,6 +14,7 @@ from typing import Any
 import pluggy
 import pytest
 
+import comfykit.defaults
 from comfykit import hookimpl, hookspecs
 from comfykit.errors import PluginError
 from comfykit.jobs import Job
@@ -262,3 +264,12 @@ def test_an_entry_point_plugin_through_the_cli_and_dash_p_no(fake_site: Path) ->
     disabled = listing("-p", "no:good")
     assert "good" not in [p["name"] for p in disabled["plugins"]]
     assert "good" in disabled["disabled"]
+
+
+def test_core_plugins_are_the_modules_of_comfykit_defaults() -> None:
+    defaults = Path(comfykit.defaults.__file__).parent
+    modules = {f"comfykit.defaults.{path.stem}" for path in defaults.glob("*.py") if path.stem != "__init__"}
+    assert set(CORE_PLUGINS.values()) == modules
+    manager = get_plugin_manager(autoload=False)
+    for name, module_name in CORE_PLUGINS.items():
+        assert manager.pm.get_plugin(name) is importlib.import_module(module_name)

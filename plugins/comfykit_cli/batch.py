@@ -164,10 +164,12 @@ def register(cli: click.Group) -> None:
         edits = [*updates, *node_sets]
         paths = workflow_files(sources)
         overrides: dict[str, Any] = {"output.output_dir": output_dir}
+        base = state.config()
         if no_download:
-            overrides["output.download_results"] = False
-            overrides["output.save_metadata"] = False
-        config = state.config().with_overrides(overrides)
+            # Only the switches of sinks this run loaded: a disabled sink declares no key.
+            switches = ("output.download_results", "output.save_metadata")
+            overrides.update({key: False for key in switches if key in base.registry})
+        config = base.with_overrides(overrides)
         pool = state.server_list(servers)
         queue = QueueManager(
             servers=pool or None, config=config, max_concurrent=concurrency, max_retries=retries,

@@ -6,8 +6,9 @@ renamed into place, so a reader never sees half a file.  A broken transfer is
 resumed with a Range request when the server answers 206 (else restarted);
 a file already present with the same size is left alone.  Inline text
 outputs are written as ``.txt`` files.  Names come from the ``output.naming``
-template and are sanitized by :mod:`comfykit.paths`: nothing a server sends
-can put a file outside ``output.output_dir``.
+template (:mod:`comfykit_download.naming`) and are sanitized by
+:mod:`comfykit.paths`: nothing a server sends can put a file outside
+``output.output_dir``.
 
 The hooks read the client's effective config on every call, so one process
 can run clients with different settings without shared state.
@@ -24,11 +25,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from comfykit import hookimpl
 from comfykit.errors import NotFound, OutputError, RequestTimeout, ServerError, ServerUnreachable, UnsafePathError
-from comfykit.hookspecs import hookimpl
 from comfykit.jobs import Job
 from comfykit.outputs import OutputFile, StoredOutput, discover_outputs
-from comfykit.paths import DEFAULT_NAMING, atomic_write, plan_output_paths, sha256_of_file, temp_file_beside
+from comfykit.paths import atomic_write, sha256_of_file, temp_file_beside
+from comfykit_download.naming import DEFAULT_NAMING, plan_output_paths
 
 if TYPE_CHECKING:
     import httpx
@@ -65,7 +67,13 @@ class _Incomplete(Exception):
 
 @hookimpl
 def comfykit_add_config(registry: ConfigRegistry) -> None:
-    # download_results, output_dir, naming, include_temp and concurrent_downloads are core keys.
+    # output.output_dir and output.include_temp are core's: every sink shares them.
+    registry.add("output", "download_results", True, help="Download outputs after each job.")
+    registry.add(
+        "output", "naming", DEFAULT_NAMING,
+        help="Template for output paths inside output_dir.",
+    )
+    registry.add("output", "concurrent_downloads", 4, help="Downloads running at once.")
     registry.add("output", "verify_size", True, help="Check each downloaded file against the size the server announced.")
     registry.add("output", "download_attempts", 3, help="Attempts per file before a broken download is given up.")
 
@@ -203,8 +211,8 @@ def _write_text(output: OutputFile, text: str, target: Path, root: Path) -> Stor
 
 def _record(output: OutputFile, target: Path, size: int, digest: str, *, skipped: bool = False) -> StoredOutput:
     return StoredOutput(
-        sink=SINK_NAME, node_id=output.node_id, kind=output.kind, location=str(target), bytes=size, sha256=digest,
-        skipped=skipped,
+        sink=SINK_NAME, node_id=output.node_id, kind=output.kind, index=output.index, location=str(target), bytes=size,
+        sha256=digest, skipped=skipped,
     )
 
 

@@ -3,9 +3,12 @@
 The sidecar ``<output_dir>/<job_id>.json`` records what is needed to
 reproduce or audit a job: the prompt actually sent, the template parameters,
 the seeds in the graph, the server, the timings, cached nodes, and every
-output with the SHA-256 of the file the download sink wrote.  Secrets never
-reach it: keys that look like credentials are removed wherever they appear,
-and the client's own credentials are masked inside any text.
+output with what the sinks before this one stored for it (``job.stored``:
+the download sink's path, size and SHA-256).  It describes the job as it
+ends: completed, with its times in the client's clock (UTC ISO 8601) and the
+server's own timestamps under ``server_times``.  Secrets never reach it: keys
+that look like credentials are removed wherever they appear, and the client's
+own credentials are masked inside any text.
 
 Like the downloader, the hooks read ``client.config`` on every call and keep
 no module-level settings.
@@ -16,24 +19,25 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
+import os
 import re
 import struct
 import threading
+import time
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-from comfykit._version import __version__
-from comfykit.hookspecs import hookimpl
-from comfykit.jobs import Job
+from comfykit import __version__, hookimpl
+from comfykit.jobs import Job, JobStatus
 from comfykit.outputs import OutputFile, StoredOutput
-from comfykit.paths import DEFAULT_NAMING, atomic_file, atomic_write, plan_output_paths, safe_output_path, sha256_of_file
-from comfykit_download import selected_outputs
+from comfykit.paths import atomic_file, atomic_write, safe_output_path, sha256_of_file
 
 if TYPE_CHECKING:
     from comfykit.client import ComfyUIClient
+    from comfykit.config import ConfigRegistry
 
 __all__ = ["SECRET_KEY_PATTERN", "build_metadata", "embed_png_text", "find_seeds", "strip_secrets"]
 
@@ -52,21 +56,27 @@ _manifest_lock = threading.Lock()
 # --------------------------------------------------------------------------- hooks
 
 
-# trylast: the downloader (and other sinks) run first, so the files to hash are on disk.
+@hookimpl
+def comfykit_add_config(registry: ConfigRegistry) -> None:
+    registry.add("output", "save_metadata", True, help="Write a JSON metadata sidecar per job.")
+    registry.add("output", "manifest", None, type="str", help="JSONL manifest file for a batch.")
+    registry.add("output", "embed_png_metadata", False, help="Embed job parameters in PNG text chunks.")
+
+
+# trylast: the sinks before this one have their records in job.stored, so the sidecar lists them.
 @hookimpl(trylast=True)
 def comfykit_store_outputs(job: Job, outputs: Sequence[OutputFile], client: ComfyUIClient) -> list[StoredOutput]:
     section = client.config.section("output")
     if not section.get("save_metadata", True):
         return []
     root = Path(section.get("output_dir") or "outputs").expanduser().resolve()
-    naming = section.get("naming") or DEFAULT_NAMING
-    include_temp = bool(section.get("include_temp", False))
-    files = _downloaded_files(job, outputs, client, root, naming, include_temp)
+    rewritten: set[str] = set()
     if section.get("embed_png_metadata"):
-        for path in files.values():
-            if path.suffix.lower() == ".png":
-                embed_png_text(path, PNG_KEYWORD, json.dumps(_png_payload(job, _client_secrets(client)), sort_keys=True))
-    document = build_metadata(job, outputs, client, files=files)
+        payload = json.dumps(_png_payload(job, _client_secrets(client)), sort_keys=True)
+        for path in _local_files(job.stored, root):
+            if path.suffix.lower() == ".png" and embed_png_text(path, PNG_KEYWORD, payload):
+                rewritten.add(str(path))
+    document = build_metadata(job, outputs, client, rewritten=rewritten)
     data = (json.dumps(document, indent=2, sort_keys=False, default=str) + "\n").encode("utf-8")
     sidecar = safe_output_path(root, "{job_id}.json", {"job_id": job.job_id})
     atomic_write(sidecar, data)
@@ -156,43 +166,72 @@ def _sent_prompt(job: Job) -> tuple[Any, Any]:
     return workflow, job.extra_data
 
 
-def build_metadata(
-    job: Job, outputs: Sequence[OutputFile], client: ComfyUIClient, *, files: Mapping[int, Path] | None = None
-) -> dict[str, Any]:
-    """The sidecar document of one job, secrets already removed.
+def _server_times(job: Job) -> dict[str, str | None]:
+    """The server's own timestamps (its clock, not ours), named as its history messages name them."""
+    history = job.history or {}
+    messages = (history.get("status") or {}).get("messages") if isinstance(history, Mapping) else None
+    found: dict[str, str | None] = {}
+    for message in messages or []:
+        if isinstance(message, (list, tuple)) and len(message) == 2 and isinstance(message[1], Mapping):
+            stamp = message[1].get("timestamp")
+            if isinstance(stamp, (int, float)) and not isinstance(stamp, bool):
+                found[str(message[0])] = _iso(stamp / 1000.0)
+    return found
 
-    ``files`` maps an output's position in ``outputs`` to the file written for
-    it; those files are hashed.  Records other sinks left in ``job.stored`` are
-    listed per output too.
-    """
-    files = files or {}
-    prompt, extra_data = _sent_prompt(job)
-    stored_by_node: dict[tuple[str, str], list[dict[str, Any]]] = {}
+
+def _stored_for(job: Job) -> dict[tuple[str, str, int], list[StoredOutput]]:
+    by_output: dict[tuple[str, str, int], list[StoredOutput]] = {}
     for record in job.stored:
-        stored_by_node.setdefault((record.node_id, record.kind), []).append(
-            {"sink": record.sink, "location": record.location, "bytes": record.bytes, "sha256": record.sha256}
-        )
+        if record.node_id:
+            by_output.setdefault((record.node_id, record.kind, record.index), []).append(record)
+    return by_output
+
+
+def _local_files(records: Sequence[StoredOutput], root: Path) -> list[Path]:
+    """The files other sinks wrote inside the output folder (a location may also be a URL)."""
+    found: list[Path] = []
+    for record in records:
+        path = Path(record.location)
+        if record.node_id and path.is_absolute() and path.is_file() and path.resolve().is_relative_to(root):
+            found.append(path)
+    return found
+
+
+def build_metadata(
+    job: Job, outputs: Sequence[OutputFile], client: ComfyUIClient, *, rewritten: Collection[str] = ()
+) -> dict[str, Any]:
+    """The sidecar document of one job as it ends, secrets already removed.
+
+    Each output lists what the sinks before this one stored for it
+    (``job.stored``); the first record's path, size and SHA-256 are repeated
+    on the output itself.  Files in ``rewritten`` (PNGs this sink added a text
+    chunk to) are hashed again, since their bytes changed after they were stored.
+    """
+    prompt, extra_data = _sent_prompt(job)
+    stored_for = _stored_for(job)
     listed: list[dict[str, Any]] = []
-    for position, output in enumerate(outputs):
+    for output in outputs:
         item: dict[str, Any] = {"node_id": output.node_id, "kind": output.kind, "index": output.index}
         if output.is_file:
             item.update(filename=output.filename, subfolder=output.subfolder, type=output.folder_type)
         else:
             item["value"] = output.value
-        path = files.get(position)
-        if path is not None and path.is_file():
-            item.update(path=str(path), bytes=path.stat().st_size, sha256=sha256_of_file(path))
-        others = stored_by_node.get((output.node_id, output.kind))
-        if others:
-            item["stored"] = others
+        records = [_stored_item(record, rewritten) for record in stored_for.get((output.node_id, output.kind, output.index), [])]
+        if records:
+            first = records[0]
+            item.update(path=first["location"], bytes=first["bytes"], sha256=first["sha256"], stored=records)
         listed.append(item)
-    submitted, started, finished = job.submitted_at, job.started_at, job.finished_at
+    # The sinks run as the job completes, so its end is now unless the queue already stamped it.
+    finished = job.finished_at if job.finished_at is not None else time.time()
+    submitted, started = job.submitted_at, job.started_at
+    server_times = _server_times(job)
     document = {
         "comfykit_version": __version__,
         "job_id": job.job_id,
         "prompt_id": job.prompt_id,
         "server": _public_url(job.server or client.base_url),
-        "status": str(job.status),
+        # Sinks are only called for a job the server ran successfully; storing its outputs completes it.
+        "status": str(JobStatus.COMPLETED),
         "attempts": job.attempts,
         "times": {
             "created": _iso(job.created_at),
@@ -200,10 +239,11 @@ def build_metadata(
             "started": _iso(started),
             "finished": _iso(finished),
         },
+        "server_times": server_times,
         "durations": {
             "queued": _span(submitted, started),
             "running": _span(started, finished),
-            "total": _span(submitted, finished),
+            "total": _span(submitted if submitted is not None else job.created_at, finished),
         },
         "params": job.params,
         "seeds": find_seeds(prompt) if isinstance(prompt, Mapping) else {},
@@ -215,6 +255,14 @@ def build_metadata(
     }
     result: dict[str, Any] = strip_secrets(document, _client_secrets(client))
     return result
+
+
+def _stored_item(record: StoredOutput, rewritten: Collection[str]) -> dict[str, Any]:
+    item = {"sink": record.sink, "location": record.location, "bytes": record.bytes, "sha256": record.sha256}
+    path = Path(record.location)
+    if str(path) in rewritten:
+        item.update(bytes=os.path.getsize(path), sha256=sha256_of_file(path))
+    return item
 
 
 def _manifest_entry(document: Mapping[str, Any], sidecar: Path) -> dict[str, Any]:
@@ -240,20 +288,6 @@ def _png_payload(job: Job, secrets: Sequence[str]) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- files
-
-
-def _downloaded_files(
-    job: Job, outputs: Sequence[OutputFile], client: ComfyUIClient, root: Path, naming: str, include_temp: bool
-) -> dict[int, Path]:
-    """Where the download sink put each output (same plan, same names), for those files that exist."""
-    chosen = selected_outputs(outputs, include_temp=include_temp)
-    positions = {id(output): position for position, output in enumerate(outputs)}
-    plan = plan_output_paths(root, naming, chosen, job=job, server=client.base_url)
-    return {
-        positions[id(output)]: target
-        for output, target in plan
-        if isinstance(target, Path) and target.is_file()
-    }
 
 
 def _append_line(path: Path, line: str) -> Path:

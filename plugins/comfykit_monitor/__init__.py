@@ -23,6 +23,7 @@ from comfykit.events import parse_message
 
 if TYPE_CHECKING:
     from comfykit.client import ComfyUIClient
+    from comfykit.config import ConfigRegistry
 
 __all__ = ["WebSocketEventSource"]
 
@@ -137,6 +138,19 @@ class WebSocketEventSource:
                 self.client.dispatch_event(parse_message(message))
             except Exception:
                 log.exception("handling a WebSocket event failed")
+
+
+@hookimpl
+def comfykit_add_config(registry: ConfigRegistry) -> None:
+    # websocket.poll_interval is core's: the polling source reads it when this plugin is off.
+    registry.add("websocket", "enable", True, help="Use the WebSocket for live events (else poll).")
+    registry.add("websocket", "reconnect_attempts", 5, help="Reconnect attempts in a row before giving up.")
+    registry.add("websocket", "reconnect_delay", 2.0, type="float", help="First reconnect delay in seconds.")
+    registry.add(
+        "websocket", "max_frame_size", 64 * 1024 * 1024,
+        help="Largest WebSocket frame accepted, in bytes (real previews reach 5 MB).",
+    )
+    registry.add("websocket", "ping_interval", 20.0, type="float", help="Seconds between keep-alive pings.")
 
 
 @hookimpl

@@ -152,3 +152,10 @@ def test_ctrl_c_cancels_in_flight_jobs_and_leaves_the_journal_resumable(tmp_path
     assert stream[-1]["completed"] == 6 and stream[-1]["failed"] == 0 and stream[-1]["cancelled"] == 0
     submitted = {e["job_id"] for e in stream if e["event"] == "job_submitted"}
     assert len(submitted) == 6 - completed_before
+
+
+def test_no_download_with_the_download_plugin_disabled(comfyui_simulator: ComfyUISimulator, tmp_path: Path) -> None:
+    # output.download_results is the download plugin's key: with the plugin off, there is nothing to switch off.
+    result = run("-p", "no:download", "--server", comfyui_simulator.url, "batch", INVERT, "--no-download")
+    assert result.exit_code == 0, result.output
+    assert not list(tmp_path.rglob("*.json"))  # --no-download still stops the metadata sink

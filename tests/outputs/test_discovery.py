@@ -9,7 +9,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from comfykit.outputs import OutputFile, discover_outputs
+from comfykit.outputs import OutputFile, discover_outputs, image_outputs
 from comfykit.utils import extract_output_images
 
 RECORDINGS = Path(__file__).resolve().parents[1] / "fixtures" / "recordings" / "0.3.64"
@@ -46,6 +46,12 @@ def test_temp_previews_are_included_when_asked() -> None:
     assert [(o.node_id, o.kind) for o in temp] == [("4", "images")]
 
 
+def test_image_outputs_are_the_image_files_previews_included_unless_told() -> None:
+    outputs = _executed_outputs("success_two_outputs")
+    assert sorted((o.node_id, o.folder_type) for o in image_outputs(outputs)) == [("2", "output"), ("4", "temp")]
+    assert [o.node_id for o in image_outputs(outputs, include_temp=False)] == ["2"]
+
+
 def test_latents_and_batches_from_transcripts() -> None:
     [latent] = discover_outputs(_executed_outputs("sampler_nopreview_legacy"))
     assert latent.kind == "latents" and latent.filename is not None and latent.filename.endswith(".latent")
@@ -56,7 +62,7 @@ def test_latents_and_batches_from_transcripts() -> None:
 def test_history_entries_and_extract_output_images_agree() -> None:
     answer = _history("get_history_all")
     for entry in answer.values():
-        files = [o for o in discover_outputs(entry, include_temp=True) if o.kind == "images"]
+        files = image_outputs(entry)
         images = extract_output_images(entry)
         assert [(o.node_id, o.filename, o.subfolder, o.folder_type) for o in files] == [
             (i["node_id"], i["filename"], i["subfolder"], i["type"]) for i in images

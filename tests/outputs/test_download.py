@@ -222,3 +222,20 @@ def test_a_large_file_is_streamed_not_held_in_memory(client: ComfyUIClient, sim:
         tracemalloc.stop()
     assert stored.bytes == size and stored.sha256 == hashlib.sha256(bytes(size)).hexdigest()
     assert peak < 8 * 1024 * 1024  # a few network reads at a time, never the file
+
+
+@pytest.mark.skipif(os.name != "posix", reason="file modes and the umask are POSIX")
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o077, 0o600)])
+def test_files_and_sidecars_are_created_under_the_umask(
+    sim: ComfyUISimulator, out_dir: Path, run_job: RunJob, umask: int, mode: int
+) -> None:
+    with make_client(sim, out_dir, **{"output.embed_png_metadata": True}) as client:
+        job = run_job(client, "two_outputs")
+        previous = os.umask(umask)
+        try:
+            results = client.plugin_manager.store_outputs(job, job.outputs, client)
+        finally:
+            os.umask(previous)
+    written = [Path(r.location) for result in results for r in result.stored]
+    assert {p.suffix for p in written} == {".png", ".txt", ".json"}
+    assert {p: p.stat().st_mode & 0o777 for p in written} == {p: mode for p in written}

@@ -1,24 +1,31 @@
-"""The metadata sink: sidecar content, no secrets, manifest lines, PNG text chunks, and sink selection."""
+"""The metadata sink: sidecar content from job.stored, the job as it ended in one clock, no secrets,
+manifest lines, PNG text chunks, and sink selection."""
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
 import struct
 import threading
+import time
 import zlib
 from pathlib import Path
 from typing import Any
 
+import pytest
 from PIL import Image
 
-from comfykit import ComfyUIClient
+import comfykit_download
+import comfykit_metadata
+from comfykit import ComfyUIClient, QueueManager
 from comfykit.config import load_config
-from comfykit.jobs import Job
+from comfykit.jobs import Job, JobStatus
+from comfykit.outputs import OutputFile, StoredOutput
 from comfykit.testing import ComfyUISimulator
 from comfykit_metadata import embed_png_text, find_seeds, strip_secrets
 
-from .conftest import RunJob, make_client
+from .conftest import RunJob, make_client, workflow
 
 API_KEY = "comfyui-0123456789abcdef"
 TOKEN = "bearer-secret-token-42"
@@ -32,10 +39,21 @@ def _secret_client(sim: ComfyUISimulator, out_dir: Path, **settings: Any) -> Com
 def _sidecar(results: list[Any]) -> tuple[dict[str, Any], str]:
     [result] = [r for r in results if r.plugin == "metadata"]
     assert result.error is None
-    record = next(r for r in result.stored if r.kind == "metadata")
+    return _read_sidecar(result.stored)
+
+
+def _read_sidecar(records: Any) -> tuple[dict[str, Any], str]:
+    record = next(r for r in records if r.kind == "metadata")
     text = Path(record.location).read_text()
     assert record.sha256 == hashlib.sha256(text.encode()).hexdigest()
     return json.loads(text), text
+
+
+def _store_in_turn(client: ComfyUIClient, job: Job) -> tuple[list[StoredOutput], list[StoredOutput]]:
+    """The download sink, then the metadata sink with the download's records already in ``job.stored``."""
+    downloaded = comfykit_download.comfykit_store_outputs(job=job, outputs=job.outputs, client=client)
+    job.stored.extend(downloaded)
+    return downloaded, comfykit_metadata.comfykit_store_outputs(job=job, outputs=job.outputs, client=client)
 
 
 def test_the_sidecar_describes_the_job_without_secrets(sim: ComfyUISimulator, out_dir: Path, run_job: RunJob) -> None:
@@ -44,8 +62,8 @@ def test_the_sidecar_describes_the_job_without_secrets(sim: ComfyUISimulator, ou
         job.started_at = job.submitted_at
         job.cached_nodes = ["1"]
         job.metadata = {"note": f"uses {API_KEY}", "Authorization": "Bearer x"}
-        results = client.plugin_manager.store_outputs(job, job.outputs, client)
-    document, text = _sidecar(results)
+        downloaded, written = _store_in_turn(client, job)
+    document, text = _read_sidecar(written)
     assert API_KEY not in text and TOKEN not in text and "hunter2" not in text and "api_key_comfy_org" not in text
     assert document["job_id"] == job.job_id and document["prompt_id"] == job.prompt_id
     assert document["server"] == sim.url and document["comfykit_version"]
@@ -56,14 +74,12 @@ def test_the_sidecar_describes_the_job_without_secrets(sim: ComfyUISimulator, ou
     assert document["prompt"]["2"]["class_type"] == "SaveImage"
     assert document["extra_data"]["client_id"] == client.client_id
     image = next(o for o in document["outputs"] if o["kind"] == "images")
-    download = next(r for r in results if r.plugin == "download")
-    stored_image = next(r for r in download.stored if r.kind == "images")
+    stored_image = next(r for r in downloaded if r.kind == "images")
     assert image["sha256"] == stored_image.sha256 and image["path"] == stored_image.location
+    assert image["sha256"] == hashlib.sha256(Path(stored_image.location).read_bytes()).hexdigest()
     text_output = next(o for o in document["outputs"] if o["kind"] == "text")
     assert text_output["value"] == "hello from comfykit" and text_output["sha256"]
-    assert Path(next(r for r in results if r.plugin == "metadata").stored[0].location) == out_dir.resolve() / (
-        job.job_id + ".json"
-    )
+    assert Path(written[0].location) == out_dir.resolve() / (job.job_id + ".json")
 
 
 def test_seeds_are_found_per_node() -> None:
@@ -86,7 +102,7 @@ def test_manifest_lines_from_concurrent_jobs(sim: ComfyUISimulator, out_dir: Pat
     manifest = tmp_path / "batch" / "manifest.jsonl"
     with make_client(sim, out_dir, **{"output.manifest": str(manifest)}) as client:
         jobs = [run_job(client, "invert_save", params={"n": n}) for n in range(4)]
-        threads = [threading.Thread(target=client.plugin_manager.store_outputs, args=(j, j.outputs, client)) for j in jobs]
+        threads = [threading.Thread(target=_store_in_turn, args=(client, j)) for j in jobs]
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -101,18 +117,19 @@ def test_png_metadata_is_embedded_without_touching_the_image(
 ) -> None:
     with make_client(sim, out_dir, **{"output.embed_png_metadata": True}) as client:
         job = run_job(client, "invert_save", params={"subject": "lighthouse"})
-        results = client.plugin_manager.store_outputs(job, job.outputs, client)
+        downloaded, written = _store_in_turn(client, job)
         [output] = job.outputs
         assert output.filename is not None
         original = client.get_image(output.filename, output.subfolder)
-    [stored] = next(r for r in results if r.plugin == "download").stored
+    [stored] = downloaded
     with Image.open(stored.location) as image:
         embedded = json.loads(image.text["comfykit"])
         pixels = image.tobytes()
     assert embedded["params"] == {"subject": "lighthouse"} and embedded["job_id"] == job.job_id
     with Image.open(__import__("io").BytesIO(original)) as image:
         assert image.tobytes() == pixels
-    document, _ = _sidecar(results)
+    document, _ = _read_sidecar(written)
+    # The text chunk changed the file after the download stored it: the sidecar hashes what is on disk now.
     assert document["outputs"][0]["sha256"] == hashlib.sha256(Path(stored.location).read_bytes()).hexdigest()
     assert embed_png_text(Path(stored.location), "comfykit", "{}") is False  # already there: not added twice
 
@@ -146,3 +163,108 @@ def test_a_job_without_history_records_its_workflow(client: ComfyUIClient, out_d
     document = json.loads(Path(result.stored[0].location).read_text())
     assert document["prompt"] == job.workflow and document["seeds"] == {"1": {"seed": 5}}
     assert document["extra_data"] == {} and document["outputs"] == []
+
+
+# --------------------------------------------------------------------------- what other sinks stored
+
+
+def test_the_metadata_plugin_does_not_know_the_download_plugin() -> None:
+    source = Path(comfykit_metadata.__file__).read_text()
+    assert "comfykit_download" not in source and "plan_output_paths" not in source
+
+
+def test_the_sidecar_lists_what_the_sinks_before_it_stored(client: ComfyUIClient, out_dir: Path) -> None:
+    # Locations no naming template would give: the sidecar must take them from job.stored, not re-plan them.
+    first = OutputFile(node_id="9", kind="images", filename="a.png", index=0)
+    second = OutputFile(node_id="9", kind="images", filename="b.png", index=1)
+    job = Job(workflow={}, job_id="j1", outputs=[first, second])
+    job.stored = [
+        StoredOutput(sink="download", node_id="9", kind="images", index=1, location="/elsewhere/b.png", bytes=3,
+                     sha256="bb"),
+        StoredOutput(sink="s3", node_id="9", kind="images", index=1, location="s3://bucket/b.png", bytes=3,
+                     sha256="bb"),
+        StoredOutput(sink="other", node_id="", kind="report", location="/elsewhere/report.txt"),
+    ]
+    written = comfykit_metadata.comfykit_store_outputs(job=job, outputs=job.outputs, client=client)
+    document, _ = _read_sidecar(written)
+    unstored, stored = document["outputs"]
+    assert unstored["filename"] == "a.png" and "path" not in unstored and "stored" not in unstored
+    assert stored["path"] == "/elsewhere/b.png" and stored["sha256"] == "bb" and stored["bytes"] == 3
+    assert [r["sink"] for r in stored["stored"]] == ["download", "s3"]
+
+
+def _stamp(when: float) -> int:
+    return int(when * 1000)
+
+
+def test_the_sidecar_describes_the_ended_job_in_one_clock(client: ComfyUIClient) -> None:
+    now = time.time()
+    skew = 3600.0  # the server's clock is an hour ahead of ours
+    job = Job(workflow={}, job_id="j2", status=JobStatus.RUNNING, created_at=now - 5)
+    job.submitted_at, job.started_at, job.finished_at = now - 4, now - 3, now
+    job.history = {"status": {"status_str": "success", "completed": True, "messages": [
+        ["execution_start", {"prompt_id": "p", "timestamp": _stamp(now - 3 + skew)}],
+        ["execution_cached", {"prompt_id": "p", "nodes": [], "timestamp": _stamp(now - 3 + skew)}],
+        ["execution_success", {"prompt_id": "p", "timestamp": _stamp(now - 0.5 + skew)}],
+    ]}, "outputs": {}}
+    written = comfykit_metadata.comfykit_store_outputs(job=job, outputs=[], client=client)
+    document, _ = _read_sidecar(written)
+    assert document["status"] == "completed"
+    times = {name: datetime.datetime.fromisoformat(text) for name, text in document["times"].items()}
+    assert all(t.utcoffset() == datetime.timedelta(0) for t in times.values())
+    assert [times[name].timestamp() for name in ("created", "submitted", "started", "finished")] == pytest.approx(
+        [now - 5, now - 4, now - 3, now], abs=0.01
+    )
+    server = {name: datetime.datetime.fromisoformat(text).timestamp() for name, text in document["server_times"].items()}
+    assert set(server) == {"execution_start", "execution_cached", "execution_success"}
+    assert server["execution_success"] == pytest.approx(now - 0.5 + skew, abs=0.01)
+    assert document["durations"] == {"queued": pytest.approx(1.0), "running": pytest.approx(3.0),
+                                     "total": pytest.approx(4.0)}
+
+
+def _sidecars(out_dir: Path) -> list[dict[str, Any]]:
+    return [json.loads(path.read_text()) for path in sorted(out_dir.glob("*.json"))]
+
+
+def test_a_batch_writes_sidecars_of_completed_jobs_in_our_clock(
+    sim: ComfyUISimulator, out_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import comfykit.testing.executor as executor
+
+    skew_ms = 3_600_000
+    monkeypatch.setattr(executor, "_now_ms", lambda: int(time.time() * 1000) + skew_ms)
+    before = time.time()
+    with make_client(sim, out_dir) as client:
+        queue = QueueManager(client, max_concurrent=2)
+        queue.add_jobs_from_list([workflow("invert_save") for _ in range(2)])
+        stats = queue.run(timeout=60)
+        queue.close()
+    after = time.time()
+    assert stats["completed"] == 2
+    documents = _sidecars(out_dir)
+    assert len(documents) == 2
+    for document in documents:
+        assert document["status"] == "completed"
+        ours = [datetime.datetime.fromisoformat(document["times"][n]).timestamp() for n in ("submitted", "finished")]
+        assert before - 1 <= ours[0] <= ours[1] <= after + 1
+        theirs = datetime.datetime.fromisoformat(document["server_times"]["execution_success"]).timestamp()
+        assert theirs == pytest.approx(ours[1] + skew_ms / 1000, abs=30)
+        assert 0 <= document["durations"]["total"] <= after - before + 1
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="needs the queue branch: PluginManager.store_outputs fills job.stored as each sink returns",
+)
+def test_a_batch_sidecar_lists_the_downloaded_files(sim: ComfyUISimulator, out_dir: Path) -> None:
+    with make_client(sim, out_dir) as client:
+        queue = QueueManager(client, max_concurrent=1)
+        [job_id] = queue.add_jobs_from_list([workflow("invert_save")])
+        queue.run(timeout=60)
+        queue.close()
+    job = queue.get_job(job_id)
+    assert job is not None and job.status is JobStatus.COMPLETED
+    [downloaded] = [record for record in job.stored if record.sink == "download"]
+    [document] = _sidecars(out_dir)
+    [output] = document["outputs"]
+    assert output["path"] == downloaded.location and output["sha256"] == downloaded.sha256

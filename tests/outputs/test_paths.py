@@ -14,14 +14,8 @@ from hypothesis import strategies as st
 from comfykit.errors import OutputError, UnsafePathError
 from comfykit.jobs import Job
 from comfykit.outputs import OutputFile
-from comfykit.paths import (
-    DEFAULT_NAMING,
-    MAX_COMPONENT_BYTES,
-    output_fields,
-    plan_output_paths,
-    safe_output_path,
-    sanitize_component,
-)
+from comfykit.paths import MAX_COMPONENT_BYTES, safe_output_path, sanitize_component
+from comfykit_download.naming import DEFAULT_NAMING, output_fields, plan_output_paths
 
 
 def _fields(filename: str, subfolder: str = "", **extra: Any) -> dict[str, Any]:
