@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import attrs
 import httpx
@@ -39,6 +39,7 @@ from comfykit.errors import (
 from comfykit.jobs import new_prompt_id
 from comfykit.parsing import JSONBudgetExceeded, load_json, parse_retry_after
 from comfykit.plugins import PluginManager, open_session
+from comfykit.secrets import SecretMask, secrets_of
 
 if TYPE_CHECKING:
     from comfykit.events import Event, EventSource
@@ -68,6 +69,16 @@ class ServerInfo:
     has_jobs_api: bool
     features: dict[str, Any]
     system_stats: dict[str, Any]
+
+
+def _split_credentials(url: str) -> tuple[str, tuple[str, str] | None]:
+    """``url`` without its user information, and the (user, password) it held, if any."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url, None
+    netloc = parts.netloc.rpartition("@")[2]
+    credentials = (unquote(parts.username or ""), unquote(parts.password or ""))
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment)), credentials
 
 
 def _redact(url: str) -> str:
@@ -121,6 +132,9 @@ class ComfyUIClient:
             self.base_url = str(section["url"]).rstrip("/")
         else:
             self.base_url = f"{section['protocol']}://{section['host']}:{section['port']}"
+        # Credentials in the URL become basic auth, so that base_url (shown in logs, errors,
+        # --json and sidecars) never carries a password.
+        self.base_url, url_credentials = _split_credentials(self.base_url)
         self.client_id = client_id or new_prompt_id()
         scheme = "wss" if self.base_url.startswith("https") else "ws"
         self.ws_url = f"{scheme}{self.base_url[self.base_url.index(':'):]}/ws?clientId={quote(self.client_id)}"
@@ -137,6 +151,11 @@ class ComfyUIClient:
             self._auth = auth
         elif section["username"] and section["password"]:
             self._auth = httpx.BasicAuth(section["username"], section["password"])
+        if url_credentials is not None:
+            if self._auth is not None:
+                raise ConfigError("the server URL carries a user and password, and basic auth is configured too",
+                                  key="comfyui.url", hint="Keep one of them: the URL's, or comfyui.username/password.")
+            self._auth = httpx.BasicAuth(*url_credentials)
         if bearer and self._auth is not None:
             raise ConfigError(
                 "both a bearer token and basic auth (or another httpx.Auth) are configured; a request carries one "
@@ -146,6 +165,14 @@ class ComfyUIClient:
             )
         if bearer:
             self._headers["Authorization"] = f"Bearer {bearer}"
+        secret_keys = [key.dotted for key in self.config.registry if key.secret]
+        hidden = secrets_of(dict(self.config), secret_keys) | set(self._headers.values())
+        if url_credentials is not None:
+            hidden.add(url_credentials[1])
+        if isinstance(auth, tuple):
+            hidden.add(auth[1])
+        #: masks credentials in what the server echoes back (a 401 page repeating the headers)
+        self.secret_mask = SecretMask(hidden)
         if verify is None:
             verify = section["ca_bundle"] or section["verify"]
         self.timeout = float(section["timeout"])
@@ -304,6 +331,7 @@ class ComfyUIClient:
             body = load_json(response.content)
         except ValueError:
             body = response.text[:2000]
+        body = self.secret_mask.data(body)
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
         status = response.status_code
         where = f"{method} {_redact(url)}"
@@ -342,7 +370,7 @@ class ComfyUIClient:
                                 hint="Is this URL a ComfyUI server? A real answer is far smaller.") from None
         except ValueError:
             raise ProtocolError(
-                f"{method} {_redact(self.base_url + path)} did not answer JSON: {response.text[:200]!r}",
+                f"{method} {_redact(self.base_url + path)} did not answer JSON: {self.secret_mask.text(response.text[:200])!r}",
                 url=_redact(self.base_url + path),
                 hint="Is this URL a ComfyUI server (and not a proxy's error page)?",
             ) from None

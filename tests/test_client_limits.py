@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import time
 from collections.abc import Iterator
 
@@ -120,3 +121,33 @@ def test_the_websocket_gets_the_headers_any_auth_adds() -> None:
     assert client.ws_headers()["X-Api-Key"] == "key-123"
     basic = _client(lambda request: httpx.Response(200, json={}), auth=("user", "pw"))
     assert basic.ws_headers()["Authorization"] == "Basic dXNlcjpwdw=="  # base64 of "user:pw"
+
+
+def test_an_error_page_that_echoes_the_credentials_is_masked_everywhere() -> None:
+    def echo(request: httpx.Request) -> httpx.Response:
+        seen = "; ".join(f"{k}: {v}" for k, v in request.headers.items())
+        return httpx.Response(401, json={"error": f"denied, you sent {seen}", "echo": dict(request.headers)})
+
+    client = _client(echo, token="tok-s3cret-1", headers={"X-Team-Key": "team-s3cret-2"})
+    with pytest.raises(ServerError) as caught:
+        client.get_queue()
+    shown = " ".join([str(caught.value), repr(caught.value), repr(caught.value.args), repr(caught.value.body)])
+    assert "tok-s3cret-1" not in shown and "team-s3cret-2" not in shown
+    assert "***" in shown
+
+
+def test_a_password_in_the_url_becomes_basic_auth_and_never_shows() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(500, text=f"boom at {request.url}")
+
+    client = ComfyUIClient(url="http://ann:p%40ss-w0rd@comfy.test:8188", transport=httpx.MockTransport(handler))
+    assert client.base_url == "http://comfy.test:8188"
+    assert "p@ss-w0rd" not in client.ws_url
+    with pytest.raises(ServerError) as caught:
+        client.get_queue()
+    assert seen[0].headers["Authorization"] == "Basic " + base64.b64encode(b"ann:p@ss-w0rd").decode()
+    assert "p@ss-w0rd" not in str(caught.value)
+    assert client.ws_headers()["Authorization"] == seen[0].headers["Authorization"]
