@@ -71,6 +71,29 @@ class ServerInfo:
     system_stats: dict[str, Any]
 
 
+def _checked_url(url: str) -> str:
+    """``url`` when it is an http(s) URL with a host; otherwise a ConfigError saying how to write it."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - parsing the port is the check
+    except ValueError as exc:
+        raise ConfigError(f"the server URL {_redact_safely(url)!r} is not valid: {exc}", key="comfyui.url",
+                          hint="Write it as http://HOST:PORT, e.g. http://127.0.0.1:8188.") from None
+    rest = url.split("://", 1)[-1].lstrip("/")
+    if parts.scheme in ("http", "https") and parts.hostname:
+        return url
+    hint = "Write it as http://HOST:PORT, e.g. http://127.0.0.1:8188."
+    if rest and not rest.startswith(("http:", "https:")):
+        hint = f"Did you mean {_redact_safely('http://' + rest)!r}?"
+    raise ConfigError(f"the server URL {_redact_safely(url)!r} needs an http:// or https:// scheme and a host",
+                      key="comfyui.url", hint=hint)
+
+
+def _redact_safely(url: str) -> str:
+    # A URL too broken to parse is shown up to its "@", so a password before it never appears.
+    return url.rpartition("@")[2] if "@" in url else url
+
+
 def _split_credentials(url: str) -> tuple[str, tuple[str, str] | None]:
     """``url`` without its user information, and the (user, password) it held, if any."""
     parts = urlsplit(url)
@@ -134,7 +157,7 @@ class ComfyUIClient:
             self.base_url = f"{section['protocol']}://{section['host']}:{section['port']}"
         # Credentials in the URL become basic auth, so that base_url (shown in logs, errors,
         # --json and sidecars) never carries a password.
-        self.base_url, url_credentials = _split_credentials(self.base_url)
+        self.base_url, url_credentials = _split_credentials(_checked_url(self.base_url))
         self.client_id = client_id or new_prompt_id()
         scheme = "wss" if self.base_url.startswith("https") else "ws"
         self.ws_url = f"{scheme}{self.base_url[self.base_url.index(':'):]}/ws?clientId={quote(self.client_id)}"

@@ -151,3 +151,20 @@ def test_a_password_in_the_url_becomes_basic_auth_and_never_shows() -> None:
     assert seen[0].headers["Authorization"] == "Basic " + base64.b64encode(b"ann:p@ss-w0rd").decode()
     assert "p@ss-w0rd" not in str(caught.value)
     assert client.ws_headers()["Authorization"] == seen[0].headers["Authorization"]
+
+
+@pytest.mark.parametrize(
+    ("url", "suggestion"),
+    [("127.0.0.1:8188", "http://127.0.0.1:8188"), ("gpu1:8188", "http://gpu1:8188"),
+     ("ws://gpu1:8188", "http://gpu1:8188"), ("http://", None)],
+)
+def test_a_url_without_an_http_scheme_is_a_clear_error(url: str, suggestion: str | None) -> None:
+    with pytest.raises(ConfigError, match="needs an http:// or https:// scheme") as caught:
+        ComfyUIClient(url=url)
+    expected = f"Did you mean {suggestion!r}?" if suggestion else "Write it as http://HOST:PORT"
+    assert expected in str(caught.value)
+
+
+def test_a_url_with_a_bad_port_is_a_clear_error() -> None:
+    with pytest.raises(ConfigError, match="is not valid"):
+        ComfyUIClient(url="http://gpu1:99999999")
