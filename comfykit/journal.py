@@ -19,6 +19,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import attrs
 
@@ -129,6 +130,33 @@ class Journal:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+    # -- the batch's servers -----------------------------------------------------------------
+
+    @property
+    def servers(self) -> list[str]:
+        """The server URLs the batch ran on (without credentials), so a resume goes to the same ones."""
+        with self._lock:
+            row = self._db.execute("SELECT value FROM meta WHERE key='servers'").fetchone()
+        if row is None:
+            return []
+        try:
+            urls = json.loads(row[0])
+        except ValueError:
+            urls = None
+        if not isinstance(urls, list) or not all(isinstance(url, str) for url in urls):
+            raise self._error("the journal's list of servers is damaged",
+                              hint="Resume with --server to say where the jobs go.")
+        return urls
+
+    def remember_servers(self, urls: list[str]) -> None:
+        """Record where the batch runs; user names and passwords are left out (they come from the config)."""
+        value = _dumps([_without_credentials(url) for url in urls])
+        with self._lock:
+            try:
+                self._db.execute("INSERT OR REPLACE INTO meta VALUES ('servers', ?)", (value,))
+            except sqlite3.Error as exc:
+                raise self._write_failed(exc, "the batch's servers") from None
 
     # -- writing ------------------------------------------------------------------------
 
@@ -245,6 +273,11 @@ class Journal:
             error=record["error"],
             error_type=record["error_type"],
         )
+
+
+def _without_credentials(url: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 def _disk_hint(exc: BaseException) -> str | None:

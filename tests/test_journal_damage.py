@@ -106,3 +106,15 @@ def test_a_full_disk_is_reported_as_such_not_as_a_failed_rollback(tmp_path: Path
     # Nothing half-written: the journal still reads, with the first job only.
     assert [job.job_id for job in journal.jobs()] == ["first"]
     journal.close()
+
+
+def test_the_journal_remembers_its_servers_without_credentials(tmp_path: Path) -> None:
+    path = tmp_path / "run.sqlite"
+    journal = Journal(path)
+    assert journal.servers == []
+    journal.remember_servers(["http://gpu1:8188", "http://ann:pw-s3cret@gpu2:8188/base"])
+    journal.close()
+    reopened = Journal(path)
+    assert reopened.servers == ["http://gpu1:8188", "http://gpu2:8188/base"]
+    assert not any(b"pw-s3cret" in file.read_bytes() for file in tmp_path.glob("run.sqlite*"))
+    reopened.close()
