@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import attrs
 import httpx
@@ -24,6 +24,7 @@ import httpx
 from comfykit.config import Config
 from comfykit.errors import (
     ComfyKitError,
+    ConfigError,
     ExecutionError,
     ExecutionInterrupted,
     FeatureUnavailable,
@@ -36,7 +37,9 @@ from comfykit.errors import (
     TransportError,
 )
 from comfykit.jobs import new_prompt_id
+from comfykit.parsing import JSONBudgetExceeded, load_json, parse_retry_after
 from comfykit.plugins import PluginManager, open_session
+from comfykit.secrets import SecretMask, secrets_of
 
 if TYPE_CHECKING:
     from comfykit.events import Event, EventSource
@@ -50,6 +53,10 @@ log = logging.getLogger("comfykit.client")
 MAX_JSON_BYTES = 64 * 1024 * 1024
 #: only this much of an error page is kept (for the exception's message and ``body``)
 MAX_ERROR_BYTES = 1024 * 1024
+#: answers that carry no data (POST /queue, /interrupt, /free, /history deletes) are refused past this
+MAX_SMALL_BYTES = 1024 * 1024
+#: ``get_image`` holds the file in memory; larger outputs are for ``stream_view`` (the download plugin)
+MAX_IMAGE_BYTES = 512 * 1024 * 1024
 #: headers describing the wire form of a body, dropped once it is read and decoded
 _BODY_HEADERS = ("content-encoding", "content-length", "transfer-encoding")
 
@@ -62,6 +69,39 @@ class ServerInfo:
     has_jobs_api: bool
     features: dict[str, Any]
     system_stats: dict[str, Any]
+
+
+def _checked_url(url: str) -> str:
+    """``url`` when it is an http(s) URL with a host; otherwise a ConfigError saying how to write it."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - parsing the port is the check
+    except ValueError as exc:
+        raise ConfigError(f"the server URL {_redact_safely(url)!r} is not valid: {exc}", key="comfyui.url",
+                          hint="Write it as http://HOST:PORT, e.g. http://127.0.0.1:8188.") from None
+    rest = url.split("://", 1)[-1].lstrip("/")
+    if parts.scheme in ("http", "https") and parts.hostname:
+        return url
+    hint = "Write it as http://HOST:PORT, e.g. http://127.0.0.1:8188."
+    if rest and not rest.startswith(("http:", "https:")):
+        hint = f"Did you mean {_redact_safely('http://' + rest)!r}?"
+    raise ConfigError(f"the server URL {_redact_safely(url)!r} needs an http:// or https:// scheme and a host",
+                      key="comfyui.url", hint=hint)
+
+
+def _redact_safely(url: str) -> str:
+    # A URL too broken to parse is shown up to its "@", so a password before it never appears.
+    return url.rpartition("@")[2] if "@" in url else url
+
+
+def _split_credentials(url: str) -> tuple[str, tuple[str, str] | None]:
+    """``url`` without its user information, and the (user, password) it held, if any."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url, None
+    netloc = parts.netloc.rpartition("@")[2]
+    credentials = (unquote(parts.username or ""), unquote(parts.password or ""))
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment)), credentials
 
 
 def _redact(url: str) -> str:
@@ -115,6 +155,9 @@ class ComfyUIClient:
             self.base_url = str(section["url"]).rstrip("/")
         else:
             self.base_url = f"{section['protocol']}://{section['host']}:{section['port']}"
+        # Credentials in the URL become basic auth, so that base_url (shown in logs, errors,
+        # --json and sidecars) never carries a password.
+        self.base_url, url_credentials = _split_credentials(_checked_url(self.base_url))
         self.client_id = client_id or new_prompt_id()
         scheme = "wss" if self.base_url.startswith("https") else "ws"
         self.ws_url = f"{scheme}{self.base_url[self.base_url.index(':'):]}/ws?clientId={quote(self.client_id)}"
@@ -131,8 +174,28 @@ class ComfyUIClient:
             self._auth = auth
         elif section["username"] and section["password"]:
             self._auth = httpx.BasicAuth(section["username"], section["password"])
+        if url_credentials is not None:
+            if self._auth is not None:
+                raise ConfigError("the server URL carries a user and password, and basic auth is configured too",
+                                  key="comfyui.url", hint="Keep one of them: the URL's, or comfyui.username/password.")
+            self._auth = httpx.BasicAuth(*url_credentials)
+        if bearer and self._auth is not None:
+            raise ConfigError(
+                "both a bearer token and basic auth (or another httpx.Auth) are configured; a request carries one "
+                "Authorization header, so one of them would be dropped",
+                key="comfyui.token",
+                hint="Keep the one your server or proxy expects: comfyui.token, or comfyui.username/password.",
+            )
         if bearer:
             self._headers["Authorization"] = f"Bearer {bearer}"
+        secret_keys = [key.dotted for key in self.config.registry if key.secret]
+        hidden = secrets_of(dict(self.config), secret_keys) | set(self._headers.values())
+        if url_credentials is not None:
+            hidden.add(url_credentials[1])
+        if isinstance(auth, tuple):
+            hidden.add(auth[1])
+        #: masks credentials in what the server echoes back (a 401 page repeating the headers)
+        self.secret_mask = SecretMask(hidden)
         if verify is None:
             verify = section["ca_bundle"] or section["verify"]
         self.timeout = float(section["timeout"])
@@ -174,20 +237,36 @@ class ComfyUIClient:
             self._http.close()
 
     def ws_headers(self) -> dict[str, str]:
-        """Headers for the WebSocket handshake: the same credentials and custom headers as HTTP."""
+        """Headers for the WebSocket handshake: the same credentials and custom headers as HTTP.
+
+        An ``httpx.Auth`` (basic auth included) is asked for the headers it puts on a first
+        request to the socket's address, through its public ``sync_auth_flow``; an auth that
+        only answers challenges (digest) adds none, and the handshake goes without it.
+        """
         headers = dict(self._headers)
-        if isinstance(self._auth, httpx.BasicAuth):
-            headers["Authorization"] = self._auth._auth_header
+        if self._auth is not None:
+            probe = httpx.Request("GET", self.base_url + "/ws", headers=headers)
+            flow = self._auth.sync_auth_flow(probe)
+            try:
+                first = next(flow)
+            finally:
+                flow.close()
+            known = {k.lower() for k in headers} | {"host", "content-length"}
+            for raw_key, raw_value in first.headers.raw:  # raw: names as the auth spelled them
+                key = raw_key.decode("latin-1")
+                if key.lower() not in known:
+                    headers[key] = raw_value.decode("latin-1")
         return headers
 
     # -- transport -----------------------------------------------------------------
 
-    def _request(self, method: str, path: str, *, limit: int | None = None, **kwargs: Any) -> httpx.Response:
-        """Send a request and read its answer; with ``limit``, refuse bodies larger than that or slower than the timeout.
+    def _request(self, method: str, path: str, *, limit: int = MAX_SMALL_BYTES, **kwargs: Any) -> httpx.Response:
+        """Send a request and read its answer, refusing bodies larger than ``limit`` or slower than the timeout.
 
         The body is streamed so that a hostile or broken server cannot make the client hold
         more than ``limit`` bytes (a 100 MB ``/history``), and a body that never ends (one byte
         at a time, or a Content-Length never honoured) ends in an error within the timeout.
+        A redirect is an error: following it would send the credentials to another address.
         """
         if self._closed:
             raise ComfyKitError("this client is closed", hint="Create a new ComfyUIClient.")
@@ -212,14 +291,12 @@ class ComfyUIClient:
                 hint="Is ComfyUI running there? Check the URL (--server / COMFYKIT_URL) and the network.",
             ) from None
         try:
-            failed = response.status_code >= 400
+            failed = response.status_code >= 300
             if failed:
                 # An error page is only read for its message: keep its start, drop the rest.
                 body = self._read_body(method, url, response, MAX_ERROR_BYTES, budget, truncate=True)
-            elif limit is not None:
-                body = self._read_body(method, url, response, limit, budget, truncate=False)
             else:
-                body = self._read_body(method, url, response, None, None, truncate=False)
+                body = self._read_body(method, url, response, limit, budget, truncate=False)
         finally:
             response.close()
         # A fresh, fully read response: the streamed one cannot be read again once closed.
@@ -230,22 +307,22 @@ class ComfyUIClient:
         return answer
 
     def _read_body(
-        self, method: str, url: str, response: httpx.Response, limit: int | None, budget: float | None, *, truncate: bool
+        self, method: str, url: str, response: httpx.Response, limit: int, budget: float, *, truncate: bool
     ) -> bytes:
         where = f"{method} {_redact(url)}"
         declared = response.headers.get("Content-Length", "")
-        if limit is not None and not truncate and declared.isdigit() and int(declared) > limit:
+        if not truncate and declared.isdigit() and int(declared) > limit:
             raise ProtocolError(
                 f"{where}: answer of {int(declared)} bytes is too large (limit {limit})", url=_redact(url),
                 hint="Is this URL a ComfyUI server? A real answer is far smaller.",
             )
-        deadline = None if budget is None else time.monotonic() + budget
+        deadline = time.monotonic() + budget
         chunks: list[bytes] = []
         size = 0
         try:
             for chunk in response.iter_bytes():
                 size += len(chunk)
-                if limit is not None and size > limit:
+                if size > limit:
                     if truncate:
                         chunks.append(chunk[: len(chunk) - (size - limit)])
                         break
@@ -254,7 +331,7 @@ class ComfyUIClient:
                         hint="Is this URL a ComfyUI server? A real answer is far smaller.",
                     )
                 chunks.append(chunk)
-                if deadline is not None and time.monotonic() > deadline:
+                if time.monotonic() > deadline:
                     raise RequestTimeout(
                         f"{where}: the answer did not end within {budget} s", url=_redact(url),
                         hint="The server keeps sending without finishing; raise comfyui.timeout if it is just slow.",
@@ -274,17 +351,21 @@ class ComfyUIClient:
     def _raise_for_status(self, method: str, url: str, response: httpx.Response) -> None:
         body: Any
         try:
-            body = response.json()
+            body = load_json(response.content)
         except ValueError:
             body = response.text[:2000]
-        retry_after = None
-        if "Retry-After" in response.headers:
-            try:
-                retry_after = float(response.headers["Retry-After"])
-            except ValueError:
-                retry_after = None
+        body = self.secret_mask.data(body)
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
         status = response.status_code
         where = f"{method} {_redact(url)}"
+        if status < 400:
+            location = _redact(response.headers.get("Location", "")) or "nowhere"
+            raise ServerError(
+                f"{where} answered a redirect (HTTP {status} to {location}), which comfykit does not follow",
+                status_code=status, url=_redact(url), body=body,
+                hint="Credentials must not follow a redirect to another address: point the client at the "
+                     "server's real address (the one the redirect names, if you trust it).",
+            )
         if status == 404:
             raise NotFound(f"{where}: not found (404)", status_code=status, url=_redact(url), body=body)
         if isinstance(body, dict) and isinstance(body.get("error"), dict) and "node_errors" in body:
@@ -306,10 +387,13 @@ class ComfyUIClient:
         if not response.content:
             return None
         try:
-            return response.json()
+            return load_json(response.content)
+        except JSONBudgetExceeded as exc:
+            raise ProtocolError(f"{method} {_redact(self.base_url + path)}: {exc}", url=_redact(self.base_url + path),
+                                hint="Is this URL a ComfyUI server? A real answer is far smaller.") from None
         except ValueError:
             raise ProtocolError(
-                f"{method} {_redact(self.base_url + path)} did not answer JSON: {response.text[:200]!r}",
+                f"{method} {_redact(self.base_url + path)} did not answer JSON: {self.secret_mask.text(response.text[:200])!r}",
                 url=_redact(self.base_url + path),
                 hint="Is this URL a ComfyUI server (and not a proxy's error page)?",
             ) from None
@@ -532,7 +616,7 @@ class ComfyUIClient:
 
     def get_image(self, filename: str, subfolder: str = "", folder_type: str = "output") -> bytes:
         params = {"filename": filename, "subfolder": subfolder, "type": folder_type}
-        return self._request("GET", "/view", params=params).content
+        return self._request("GET", "/view", params=params, limit=MAX_IMAGE_BYTES).content
 
     @contextmanager
     def stream_view(
@@ -549,7 +633,7 @@ class ComfyUIClient:
         except httpx.TransportError as exc:
             raise ServerUnreachable(f"cannot download {filename!r}: {exc}", url="/view") from None
         try:
-            if response.status_code >= 400:
+            if response.status_code >= 300:
                 url = self.base_url + "/view"
                 body = self._read_body("GET", url, response, MAX_ERROR_BYTES, self.timeout, truncate=True)
                 kept = [(k, v) for k, v in response.headers.multi_items() if k.lower() not in _BODY_HEADERS]

@@ -26,6 +26,7 @@ import attrs
 import yaml
 
 from comfykit.errors import ConfigError
+from comfykit.parsing import load_yaml
 
 __all__ = [
     "Config",
@@ -439,7 +440,7 @@ def find_config_file(
 
 def _has_comfyui_section(path: Path) -> bool:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = load_yaml(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError, UnicodeDecodeError, RecursionError):
         return False  # not a usable config file, so not the legacy one: the search goes on
     return isinstance(data, dict) and "comfyui" in data
@@ -465,7 +466,7 @@ def read_config_file(path: Path) -> tuple[dict[str, Any], dict[str, int]]:
         raise ConfigError(f"cannot read config file: {exc}", path=str(path))
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None

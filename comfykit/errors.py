@@ -8,6 +8,7 @@ telling the user what to do about it.
     ComfyKitError
     ├── ConfigError                 bad config file, key or value
     ├── PluginError                 a plugin failed to load or misbehaved
+    ├── JournalError                a batch journal is damaged, full, or in use by another process
     ├── WorkflowError               a workflow could not be used
     │   ├── WorkflowLoadError       unreadable or unrecognised file
     │   ├── ConversionError         UI-format workflow could not be converted
@@ -44,6 +45,7 @@ __all__ = [
     "FeatureUnavailable",
     "JobError",
     "JobLost",
+    "JournalError",
     "NotFound",
     "OutputError",
     "PluginError",
@@ -110,6 +112,14 @@ class PluginError(ComfyKitError):
 
 
 # --------------------------------------------------------------------------- workflows
+
+
+class JournalError(ComfyKitError):
+    """A batch journal cannot be used: damaged, of another program, out of disk, or owned by a live process."""
+
+    def __init__(self, message: str, *, path: str | None = None, hint: str | None = None) -> None:
+        super().__init__(f"{path}: {message}" if path else message, hint=hint)
+        self.path = path
 
 
 class WorkflowError(ComfyKitError):

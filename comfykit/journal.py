@@ -19,10 +19,11 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import attrs
 
-from comfykit.errors import ConfigError
+from comfykit.errors import JournalError
 from comfykit.jobs import Job, JobStatus
 from comfykit.outputs import OutputFile, StoredOutput
 
@@ -77,32 +78,85 @@ class Journal:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        existed = self.path.exists()
+        if existed and self.path.is_file() and self.path.stat().st_size == 0:
+            raise self._error(
+                "the file is empty, so it holds no journal (it may have been truncated)",
+                hint="Resume from a copy of the journal, or delete the file to start the batch again.",
+            )
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+            tables = {row[0] for row in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            if existed and not {"meta", "workflows", "jobs"} <= tables:
+                missing = ", ".join(sorted({"meta", "workflows", "jobs"} - tables))
+                raise self._error(
+                    f"this is not a comfykit journal (no {missing} table)",
+                    hint="Give the journal of the batch to resume, or a new file name to start one.",
+                )
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
             row = self._db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
         except sqlite3.DatabaseError as exc:
-            raise ConfigError(
-                f"cannot open the batch journal {self.path}: {exc}",
-                hint="Give a new file name, or delete the file if it is not a comfykit journal.",
+            raise self._error(
+                f"cannot open the batch journal: {exc}",
+                hint=_disk_hint(exc) or "Give a new file name, or delete the file if it is not a comfykit journal.",
             ) from None
+        except OSError as exc:
+            raise self._error(f"cannot open the batch journal: {exc.strerror or exc}",
+                              hint="Check the folder exists and is writable.") from None
         if row is None:
+            if existed:
+                raise self._error("this is not a comfykit journal (it records no schema version)",
+                                  hint="Give the journal of the batch to resume, or a new file name to start one.")
             self._db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
-        elif int(row[0]) != SCHEMA_VERSION:
-            raise ConfigError(
-                f"the batch journal {self.path} has schema {row[0]}, this comfykit writes {SCHEMA_VERSION}",
+        elif row[0] != str(SCHEMA_VERSION):
+            raise self._error(
+                f"the journal has schema {row[0]!r}, this comfykit writes {SCHEMA_VERSION}",
                 hint="Finish that batch with the comfykit version that started it, or start a new journal.",
             )
         self._lock = threading.Lock()
         self._known_workflows: set[str] = set()
         self._seq = int(self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM jobs").fetchone()[0])
 
+    def _error(self, message: str, *, hint: str | None = None) -> JournalError:
+        return JournalError(message, path=str(self.path), hint=hint)
+
+    def _write_failed(self, exc: sqlite3.Error, what: str) -> JournalError:
+        return self._error(f"cannot record {what}: {exc}",
+                           hint=_disk_hint(exc) or "The journal file may be damaged; resume from a copy.")
+
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+    # -- the batch's servers -----------------------------------------------------------------
+
+    @property
+    def servers(self) -> list[str]:
+        """The server URLs the batch ran on (without credentials), so a resume goes to the same ones."""
+        with self._lock:
+            row = self._db.execute("SELECT value FROM meta WHERE key='servers'").fetchone()
+        if row is None:
+            return []
+        try:
+            urls = json.loads(row[0])
+        except ValueError:
+            urls = None
+        if not isinstance(urls, list) or not all(isinstance(url, str) for url in urls):
+            raise self._error("the journal's list of servers is damaged",
+                              hint="Resume with --server to say where the jobs go.")
+        return urls
+
+    def remember_servers(self, urls: list[str]) -> None:
+        """Record where the batch runs; user names and passwords are left out (they come from the config)."""
+        value = _dumps([_without_credentials(url) for url in urls])
+        with self._lock:
+            try:
+                self._db.execute("INSERT OR REPLACE INTO meta VALUES ('servers', ?)", (value,))
+            except sqlite3.Error as exc:
+                raise self._write_failed(exc, "the batch's servers") from None
 
     # -- writing ------------------------------------------------------------------------
 
@@ -127,15 +181,24 @@ class Journal:
                     ),
                 )
                 self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
+            except BaseException as exc:
+                self._known_workflows.discard(digest)
+                try:
+                    self._db.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass  # SQLite already rolled back (it does on a full disk); the first error is the one to report
+                if isinstance(exc, sqlite3.Error):
+                    raise self._write_failed(exc, f"job {job.job_id}") from None
                 raise
 
     def update(self, job: Job) -> None:
         """Record the job's current state (status, attempt, server, prompt id, times, outputs, error)."""
         assignments = ", ".join(f"{column}=?" for column in _STATE_COLUMNS)
         with self._lock:
-            self._db.execute(f"UPDATE jobs SET {assignments} WHERE job_id=?", (*self._state(job), job.job_id))
+            try:
+                self._db.execute(f"UPDATE jobs SET {assignments} WHERE job_id=?", (*self._state(job), job.job_id))
+            except sqlite3.Error as exc:
+                raise self._write_failed(exc, f"the state of job {job.job_id}") from None
 
     @staticmethod
     def _state(job: Job) -> tuple[Any, ...]:
@@ -158,38 +221,67 @@ class Journal:
             return int(self._db.execute("SELECT COUNT(*) FROM jobs").fetchone()[0])
 
     def jobs(self) -> Iterator[Job]:
-        """Every journaled job, in the order it was added."""
+        """Every journaled job, in the order it was added; a row that cannot be read is a :class:`JournalError`."""
         with self._lock:
-            rows = self._db.execute(
-                "SELECT j.*, w.body FROM jobs j JOIN workflows w ON w.digest = j.workflow ORDER BY j.seq"
-            ).fetchall()
-            names = [d[0] for d in self._db.execute("SELECT * FROM jobs LIMIT 0").description] + ["body"]
+            try:
+                rows = self._db.execute(
+                    "SELECT j.*, w.body FROM jobs j LEFT JOIN workflows w ON w.digest = j.workflow ORDER BY j.seq"
+                ).fetchall()
+                names = [d[0] for d in self._db.execute("SELECT * FROM jobs LIMIT 0").description] + ["body"]
+            except sqlite3.DatabaseError as exc:
+                raise self._error(f"cannot read the journal: {exc}",
+                                  hint="The file is damaged; resume from a copy of it.") from None
         workflows: dict[str, Any] = {}
         for row in rows:
             record = dict(zip(names, row, strict=True))
-            digest = record["workflow"]
-            if digest not in workflows:
-                workflows[digest] = json.loads(record["body"])
-            self._known_workflows.add(digest)
-            job = Job(
-                workflow=workflows[digest],
-                job_id=record["job_id"],
-                metadata=json.loads(record["metadata"]),
-                params=json.loads(record["params"]),
-                extra_data=json.loads(record["extra_data"]),
-                inputs=json.loads(record["inputs"]),
-                status=JobStatus(record["status"]),
-                attempts=record["attempts"],
-                server=record["server"],
-                prompt_id=record["prompt_id"],
-                created_at=record["created_at"],
-                submitted_at=record["submitted_at"],
-                started_at=record["started_at"],
-                finished_at=record["finished_at"],
-                outputs=[OutputFile(**o) for o in json.loads(record["outputs"])],
-                stored=[StoredOutput(**s) for s in json.loads(record["stored"])],
-                cached_nodes=json.loads(record["cached_nodes"]),
-                error=record["error"],
-                error_type=record["error_type"],
-            )
+            try:
+                job = self._job(record, workflows)
+            except (ValueError, TypeError, KeyError, AttributeError) as exc:
+                raise self._error(
+                    f"the record of job {record.get('job_id')!r} is damaged ({type(exc).__name__}: {exc})",
+                    hint="The file was changed by something other than comfykit; resume from a copy of it.",
+                ) from None
             yield job
+
+    def _job(self, record: dict[str, Any], workflows: dict[str, Any]) -> Job:
+        digest = record["workflow"]
+        if digest not in workflows:
+            if record["body"] is None:
+                raise KeyError(f"workflow {digest} is missing")
+            workflows[digest] = json.loads(record["body"])
+        if not isinstance(record["job_id"], str) or not isinstance(record["attempts"], int):
+            raise TypeError("job_id must be text and attempts a number")
+        self._known_workflows.add(digest)
+        return Job(
+            workflow=workflows[digest],
+            job_id=record["job_id"],
+            metadata=json.loads(record["metadata"]),
+            params=json.loads(record["params"]),
+            extra_data=json.loads(record["extra_data"]),
+            inputs=json.loads(record["inputs"]),
+            status=JobStatus(record["status"]),
+            attempts=record["attempts"],
+            server=record["server"],
+            prompt_id=record["prompt_id"],
+            created_at=record["created_at"],
+            submitted_at=record["submitted_at"],
+            started_at=record["started_at"],
+            finished_at=record["finished_at"],
+            outputs=[OutputFile(**o) for o in json.loads(record["outputs"])],
+            stored=[StoredOutput(**s) for s in json.loads(record["stored"])],
+            cached_nodes=json.loads(record["cached_nodes"]),
+            error=record["error"],
+            error_type=record["error_type"],
+        )
+
+
+def _without_credentials(url: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
+def _disk_hint(exc: BaseException) -> str | None:
+    """The hint for a full disk, which SQLite reports as "database or disk is full"."""
+    if "disk is full" in str(exc) or getattr(exc, "sqlite_errorcode", None) == getattr(sqlite3, "SQLITE_FULL", 13):
+        return "The disk holding the journal is full: free some space, then resume with the same journal."
+    return None

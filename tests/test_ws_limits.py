@@ -1,0 +1,147 @@
+"""The monitor's WebSocket against a hostile peer: huge frames, endless fragments, redirects with credentials."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import socket
+import struct
+import threading
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from comfykit_monitor.frames import BoundedWebSocket, MessageTooLarge, RedirectRefused
+
+_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+class RawPeer:
+    """A one-connection-at-a-time TCP peer on loopback that speaks just enough WebSocket to misbehave."""
+
+    def __init__(self, behave: Callable[[socket.socket, bytes], None]) -> None:
+        self.behave = behave
+        self.requests: list[bytes] = []
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        try:
+            conn, _ = self.listener.accept()
+        except OSError:
+            return
+        with conn:
+            request = b""
+            while b"\r\n\r\n" not in request:
+                chunk = conn.recv(4096)
+                if not chunk:
+                    return
+                request += chunk
+            self.requests.append(request)
+            self.behave(conn, request)
+            # Hold the socket open until the test is over: a client that waits for the rest
+            # of a frame would block here rather than see an early close.
+            self.done.wait(30)
+
+    def close(self) -> None:
+        self.done.set()
+        try:
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes a thread still blocked in accept()
+        except OSError:
+            pass  # not connected: nothing was waiting
+        self.listener.close()
+        self.thread.join(5)
+
+
+def _accept(conn: socket.socket, request: bytes) -> None:
+    key = next(line.split(b":", 1)[1].strip() for line in request.split(b"\r\n") if line.lower().startswith(b"sec-websocket-key"))
+    accept = base64.b64encode(hashlib.sha1(key + _GUID).digest())
+    conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                 b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n")
+
+
+def _header(opcode: int, length: int, *, fin: bool = True) -> bytes:
+    first = (0x80 if fin else 0) | opcode
+    if length < 126:
+        return struct.pack("!BB", first, length)
+    if length < 1 << 16:
+        return struct.pack("!BBH", first, 126, length)
+    return struct.pack("!BBQ", first, 127, length)
+
+
+@pytest.fixture
+def peer() -> Iterator[Callable[[Callable[[socket.socket, bytes], None]], RawPeer]]:
+    made: list[RawPeer] = []
+
+    def make(behave: Callable[[socket.socket, bytes], None]) -> RawPeer:
+        made.append(RawPeer(behave))
+        return made[-1]
+
+    yield make
+    for one in made:
+        one.close()
+
+
+def _client(limit: int) -> BoundedWebSocket:
+    return BoundedWebSocket(max_message_bytes=limit, skip_utf8_validation=True)
+
+
+def test_a_frame_announcing_more_than_the_limit_fails_before_its_payload_is_read(peer) -> None:
+    def huge(conn: socket.socket, request: bytes) -> None:
+        _accept(conn, request)
+        conn.sendall(_header(0x2, 500 * 1024 * 1024) + b"\0" * 1024)  # then nothing: the rest never comes
+
+    server = peer(huge)
+    ws = _client(1024 * 1024)
+    ws.connect(f"ws://127.0.0.1:{server.port}/ws", timeout=20)
+    # Were the payload read first, this would block until the 20 s timeout and raise a timeout instead.
+    with pytest.raises(MessageTooLarge, match="524,288,000-byte frame"):
+        ws.recv_data()
+    ws.shutdown()
+
+
+def test_fragments_that_never_end_are_cut_off_at_the_limit(peer) -> None:
+    def endless(conn: socket.socket, request: bytes) -> None:
+        _accept(conn, request)
+        conn.sendall(_header(0x1, 1000, fin=False) + b"x" * 1000)
+        for _ in range(200):
+            conn.sendall(_header(0x0, 1000, fin=False) + b"x" * 1000)
+
+    server = peer(endless)
+    ws = _client(50_000)
+    ws.connect(f"ws://127.0.0.1:{server.port}/ws", timeout=20)
+    with pytest.raises(MessageTooLarge, match="fragmented message grew past 50,000 bytes"):
+        ws.recv_data()
+    ws.shutdown()
+
+
+def test_messages_within_the_limit_arrive_whole(peer) -> None:
+    def polite(conn: socket.socket, request: bytes) -> None:
+        _accept(conn, request)
+        conn.sendall(_header(0x1, 5, fin=False) + b"hello" + _header(0x0, 6) + b" world")
+        conn.sendall(_header(0x2, 3) + b"\x01\x02\x03")
+
+    server = peer(polite)
+    ws = _client(64)
+    ws.connect(f"ws://127.0.0.1:{server.port}/ws", timeout=20)
+    assert ws.recv_data() == (0x1, b"hello world")
+    assert ws.recv_data() == (0x2, b"\x01\x02\x03")
+    ws.shutdown()
+
+
+def test_a_redirect_is_refused_and_the_credentials_go_nowhere_else(peer) -> None:
+    elsewhere = peer(_accept)
+
+    def redirect(conn: socket.socket, request: bytes) -> None:
+        conn.sendall(f"HTTP/1.1 302 Found\r\nLocation: ws://127.0.0.1:{elsewhere.port}/ws\r\n"
+                     "Content-Length: 0\r\n\r\n".encode())
+
+    server = peer(redirect)
+    ws = _client(1024)
+    with pytest.raises(RedirectRefused, match=f"redirected \\(302\\) to ws://127.0.0.1:{elsewhere.port}/ws"):
+        ws.connect(f"ws://127.0.0.1:{server.port}/ws", timeout=20, header=["Authorization: Bearer s3cret"])
+    assert b"Bearer s3cret" in server.requests[0]
+    assert elsewhere.requests == []
