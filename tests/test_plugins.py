@@ -17,7 +17,10 @@ from comfykit import hookimpl, hookspecs
 from comfykit.errors import PluginError
 from comfykit.jobs import Job
 from comfykit.outputs import OutputFile, StoredOutput
-from comfykit.plugins import BUNDLED_PLUGINS, CORE_PLUGINS, get_plugin_manager, parse_plugin_options
+from comfykit.plugins import CORE_PLUGINS, get_plugin_manager, parse_plugin_options
+
+#: The plugins comfykit ships, registered through its own entry points.
+BUNDLED_PLUGINS = {"monitor", "download", "metadata", "cli"}
 
 
 def _hookspec_functions() -> list[tuple[str, object]]:

@@ -31,6 +31,7 @@ from comfykit.outputs import OutputFile, StoredOutput, discover_outputs
 from comfykit.paths import DEFAULT_NAMING, atomic_write, plan_output_paths, sha256_of_file, temp_file_beside
 
 if TYPE_CHECKING:
+    import click
     import httpx
 
     from comfykit.client import ComfyUIClient
@@ -76,6 +77,13 @@ def comfykit_configure(config: Config) -> None:
         from comfykit.errors import ConfigError
 
         raise ConfigError("output.download_attempts must be at least 1", key="output.download_attempts")
+
+
+@hookimpl
+def comfykit_register_commands(cli: click.Group) -> None:
+    from comfykit_download.command import download
+
+    cli.add_command(download)
 
 
 @hookimpl
