@@ -54,7 +54,6 @@ __all__ = [
     "PluginManager",
     "SinkResult",
     "get_plugin_manager",
-    "open_session",
     "parse_plugin_options",
 ]
 
@@ -166,6 +165,13 @@ class PluginManager:
         """(name, plugin object) of every registered plugin, in registration order."""
         return [(name, plugin) for name, plugin in self.pm.list_name_plugin() if plugin is not None]
 
+    def describe(self, name: str) -> str:
+        """``name`` for a person: a plugin object registered without a name also gets its class's name."""
+        plugin = self.pm.get_plugin(name)
+        if plugin is None or name != str(id(plugin)):
+            return name
+        return f"{name} ({type(plugin).__qualname__} object)"
+
     def hooks_of(self, name: str) -> list[str]:
         """Names of the hooks the plugin called ``name`` implements."""
         plugin = self.pm.get_plugin(name)
@@ -213,12 +219,12 @@ class PluginManager:
                 if cli.commands.get(name) is command:
                     continue
                 if name in cli.commands:
-                    conflict = CommandConflict(command=name, owner=owners[name], refused=impl.plugin_name)
+                    conflict = CommandConflict(command=name, owner=owners[name], refused=self.describe(impl.plugin_name))
                     self.command_conflicts.append(conflict)
                     log.warning("%s", conflict)
                     continue
                 cli.add_command(command, name)
-                owners[name] = impl.plugin_name
+                owners[name] = self.describe(impl.plugin_name)
         return list(self.command_conflicts)
 
     # -- workflows ----------------------------------------------------

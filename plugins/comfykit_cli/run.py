@@ -308,6 +308,7 @@ def batch(sources: tuple[str, ...], sweeps: tuple[str, ...], updates: tuple[str,
     combos = _sweep_points(sweeps)
     files = dict(parse_assignment(text, "--input") for text in inputs)
     node_sets, params = split_sets(sets)
+    paths = workflow_files(sources)
     config = state.config().with_overrides({"output.output_dir": output_dir, **_output_overrides(None, no_download)})
     queue = QueueManager(
         servers=state.server_list(servers) or None, config=config, max_concurrent=concurrency, max_retries=retries,
@@ -317,7 +318,7 @@ def batch(sources: tuple[str, ...], sweeps: tuple[str, ...], updates: tuple[str,
     try:
         check_servers(queue.clients)
         rng = random.SystemRandom()
-        for path in workflow_files(sources):
+        for path in paths:
             target = load_target(path, queue.clients[0])
             for values in combos:
                 graph = build_graph(target, params=params, updates=[*updates, *node_sets], point=values,
