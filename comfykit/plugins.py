@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from comfykit.jobs import Job
     from comfykit.outputs import OutputFile, StoredOutput
     from comfykit.queue import QueueManager
+    from comfykit.session import open_session as open_session
     from comfykit.workflow.problems import Problem
 
 __all__ = [

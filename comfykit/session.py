@@ -18,7 +18,7 @@ from typing import Any
 from comfykit.config import Config, ConfigRegistry, core_registry, load_config
 from comfykit.plugins import PluginManager, get_plugin_manager, parse_plugin_options
 
-__all__ = ["open_session", "session_config", "session_plugin_manager"]
+__all__ = ["open_session", "session_config", "session_plugin_manager", "session_registry"]
 
 ConfigArgument = Config | str | os.PathLike[str] | None
 
