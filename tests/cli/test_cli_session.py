@@ -233,3 +233,24 @@ def test_the_core_names_no_bundled_plugin() -> None:
         text = path.read_text(encoding="utf-8")
         for plugin in ("comfykit_cli", "comfykit_download", "comfykit_metadata", "comfykit_monitor"):
             assert plugin not in text, f"{path.name} names {plugin}"
+
+
+def test_help_loads_the_plugins_but_no_heavy_module() -> None:
+    code = ("import sys\nfrom comfykit_cli import main\nmain(['--help'])\n"
+            "print(sorted(m for m in ('httpx', 'aiohttp', 'rich', 'PIL', 'comfykit.client', 'comfykit.queue') "
+            "if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "send" in result.stdout and "download" in result.stdout
+    assert result.stdout.splitlines()[-1] == "[]"
+
+
+def test_serve_options_carry_the_knobs_help_text() -> None:
+    import attrs
+
+    from comfykit.testing import Knobs
+
+    text = run("serve", "--help").stdout
+    helped = [field for field in attrs.fields(Knobs) if not field.name.startswith("_")]
+    assert all(field.metadata.get("help") for field in helped)
+    assert "the status code of the failures" in " ".join(text.split())
