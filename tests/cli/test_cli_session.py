@@ -254,3 +254,23 @@ def test_serve_options_carry_the_knobs_help_text() -> None:
     helped = [field for field in attrs.fields(Knobs) if not field.name.startswith("_")]
     assert all(field.metadata.get("help") for field in helped)
     assert "the status code of the failures" in " ".join(text.split())
+
+
+def test_the_original_readme_command_lines(comfyui_simulator: ComfyUISimulator, tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "workflows"
+    folder.mkdir()
+    workflow = folder / "my_workflow.json"
+    workflow.write_text((RECORDINGS / "tiny_ksampler.json").read_text())
+    server = ["--server", comfyui_simulator.url]
+    assert main([*server, "send", str(workflow), "--wait"]) == 0
+    assert main([*server, "send", str(workflow), "--update", "6.seed=42", "--update", "3.text=a beautiful landscape",
+                 "--wait"]) == 0
+    assert main([*server, "batch", str(folder), "--timeout", "600"]) == 0
+    assert main([*server, "validate", str(workflow)]) == 0
+    assert main([*server, "queue", "--verbose"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("completed ") >= 2 and "1 completed, 0 failed" in out and "running: -" in out
+    history = httpx.get(comfyui_simulator.url + "/history", timeout=10).json()
+    prompts = [entry["prompt"][2] for entry in history.values()]
+    assert any(p["6"]["inputs"]["seed"] == 42 and p["3"]["inputs"]["text"] == "a beautiful landscape" for p in prompts)
