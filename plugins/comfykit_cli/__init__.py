@@ -42,6 +42,9 @@ class RootOptions:
     config_path: str | None = None
     verbose: int = 0
 
+    def chooses_same_plugins(self, other: RootOptions) -> bool:
+        return (self.plugin_options, self.config_path) == (other.plugin_options, other.config_path)
+
 
 #: Root options that take a value, as separate word or ``--opt=value``.
 _VALUE_OPTIONS = {"-p", "--server", "--config"}
@@ -96,7 +99,7 @@ class ComfykitGroup(click.Group):
         from comfykit.plugins import get_plugin_manager, parse_plugin_options
         from comfykit.session import session_plugin_manager
 
-        if self._loaded == options:
+        if self._loaded is not None and self._loaded.chooses_same_plugins(options):
             return
         self.commands = {}
         every_option = [*self._given_options, *options.plugin_options]
