@@ -349,20 +349,38 @@ def get_plugin_manager(
     if autoload is None:
         autoload = not _truthy_env("COMFYKIT_DISABLE_PLUGIN_AUTOLOAD")
 
-    def fail(name: str, origin: str, exc: BaseException) -> None:
-        failure = LoadFailure(name=name, origin=origin, error=f"{type(exc).__name__}: {exc}")
-        manager.failures.append(failure)
-        if strict:
-            raise PluginError(
-                f"plugin {name!r} ({origin}) failed to load: {failure.error}",
-                plugin=name,
-                hint=f"Fix or uninstall it, or disable it with `-p no:{name}`.",
-            ) from exc
-        log.warning("plugin %r (%s) failed to load and was skipped: %s", name, origin, failure.error)
-
     for name, module_name in CORE_PLUGINS.items():
         manager.register(_load_module(module_name), name, origin="core")
+    _register_entry_points(manager, autoload=autoload, strict=strict)
+    for name in enable:
+        if name in manager.disabled or manager.is_registered(name):
+            continue
+        try:
+            manager.register(_load_module(name), name, origin="-p")
+        except Exception as exc:
+            _load_failed(manager, name, "-p", exc, strict=strict)
+    for plugin in plugins:
+        manager.register(plugin, origin="python")
 
+    manager.check_pending()
+    return manager
+
+
+def _load_failed(manager: PluginManager, name: str, origin: str, exc: BaseException, *, strict: bool) -> None:
+    """Record a plugin that could not be loaded; with ``strict``, raise instead of going on."""
+    failure = LoadFailure(name=name, origin=origin, error=f"{type(exc).__name__}: {exc}")
+    manager.failures.append(failure)
+    if strict:
+        raise PluginError(
+            f"plugin {name!r} ({origin}) failed to load: {failure.error}",
+            plugin=name,
+            hint=f"Fix or uninstall it, or disable it with `-p no:{name}`.",
+        ) from exc
+    log.warning("plugin %r (%s) failed to load and was skipped: %s", name, origin, failure.error)
+
+
+def _register_entry_points(manager: PluginManager, *, autoload: bool, strict: bool) -> None:
+    """Register the ``comfykit`` entry points: the bundled ones always, third-party ones with ``autoload``."""
     # Bundled plugins first, so they own their command names and hook order does not depend on
     # the order distributions happen to be found in.
     entry_points = sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: not _is_bundled(ep))
@@ -380,23 +398,9 @@ def get_plugin_manager(
         try:
             plugin = entry_point.load()
         except Exception as exc:
-            fail(entry_point.name, origin, exc)
+            _load_failed(manager, entry_point.name, origin, exc, strict=strict)
             continue
         manager.register(plugin, entry_point.name, origin=origin)
-
-    for name in enable:
-        if name in manager.disabled or manager.is_registered(name):
-            continue
-        try:
-            manager.register(_load_module(name), name, origin="-p")
-        except Exception as exc:
-            fail(name, "-p", exc)
-
-    for plugin in plugins:
-        manager.register(plugin, origin="python")
-
-    manager.check_pending()
-    return manager
 
 
 def __getattr__(name: str) -> Any:
