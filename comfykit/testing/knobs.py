@@ -28,47 +28,22 @@ class Knobs:
 
     node_seconds: float = attrs.field(default=0.0, metadata=_help("seconds each executed (non-cached) node takes"))
     step_seconds: float = attrs.field(
-        default=0.0,
-        metadata=_help(
-            "seconds each sampler step takes (KSampler and friends report one progress event per step)"
-        ),
+        default=0.0, metadata=_help("seconds each sampler step takes (KSampler and friends report one progress event per step)")
     )
     drop_websocket_after: float | None = attrs.field(
-        default=None,
-        metadata=_help(
-            "close every WebSocket this many seconds after it opened (None: never)"
-        ),
+        default=None, metadata=_help("close every WebSocket this many seconds after it opened (None: never)")
     )
     history_delay: float = attrs.field(
-        default=0.0,
-        metadata=_help(
-            "seconds between ``execution_success`` and writing the history entry"
-        ),
+        default=0.0, metadata=_help("seconds between ``execution_success`` and writing the history entry")
     )
-    fail_next: int = attrs.field(
-        default=0,
-        metadata=_help(
-            "answer the next N HTTP requests with a 5xx (``fail_status``)"
-        ),
-    )
+    fail_next: int = attrs.field(default=0, metadata=_help("answer the next N HTTP requests with a 5xx (``fail_status``)"))
     fail_status: int = attrs.field(default=500, metadata=_help("the status code of the failures ``fail_next`` forces"))
-    response_delay: float = attrs.field(
-        default=0.0,
-        metadata=_help(
-            "seconds to wait before answering each HTTP request"
-        ),
-    )
+    response_delay: float = attrs.field(default=0.0, metadata=_help("seconds to wait before answering each HTTP request"))
     answer_delay: float = attrs.field(
-        default=0.0,
-        metadata=_help(
-            "seconds to wait after handling each HTTP request before answering (lost-answer faults)"
-        ),
+        default=0.0, metadata=_help("seconds to wait after handling each HTTP request before answering (lost-answer faults)")
     )
     refuse_connections: bool = attrs.field(
-        default=False,
-        metadata=_help(
-            "refuse new connections (the listening socket is closed while True)"
-        ),
+        default=False, metadata=_help("refuse new connections (the listening socket is closed while True)")
     )
     output_filename: str | None = attrs.field(
         default=None,
@@ -78,10 +53,7 @@ class Knobs:
         ),
     )
     output_subfolder: str | None = attrs.field(
-        default=None,
-        metadata=_help(
-            "output subfolder reported for saved files, instead of the real one"
-        ),
+        default=None, metadata=_help("output subfolder reported for saved files, instead of the real one")
     )
     view_any_name: bool = attrs.field(
         default=False,
@@ -91,10 +63,7 @@ class Knobs:
         ),
     )
     break_views: int = attrs.field(
-        default=0,
-        metadata=_help(
-            "cut the next N ``/view`` transfers (the connection closes mid-body) ..."
-        ),
+        default=0, metadata=_help("cut the next N ``/view`` transfers (the connection closes mid-body) ...")
     )
     break_view_after: int = attrs.field(default=1024, metadata=_help("... after this many body bytes"))
     view_ignore_range: bool = attrs.field(
@@ -104,28 +73,16 @@ class Knobs:
         ),
     )
     fail_nodes_next: int = attrs.field(
-        default=0,
-        metadata=_help(
-            "the next N executed nodes raise ``node_failure_message`` (a transient GPU error by default)"
-        ),
+        default=0, metadata=_help("the next N executed nodes raise ``node_failure_message`` (a transient GPU error by default)")
     )
     node_failure_message: str = attrs.field(
-        default="CUDA error: out of memory",
-        metadata=_help(
-            "the error message of the node failures ``fail_nodes_next`` forces"
-        ),
+        default="CUDA error: out of memory", metadata=_help("the error message of the node failures ``fail_nodes_next`` forces")
     )
     node_failure_type: str = attrs.field(
-        default="torch.OutOfMemoryError",
-        metadata=_help(
-            "the exception type reported with those node failures"
-        ),
+        default="torch.OutOfMemoryError", metadata=_help("the exception type reported with those node failures")
     )
     preview_method: str = attrs.field(
-        default="none",
-        metadata=_help(
-            "preview method for samplers: \"none\" (no previews) or \"latent2rgb\" (JPEG previews)"
-        ),
+        default="none", metadata=_help("preview method for samplers: \"none\" (no previews) or \"latent2rgb\" (JPEG previews)")
     )
     preview_size: int = attrs.field(default=512, metadata=_help("sampler preview image longest side"))
 
@@ -139,10 +96,7 @@ class Knobs:
         ),
     )
     hostile_bytes: int = attrs.field(
-        default=100 * 1024 * 1024,
-        metadata=_help(
-            "bytes of the ``huge`` and ``huge_chunked`` hostile bodies"
-        ),
+        default=100 * 1024 * 1024, metadata=_help("bytes of the ``huge`` and ``huge_chunked`` hostile bodies")
     )
     hostile_paths: tuple[str, ...] | str = attrs.field(
         default=("/history", "/object_info"),
