@@ -227,12 +227,23 @@ def test_python_dash_m_comfykit_runs_the_console_script() -> None:
     assert {"cli", "download", "metadata", "monitor"} <= set(names)
 
 
-def test_the_core_names_no_bundled_plugin() -> None:
+def test_the_core_imports_no_bundled_plugin() -> None:
+    import ast
+
+    bundled = {"comfykit_cli", "comfykit_download", "comfykit_metadata", "comfykit_monitor"}
     core = Path(__file__).resolve().parents[2] / "comfykit"
-    for path in core.glob("*.py"):
-        text = path.read_text(encoding="utf-8")
-        for plugin in ("comfykit_cli", "comfykit_download", "comfykit_metadata", "comfykit_monitor"):
-            assert plugin not in text, f"{path.name} names {plugin}"
+    for path in core.rglob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                names = {(node.module or "").split(".")[0]}
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+                names = {node.value.split(".")[0]}  # importlib.import_module("comfykit_cli") and tables of names
+            else:
+                continue
+            assert not names & bundled, f"{path.relative_to(core.parent)}:{node.lineno} names {names & bundled}"
 
 
 def test_help_loads_the_plugins_but_no_heavy_module() -> None:
@@ -274,3 +285,17 @@ def test_the_original_readme_command_lines(comfyui_simulator: ComfyUISimulator, 
     history = httpx.get(comfyui_simulator.url + "/history", timeout=10).json()
     prompts = [entry["prompt"][2] for entry in history.values()]
     assert any(p["6"]["inputs"]["seed"] == 42 and p["3"]["inputs"]["text"] == "a beautiful landscape" for p in prompts)
+
+
+def test_the_download_command_belongs_to_the_download_plugin() -> None:
+    assert "download" in run("--help").stdout
+    result = run("-p", "no:download", "download", "some-prompt")
+    assert result.exit_code == 2 and "No such command" in result.stderr
+    assert "download" not in run("-p", "no:download", "--help").stdout
+
+
+def test_a_plugin_failing_under_plugins_strict_is_one_readable_error(tmp_path: Path) -> None:
+    (tmp_path / "comfykit.yaml").write_text("plugins:\n  strict: true\n  enable: [no_such_plugin_module_here]\n")
+    result = run("queue")
+    assert result.exit_code == 1
+    assert result.stderr.startswith("Error: plugin 'no_such_plugin_module_here'") and "Traceback" not in result.stderr
