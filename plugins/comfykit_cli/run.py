@@ -24,9 +24,8 @@ from comfykit_cli.state import get_state
 from comfykit_cli.targets import build_graph, load_target, split_sets
 
 if TYPE_CHECKING:
+    from comfykit import Job, QueueManager
     from comfykit.client import ComfyUIClient
-    from comfykit.jobs import Job
-    from comfykit.queue import QueueManager
     from comfykit.tracking import JobProgress
 
 __all__ = ["WORKFLOW_SUFFIXES", "batch", "check_servers", "log_job_events", "send", "workflow_files"]
@@ -160,7 +159,7 @@ def send(workflow: str, updates: tuple[str, ...], sets: tuple[str, ...], random_
 def _queue_only(client: ComfyUIClient, graph: dict[str, Any], files: Mapping[str, str], *, source: str,
                 as_json: bool) -> None:
     """Prepare (uploads, hooks), validate and post ``graph``; print the prompt id without waiting."""
-    from comfykit.jobs import Job
+    from comfykit import Job
     from comfykit.uploads import UploadCache, apply_inputs
     from comfykit.workflow import validate_before_send
 
@@ -176,8 +175,7 @@ def _queue_only(client: ComfyUIClient, graph: dict[str, Any], files: Mapping[str
 def _run_one(client: ComfyUIClient, graph: dict[str, Any], files: Mapping[str, str], *, source: str,
              timeout: float | None, as_json: bool) -> None:
     """Run ``graph`` as a one-job queue on ``client``, showing its progress; exit non-zero when it fails."""
-    from comfykit.jobs import JobStatus
-    from comfykit.queue import QueueManager
+    from comfykit import JobStatus, QueueManager
     from comfykit_cli.progress import job_mode
 
     check_servers([client])
@@ -200,7 +198,7 @@ def _run_one(client: ComfyUIClient, graph: dict[str, Any], files: Mapping[str, s
 
 def _follow(queue: QueueManager, client: ComfyUIClient, job: Job, mode: str) -> None:
     """Run the queue until ``job`` ended, drawing its progress; Ctrl-C cancels it on the server."""
-    from comfykit.jobs import JobStatus
+    from comfykit import JobStatus
     from comfykit_cli.progress import JobView, emit_event
 
     view: JobView | None = None
@@ -300,7 +298,7 @@ def batch(sources: tuple[str, ...], sweeps: tuple[str, ...], updates: tuple[str,
     job failed, 130 on Ctrl-C (in-flight jobs are cancelled; with a journal,
     `--resume JOURNAL` runs what is left).
     """
-    from comfykit.queue import QueueManager
+    from comfykit import QueueManager
 
     state = get_state()
     as_json = state.json(as_json)
