@@ -265,3 +265,45 @@ def test_an_entry_point_plugin_through_the_cli_and_dash_p_no(fake_site: Path) ->
     disabled = listing("-p", "no:good")
     assert "good" not in [p["name"] for p in disabled["plugins"]]
     assert "good" in disabled["disabled"]
+
+
+def test_register_commands_keeps_the_first_owner_and_lets_plugins_extend_groups(caplog: pytest.LogCaptureFixture) -> None:
+    import click
+
+    class First:
+        @hookimpl
+        def comfykit_register_commands(self, cli: click.Group) -> None:
+            @cli.group()
+            def tools() -> None:
+                """First's group."""
+
+            @cli.command()
+            def hello() -> None:
+                """First's hello."""
+
+    class Second:
+        @hookimpl
+        def comfykit_register_commands(self, cli: click.Group) -> None:
+            @cli.command()
+            def hello() -> None:
+                """Second's hello."""
+
+            tools = cli.commands["tools"]
+            assert isinstance(tools, click.Group)
+
+            @tools.command()
+            def extra() -> None:
+                """Added to First's group."""
+
+    manager = get_plugin_manager(plugins=[First(), Second()], autoload=False, disable=["cli", "download"])
+    root = click.Group("comfykit")
+    with caplog.at_level(logging.WARNING, logger="comfykit.plugins"):
+        conflicts = manager.register_commands(root)
+    assert sorted(root.commands) == ["hello", "tools"]
+    assert root.commands["hello"].help == "First's hello."
+    tools = root.commands["tools"]
+    assert isinstance(tools, click.Group) and "extra" in tools.commands
+    [conflict] = conflicts
+    assert conflict.command == "hello" and "First" in conflict.owner and "Second" in conflict.refused
+    assert manager.command_conflicts == conflicts
+    assert any("hello" in r.getMessage() and "Second" in r.getMessage() for r in caplog.records)
