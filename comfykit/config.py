@@ -303,11 +303,6 @@ def core_registry() -> ConfigRegistry:
     r.add("batch", "health_interval", 2.0, type="float", help="Seconds between checks of an unreachable server.")
     r.add("batch", "poll_interval", 0.25, type="float",
           help="Seconds between server checks for jobs whose events cannot arrive (polling, resumed jobs).")
-    # logging
-    r.add("logging", "level", "INFO", help="Log level: DEBUG, INFO, WARNING, ERROR.")
-    r.add("logging", "file", None, type="str", help="Log file path.")
-    r.add("logging", "console", True, help="Log to the console (stderr).")
-    r.add("logging", "format", "%(asctime)s %(levelname)s %(name)s: %(message)s", help="Log line format.")
     # plugins
     r.add("plugins", "disable", [], type="names", help="Plugins not to load, by name.")
     r.add("plugins", "enable", [], type="names", help="Extra plugin modules to load.")

@@ -6,12 +6,18 @@ need no reloads and a broken third-party plugin cannot break comfykit at
 import time.
 
 Plugins come from four places, in registration order: core defaults (always
-on), the ``comfykit`` entry-point group (the bundled plugins ``monitor``,
-``download``, ``metadata`` and ``cli`` are registered there too), objects
-passed in Python, and names given with ``-p NAME``.  Any plugin but the core
-ones can be disabled by name (``-p no:NAME``, ``COMFYKIT_DISABLE_PLUGINS``,
-the ``plugins.disable`` config key).  ``COMFYKIT_DISABLE_PLUGIN_AUTOLOAD=1``
-skips third-party entry points; bundled plugins still load.
+on), the ``comfykit`` entry-point group (comfykit's own distribution declares
+the bundled plugins ``monitor``, ``download``, ``metadata`` and ``cli`` there,
+and they register before third-party ones), names given with ``-p NAME``, and
+objects passed in Python.  The core imports no plugin module by name: an
+editable checkout (``pip install -e .``) has the entry points too.  Any plugin
+but the core ones can be disabled by name (``-p no:NAME``,
+``COMFYKIT_DISABLE_PLUGINS``, the ``plugins.disable`` config key).
+``COMFYKIT_DISABLE_PLUGIN_AUTOLOAD=1`` skips third-party entry points; bundled
+plugins still load.
+
+Building a session (manager and config together) is :mod:`comfykit.session`;
+``comfykit.plugins.open_session`` stays importable from here.
 """
 
 from __future__ import annotations
@@ -39,16 +45,16 @@ if TYPE_CHECKING:
     from comfykit.jobs import Job
     from comfykit.outputs import OutputFile, StoredOutput
     from comfykit.queue import QueueManager
+    from comfykit.session import open_session as open_session
     from comfykit.workflow.problems import Problem
 
 __all__ = [
-    "BUNDLED_PLUGINS",
     "ENTRY_POINT_GROUP",
+    "CommandConflict",
     "LoadFailure",
     "PluginManager",
     "SinkResult",
     "get_plugin_manager",
-    "open_session",
     "parse_plugin_options",
 ]
 
@@ -56,15 +62,8 @@ log = logging.getLogger("comfykit.plugins")
 
 ENTRY_POINT_GROUP = "comfykit"
 
-#: Bundled plugins: short name -> module.  They ship in comfykit's wheel and are
-#: registered through the same entry-point group third-party plugins use; the
-#: table is a fallback for source checkouts where the entry points are absent.
-BUNDLED_PLUGINS: Mapping[str, str] = {
-    "monitor": "comfykit_monitor",
-    "download": "comfykit_download",
-    "metadata": "comfykit_metadata",
-    "cli": "comfykit_cli",
-}
+#: The distribution whose entry points are the bundled plugins.
+BUNDLED_DISTRIBUTION = "comfykit"
 
 #: Core defaults that cannot be disabled: they are the fallbacks the firstresult
 #: hooks rely on.
@@ -82,6 +81,18 @@ class LoadFailure:
     name: str
     origin: str
     error: str
+
+
+@attrs.frozen
+class CommandConflict:
+    """A command a plugin registered under a name another plugin had already taken: it was not added."""
+
+    command: str
+    owner: str
+    refused: str
+
+    def __str__(self) -> str:
+        return f"command {self.command!r} of plugin {self.refused!r} ignored: plugin {self.owner!r} registered it first"
 
 
 @attrs.frozen
@@ -132,6 +143,8 @@ class PluginManager:
         self.origins: dict[str, str] = {}
         self.disabled: set[str] = set()
         self.failures: list[LoadFailure] = []
+        #: commands refused by :meth:`register_commands` because their name was taken
+        self.command_conflicts: list[CommandConflict] = []
 
     # -- registration -------------------------------------------------
 
@@ -152,6 +165,13 @@ class PluginManager:
     def plugins(self) -> list[tuple[str, object]]:
         """(name, plugin object) of every registered plugin, in registration order."""
         return [(name, plugin) for name, plugin in self.pm.list_name_plugin() if plugin is not None]
+
+    def describe(self, name: str) -> str:
+        """``name`` for a person: a plugin object registered without a name also gets its class's name."""
+        plugin = self.pm.get_plugin(name)
+        if plugin is None or name != str(id(plugin)):
+            return name
+        return f"{name} ({type(plugin).__qualname__} object)"
 
     def hooks_of(self, name: str) -> list[str]:
         """Names of the hooks the plugin called ``name`` implements."""
@@ -183,8 +203,31 @@ class PluginManager:
     def session_finish(self, client: ComfyUIClient) -> None:
         self.pm.hook.comfykit_session_finish(client=client)
 
-    def register_commands(self, cli: click.Group) -> None:
-        self.pm.hook.comfykit_register_commands(cli=cli)
+    def register_commands(self, cli: click.Group) -> list[CommandConflict]:
+        """Let every plugin add its commands to ``cli``; a name already taken keeps its first owner.
+
+        Plugins are asked in registration order (bundled ones first), each with a
+        staging group that starts with the commands registered so far, so a plugin
+        may still add subcommands to another's group.  A clash is logged as a warning
+        naming both plugins and kept in :attr:`command_conflicts`.
+        """
+        import click
+
+        owners = {name: "?" for name in cli.commands}
+        for impl in self.pm.hook.comfykit_register_commands.get_hookimpls():
+            staging = click.Group(cli.name, commands=dict(cli.commands))
+            impl.function(**{name: staging for name in impl.argnames})
+            for name, command in staging.commands.items():
+                if cli.commands.get(name) is command:
+                    continue
+                if name in cli.commands:
+                    conflict = CommandConflict(command=name, owner=owners[name], refused=self.describe(impl.plugin_name))
+                    self.command_conflicts.append(conflict)
+                    log.warning("%s", conflict)
+                    continue
+                cli.add_command(command, name)
+                owners[name] = self.describe(impl.plugin_name)
+        return list(self.command_conflicts)
 
     # -- workflows ----------------------------------------------------
 
@@ -277,6 +320,11 @@ def _load_module(module_name: str) -> object:
     return importlib.import_module(module_name)
 
 
+def _is_bundled(entry_point: metadata.EntryPoint) -> bool:
+    dist = entry_point.dist
+    return dist is not None and dist.name.lower() == BUNDLED_DISTRIBUTION
+
+
 def get_plugin_manager(
     *,
     plugins: Iterable[object] = (),
@@ -302,57 +350,16 @@ def get_plugin_manager(
     if autoload is None:
         autoload = not _truthy_env("COMFYKIT_DISABLE_PLUGIN_AUTOLOAD")
 
-    def fail(name: str, origin: str, exc: BaseException) -> None:
-        failure = LoadFailure(name=name, origin=origin, error=f"{type(exc).__name__}: {exc}")
-        manager.failures.append(failure)
-        if strict:
-            raise PluginError(
-                f"plugin {name!r} ({origin}) failed to load: {failure.error}",
-                plugin=name,
-                hint=f"Fix or uninstall it, or disable it with `-p no:{name}`.",
-            ) from exc
-        log.warning("plugin %r (%s) failed to load and was skipped: %s", name, origin, failure.error)
-
     for name, module_name in CORE_PLUGINS.items():
         manager.register(_load_module(module_name), name, origin="core")
-
-    seen_bundled: set[str] = set()
-    for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP):
-        dist_name = entry_point.dist.name if entry_point.dist is not None else "?"
-        bundled = entry_point.name in BUNDLED_PLUGINS and dist_name.lower() == "comfykit"
-        if not bundled and not autoload:
-            continue
-        if entry_point.name in manager.disabled:
-            manager.pm.set_blocked(entry_point.name)
-            continue
-        if manager.is_registered(entry_point.name):
-            continue
-        origin = "bundled" if bundled else f"entry point of {dist_name}"
-        try:
-            plugin = entry_point.load()
-        except Exception as exc:
-            fail(entry_point.name, origin, exc)
-            continue
-        manager.register(plugin, entry_point.name, origin=origin)
-        if bundled:
-            seen_bundled.add(entry_point.name)
-
-    for name, module_name in BUNDLED_PLUGINS.items():
-        if name in seen_bundled or name in manager.disabled or manager.is_registered(name):
-            continue
-        try:
-            manager.register(_load_module(module_name), name, origin="bundled")
-        except ImportError as exc:
-            fail(name, "bundled", exc)
-
+    _register_entry_points(manager, autoload=autoload, strict=strict)
     for name in enable:
         if name in manager.disabled or manager.is_registered(name):
             continue
         try:
             manager.register(_load_module(name), name, origin="-p")
         except Exception as exc:
-            fail(name, "-p", exc)
-
+            _load_failed(manager, name, "-p", exc, strict=strict)
     for plugin in plugins:
         manager.register(plugin, origin="python")
 
@@ -360,42 +367,47 @@ def get_plugin_manager(
     return manager
 
 
-def open_session(
-    config: Config | str | os.PathLike[str] | None = None,
-    *,
-    plugins: Iterable[object] = (),
-    plugin_options: Iterable[str] = (),
-    overrides: Mapping[str, Any] | None = None,
-    plugin_manager: PluginManager | None = None,
-) -> tuple[PluginManager, Config]:
-    """A plugin manager and the effective config, built together: what one client, queue or CLI run works with.
+def _load_failed(manager: PluginManager, name: str, origin: str, exc: BaseException, *, strict: bool) -> None:
+    """Record a plugin that could not be loaded; with ``strict``, raise instead of going on."""
+    failure = LoadFailure(name=name, origin=origin, error=f"{type(exc).__name__}: {exc}")
+    manager.failures.append(failure)
+    if strict:
+        raise PluginError(
+            f"plugin {name!r} ({origin}) failed to load: {failure.error}",
+            plugin=name,
+            hint=f"Fix or uninstall it, or disable it with `-p no:{name}`.",
+        ) from exc
+    log.warning("plugin %r (%s) failed to load and was skipped: %s", name, origin, failure.error)
 
-    The config's ``plugins.*`` keys decide which plugins load; the loaded plugins
-    declare their own keys (``comfykit_add_config``), so the config is read against
-    the full registry.  With ``plugin_manager`` given, only the config is built
-    (keys it does not know start at their defaults) and nothing is configured:
-    whoever built that manager configured it.
-    """
-    from comfykit.config import Config, core_registry, load_config
 
-    # First pass: only the plugins.* keys matter here; the plugins declare theirs before the real read.
-    base = config if isinstance(config, Config) else load_config(path=config, registry=core_registry(), warn_unknown=False)
-    manager = plugin_manager
-    if manager is None:
-        enable, disable = parse_plugin_options(plugin_options)
-        manager = get_plugin_manager(
-            plugins=plugins, enable=[*enable, *base["plugins.enable"]], disable=[*disable, *base["plugins.disable"]],
-            strict=bool(base["plugins.strict"]), autoload=None if base["plugins.autoload"] else False,
-        )
-    registry = core_registry()
-    manager.add_config(registry)
-    if isinstance(config, Config):
-        # Keys plugins declared after the caller built ``config`` start at their defaults.
-        values = {key.dotted: key.default for key in registry} | dict(config)
-        effective = Config(values, {k: config.source(k) for k in config}, registry, config.path)
-        effective = effective.with_overrides(overrides or {})
-    else:
-        effective = load_config(path=config, overrides=overrides, registry=registry)
-    if plugin_manager is None:
-        manager.configure(effective)
-    return manager, effective
+def _register_entry_points(manager: PluginManager, *, autoload: bool, strict: bool) -> None:
+    """Register the ``comfykit`` entry points: the bundled ones always, third-party ones with ``autoload``."""
+    # Bundled plugins first, so they own their command names and hook order does not depend on
+    # the order distributions happen to be found in.
+    entry_points = sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: not _is_bundled(ep))
+    for entry_point in entry_points:
+        bundled = _is_bundled(entry_point)
+        if not bundled and not autoload:
+            continue
+        if entry_point.name in manager.disabled:
+            manager.pm.set_blocked(entry_point.name)
+            continue
+        if manager.is_registered(entry_point.name):
+            continue
+        dist_name = entry_point.dist.name if entry_point.dist is not None else "?"
+        origin = "bundled" if bundled else f"entry point of {dist_name}"
+        try:
+            plugin = entry_point.load()
+        except Exception as exc:
+            _load_failed(manager, entry_point.name, origin, exc, strict=strict)
+            continue
+        manager.register(plugin, entry_point.name, origin=origin)
+
+
+def __getattr__(name: str) -> Any:
+    # ``open_session`` lives in comfykit.session (which imports this module); kept importable from here.
+    if name == "open_session":
+        from comfykit.session import open_session
+
+        return open_session
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -62,9 +62,14 @@ def test_defaults_without_any_file(tmp_path: Path) -> None:
 
 
 def test_the_original_config_yaml_is_accepted_as_is(tmp_path: Path) -> None:
+    from comfykit.plugins import get_plugin_manager
+    from comfykit.session import session_registry
+
     (tmp_path / "config.yaml").write_text(ORIGINAL_CONFIG)
+    # Some of its sections (logging) belong to bundled plugins, which declare their keys.
+    registry = session_registry(get_plugin_manager(autoload=False))
     with warnings_as_errors():
-        config = load_config(cwd=tmp_path, env={})
+        config = load_config(cwd=tmp_path, env={}, registry=registry)
     assert config.path == tmp_path / "config.yaml"
     assert config["comfyui.timeout"] == 300.0
     assert config["websocket.reconnect_delay"] == 2.0

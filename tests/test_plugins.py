@@ -19,7 +19,10 @@ from comfykit import hookimpl, hookspecs
 from comfykit.errors import PluginError
 from comfykit.jobs import Job
 from comfykit.outputs import OutputFile, StoredOutput
-from comfykit.plugins import BUNDLED_PLUGINS, CORE_PLUGINS, get_plugin_manager, parse_plugin_options
+from comfykit.plugins import CORE_PLUGINS, get_plugin_manager, parse_plugin_options
+
+#: The plugins comfykit ships, registered through its own entry points.
+BUNDLED_PLUGINS = {"monitor", "download", "metadata", "cli"}
 
 
 def _hookspec_functions() -> list[tuple[str, object]]:
@@ -273,3 +276,45 @@ def test_core_plugins_are_the_modules_of_comfykit_defaults() -> None:
     manager = get_plugin_manager(autoload=False)
     for name, module_name in CORE_PLUGINS.items():
         assert manager.pm.get_plugin(name) is importlib.import_module(module_name)
+
+
+def test_register_commands_keeps_the_first_owner_and_lets_plugins_extend_groups(caplog: pytest.LogCaptureFixture) -> None:
+    import click
+
+    class First:
+        @hookimpl
+        def comfykit_register_commands(self, cli: click.Group) -> None:
+            @cli.group()
+            def tools() -> None:
+                """First's group."""
+
+            @cli.command()
+            def hello() -> None:
+                """First's hello."""
+
+    class Second:
+        @hookimpl
+        def comfykit_register_commands(self, cli: click.Group) -> None:
+            @cli.command()
+            def hello() -> None:
+                """Second's hello."""
+
+            tools = cli.commands["tools"]
+            assert isinstance(tools, click.Group)
+
+            @tools.command()
+            def extra() -> None:
+                """Added to First's group."""
+
+    manager = get_plugin_manager(plugins=[First(), Second()], autoload=False, disable=["cli", "download"])
+    root = click.Group("comfykit")
+    with caplog.at_level(logging.WARNING, logger="comfykit.plugins"):
+        conflicts = manager.register_commands(root)
+    assert sorted(root.commands) == ["hello", "tools"]
+    assert root.commands["hello"].help == "First's hello."
+    tools = root.commands["tools"]
+    assert isinstance(tools, click.Group) and "extra" in tools.commands
+    [conflict] = conflicts
+    assert conflict.command == "hello" and "First" in conflict.owner and "Second" in conflict.refused
+    assert manager.command_conflicts == conflicts
+    assert any("hello" in r.getMessage() and "Second" in r.getMessage() for r in caplog.records)

@@ -1,9 +1,11 @@
 """The bundled ``cli`` plugin: the ``comfykit`` command, built from commands that plugins register.
 
-The root group is built per run with its own plugin manager; every command, the
-built-in ones included, arrives through ``comfykit_register_commands``.  Heavy
-modules (httpx, aiohttp, the simulator) are imported inside commands only, so
-``comfykit --help`` and ``--version`` stay fast.
+Each run has one plugin manager, built before click parses the command line from
+the root options (``-p``, ``--config``) and the config's ``plugins.*`` keys: it
+decides which commands exist, and every client and queue of the run shares it.
+Every command, the built-in ones included, arrives through
+``comfykit_register_commands``.  Heavy modules (httpx, aiohttp, the simulator) are
+imported inside commands only, so ``comfykit --help`` and ``--version`` stay fast.
 """
 
 from __future__ import annotations
@@ -11,29 +13,126 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import attrs
 import click
 
-from comfykit.hookspecs import hookimpl
+from comfykit import hookimpl
 from comfykit_cli.state import CliState
 
-__all__ = ["CliState", "ComfykitGroup", "build_cli", "main", "report_error"]
+if TYPE_CHECKING:
+    from comfykit.config import ConfigRegistry
+    from comfykit.plugins import PluginManager
+
+__all__ = ["CliState", "ComfykitGroup", "RootOptions", "build_cli", "main", "report_error", "root_options"]
 
 
 def _version() -> str:
-    from comfykit._version import __version__
+    from comfykit import __version__
 
     return __version__
 
 
+@attrs.frozen
+class RootOptions:
+    """The root options that decide which plugins load, read from the command line before click parses it."""
+
+    plugin_options: tuple[str, ...] = ()
+    config_path: str | None = None
+    verbose: int = 0
+
+    def chooses_same_plugins(self, other: RootOptions) -> bool:
+        return (self.plugin_options, self.config_path) == (other.plugin_options, other.config_path)
+
+
+#: Root options that take a value, as separate word or ``--opt=value``.
+_VALUE_OPTIONS = {"-p", "--server", "--config"}
+
+
+def root_options(args: Sequence[str]) -> RootOptions:
+    """``-p``, ``--config`` and ``-v`` as given before the command name (the words click would give the root group)."""
+    plugins: list[str] = []
+    config: str | None = None
+    verbose = 0
+    words = list(args)
+    index = 0
+    while index < len(words) and words[index].startswith("-") and words[index] != "--":
+        word = words[index]
+        name, eq, value = word.partition("=")
+        if name in _VALUE_OPTIONS and not eq:
+            value = words[index + 1] if index + 1 < len(words) else ""
+            index += 1
+        elif word.startswith("-p") and not word.startswith("--"):
+            name, value = "-p", word[2:]
+        if name == "-p":
+            plugins.append(value)
+        elif name == "--config":
+            config = value
+        elif word == "--verbose" or (word.startswith("-v") and set(word[1:]) == {"v"}):
+            verbose += len(word) - 1 if word != "--verbose" else 1
+        index += 1
+    return RootOptions(tuple(p for p in plugins if p), config, verbose)
+
+
 class ComfykitGroup(click.Group):
-    """The root group: turns comfykit's errors into one readable paragraph and an exit code.
+    """The root group: loads the run's plugins before parsing, and turns errors into one paragraph and an exit code.
 
     Done here rather than in :func:`main` so click's test runner sees the same
     exit codes as the console script: 1 for errors, 3 when the server cannot be
     reached, 130 on Ctrl-C.  The traceback is shown only with ``-v``.
     """
+
+    def __init__(self, *args: Any, plugin_options: Sequence[str] = (), plugins: Sequence[object] = (),
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._given_options = tuple(plugin_options)
+        self._given_plugins = tuple(plugins)
+        self._loaded: RootOptions | None = None
+        self.plugin_manager: PluginManager | None = None
+        #: why the config file could not be read while choosing the plugins (raised when a command needs it)
+        self.startup_error: Exception | None = None
+
+    def load_plugins(self, options: RootOptions) -> None:
+        """Build the run's plugin manager for ``options`` and register every plugin's commands (once per options)."""
+        from comfykit.errors import ConfigError
+        from comfykit.plugins import get_plugin_manager, parse_plugin_options
+        from comfykit.session import session_plugin_manager
+
+        if self._loaded is not None and self._loaded.chooses_same_plugins(options):
+            return
+        self.commands = {}
+        every_option = [*self._given_options, *options.plugin_options]
+        self.startup_error = None
+        try:
+            manager = session_plugin_manager(options.config_path, plugins=self._given_plugins,
+                                             plugin_options=every_option)
+        except ConfigError as exc:
+            # A broken config file must not break --help: load without its plugins.* keys; commands report it.
+            self.startup_error = exc
+            enable, disable = parse_plugin_options(every_option)
+            manager = get_plugin_manager(plugins=self._given_plugins, enable=enable, disable=disable)
+        manager.register_commands(self)
+        self.plugin_manager = manager
+        self._loaded = options
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        options = root_options(args)
+        try:
+            self.load_plugins(options)
+        except Exception as exc:  # a plugin that fails to load under plugins.strict, a hook that raises
+            raise click.exceptions.Exit(report_error(exc, verbose=options.verbose > 0)) from None
+        return super().parse_args(ctx, args)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        if self._loaded is None:
+            self.load_plugins(RootOptions())
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if self._loaded is None:
+            self.load_plugins(RootOptions())
+        return super().get_command(ctx, cmd_name)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -71,14 +170,15 @@ def report_error(exc: BaseException, *, verbose: bool) -> int:
 
 
 def build_cli(plugin_options: Sequence[str] = (), plugins: Sequence[object] = ()) -> click.Group:
-    """The root ``comfykit`` group with every plugin's commands registered.
+    """The root ``comfykit`` group; its plugins (and so its commands) load when it parses a command line.
 
-    ``plugin_options`` are ``-p`` values; ``plugins`` are extra plugin objects
-    (as an application embedding the CLI, or a test, would pass them).
+    ``plugin_options`` are ``-p`` values added to those of the command line;
+    ``plugins`` are extra plugin objects (as an application embedding the CLI,
+    or a test, would pass them).
     """
-    from comfykit.plugins import get_plugin_manager, parse_plugin_options
 
-    @click.group(cls=ComfykitGroup, context_settings={"help_option_names": ["-h", "--help"]})
+    @click.group(cls=ComfykitGroup, context_settings={"help_option_names": ["-h", "--help"]},
+                 plugin_options=plugin_options, plugins=plugins)
     @click.version_option(_version(), prog_name="comfykit")
     @click.option("-p", "plugin_option", multiple=True, metavar="NAME",
                   help="Load plugin NAME, or disable it with no:NAME.")
@@ -93,39 +193,25 @@ def build_cli(plugin_options: Sequence[str] = (), plugins: Sequence[object] = ()
     def cli(ctx: click.Context, plugin_option: tuple[str, ...], servers: tuple[str, ...], config_path: str | None,
             as_json: bool, verbose: int, quiet: int) -> None:
         """Drive ComfyUI servers: send workflows, run batches, collect outputs."""
-        state = ctx.ensure_object(CliState)
-        state.plugin_options = plugin_option
-        state.extra_plugins = tuple(plugins)
+        group = ctx.command
+        assert isinstance(group, ComfykitGroup)
+        ctx.obj = state = CliState(group.plugin_manager, startup_error=group.startup_error)
         state.servers = servers
         state.config_path = config_path
         state.as_json = as_json
         state.verbose = verbose
         state.quiet = quiet
 
-    enable, disable = parse_plugin_options(plugin_options)
-    manager = get_plugin_manager(plugins=plugins, enable=enable, disable=disable)
-    manager.register_commands(cli)
     return cli
 
 
-def _plugin_options(argv: Sequence[str]) -> list[str]:
-    """``-p`` values, read before click runs because they decide which commands exist."""
-    options: list[str] = []
-    for index, arg in enumerate(argv):
-        if arg == "-p" and index + 1 < len(argv):
-            options.append(argv[index + 1])
-        elif arg.startswith("-p") and len(arg) > 2:
-            options.append(arg[2:])
-    return options
-
-
 def main(argv: Sequence[str] | None = None) -> int:
+    """The ``comfykit`` console script: run the command line ``argv`` (default: ``sys.argv``); return the exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
-    verbose = any(arg in ("-v", "--verbose") or (arg.startswith("-v") and set(arg[1:]) == {"v"}) for arg in args)
+    verbose = root_options(args).verbose > 0
     try:
-        cli = build_cli(_plugin_options(args))
         # Without standalone mode click returns the code of a command's Exit instead of raising it.
-        result = cli.main(args=args, prog_name="comfykit", standalone_mode=False, obj=CliState())
+        result = build_cli().main(args=args, prog_name="comfykit", standalone_mode=False)
         if isinstance(result, int):
             return result
     except click.exceptions.Abort:
@@ -148,81 +234,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     except click.ClickException as exc:
         exc.show()
         return exc.exit_code
-    except Exception as exc:  # errors before a command runs (a broken plugin while building the group)
+    except Exception as exc:  # errors before a command runs
         return report_error(exc, verbose=verbose)
     return 0
 
 
 @hookimpl
+def comfykit_add_config(registry: ConfigRegistry) -> None:
+    # Only the CLI reads these: a script using the SDK configures logging itself.
+    registry.add("logging", "level", "WARNING",
+                 help="Log level of a comfykit run: DEBUG, INFO (each job's progress), WARNING, ERROR.")
+    registry.add("logging", "file", None, type="str", help="Log file path.")
+    registry.add("logging", "console", True, help="Log to the console (stderr).")
+    registry.add("logging", "format", "%(asctime)s %(levelname)s %(name)s: %(message)s", help="Log line format.")
+
+
+@hookimpl
 def comfykit_register_commands(cli: click.Group) -> None:
-    from comfykit_cli.commands import register
+    from comfykit_cli import admin, run, serve, server, templates
 
-    register(cli)
-
-    @cli.command(cls=_ServeCommand)
-    @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-    @click.option("--port", default=8188, show_default=True, type=int, help="Port to listen on (0: any free port).")
-    @click.option("--comfyui-version", type=click.Choice(["0.3.64", "0.33.0"]), default="0.33.0", show_default=True,
-                  help="Which recorded ComfyUI version to pose as.")
-    @click.option("--root", type=click.Path(file_okay=False), default=None,
-                  help="Folder for input/output/temp files (default: a temporary folder).")
-    def serve(host: str, port: int, comfyui_version: str, root: str | None, **knobs: object) -> None:
-        """Run the ComfyUI simulator (for tests and trying comfykit without a GPU).
-
-        Every fault and timing knob of comfykit.testing.Knobs is an option.
-        """
-        from comfykit.testing import serve as run_simulator
-
-        run_simulator(host=host, port=port, comfyui_version=comfyui_version, root=root, **knobs)
-
-
-class _ServeCommand(click.Command):
-    """``serve``, whose knob options are made from :class:`comfykit.testing.Knobs` when first needed.
-
-    Lazily, because the knobs module loads the simulator (aiohttp); and from the class
-    itself, so a new knob is an option the moment it exists.
-    """
-
-    _knobs_added = False
-
-    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
-        if not self._knobs_added:
-            self._knobs_added = True
-            self.params.extend(knob_options())
-        return super().get_params(ctx)
-
-
-def knob_options() -> list[click.Option]:
-    """One option per public field of ``Knobs``, typed from its annotation, helped by its ``#:`` comment."""
-    import inspect
-
-    import attrs
-
-    from comfykit.testing.knobs import Knobs
-
-    helps: dict[str, str] = {}
-    comment: list[str] = []
-    for line in inspect.getsource(Knobs).splitlines():
-        text = line.strip()
-        if text.startswith("#:"):
-            comment.append(text[2:].strip())
-        elif ":" in text and comment:
-            helps[text.split(":", 1)[0].strip()] = " ".join(comment)
-            comment = []
-        elif not text.startswith("#"):
-            comment = []
-    kinds: dict[str, type] = {"int": int, "float": float, "str": str, "bool": bool}
-    options: list[click.Option] = []
-    for field in attrs.fields(Knobs):
-        if field.name.startswith("_"):
-            continue
-        annotation = str(field.type).replace(" ", "")
-        kind = kinds.get(annotation.removesuffix("|None"), str)
-        flag = "--" + field.name.replace("_", "-")
-        if kind is bool:
-            options.append(click.Option([f"{flag}/--no-{flag[2:]}", field.name], default=field.default,
-                                        show_default=True, help=helps.get(field.name)))
-        else:
-            options.append(click.Option([flag, field.name], type=kind, default=field.default, show_default=True,
-                                        help=helps.get(field.name)))
-    return options
+    for command in (server.validate, run.send, run.batch, server.queue, server.system, server.history, server.cancel,
+                    server.interrupt, server.clear, server.upload, server.nodes, server.convert, admin.plugins,
+                    admin.show_config, templates.templates, serve.serve):
+        cli.add_command(command)

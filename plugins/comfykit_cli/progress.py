@@ -17,11 +17,10 @@ from typing import TYPE_CHECKING, Any
 import click
 
 if TYPE_CHECKING:
-    from comfykit.client import ComfyUIClient
     from comfykit.jobs import Job
     from comfykit.tracking import JobProgress
 
-__all__ = ["BatchReporter", "emit_event", "follow_job", "job_mode", "job_record", "make_batch_reporter", "stdout_is_tty"]
+__all__ = ["BatchReporter", "JobView", "emit_event", "job_mode", "job_record", "make_batch_reporter", "stdout_is_tty"]
 
 
 def stdout_is_tty() -> bool:
@@ -56,7 +55,7 @@ def _describe(progress: JobProgress) -> str:
     return text
 
 
-class _JobView:
+class JobView:
     """Shows one job's progress; ``update`` is called a few times a second."""
 
     def __init__(self, prompt_id: str, mode: str) -> None:
@@ -91,34 +90,6 @@ class _JobView:
     def close(self) -> None:
         if self._bar is not None:
             self._bar.stop()
-
-
-def follow_job(client: ComfyUIClient, prompt_id: str, timeout: float | None, mode: str) -> dict[str, Any]:
-    """Wait for ``prompt_id`` while showing its progress; return its history entry or raise its error.
-
-    The wait runs in a helper thread so the main thread stays free to draw and
-    to receive Ctrl-C.
-    """
-    outcome: dict[str, Any] = {}
-
-    def wait() -> None:
-        try:
-            outcome["entry"] = client.wait_for_completion(prompt_id, timeout=timeout)
-        except BaseException as exc:  # handed to the main thread, which raises it
-            outcome["error"] = exc
-
-    waiter = threading.Thread(target=wait, name="comfykit-cli-wait", daemon=True)
-    waiter.start()
-    view = _JobView(prompt_id, mode)
-    try:
-        while waiter.is_alive():
-            view.update(client.tracker.progress(prompt_id))
-            waiter.join(0.1)
-    finally:
-        view.close()
-    if "error" in outcome:
-        raise outcome["error"]
-    return dict(outcome["entry"])
 
 
 # --------------------------------------------------------------------------- batches

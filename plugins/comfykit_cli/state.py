@@ -1,10 +1,14 @@
-"""What the root ``comfykit`` options decided, shared by every command of one run.
+"""What one ``comfykit`` run decided, shared by every command of the run: the context object (``ctx.obj``).
 
-The root group stores a :class:`CliState` in the click context; commands ask it
-for the effective config, the server(s), a client, and whether to print JSON.
-Options given to a command (``comfykit send --server URL``) win over the same
-options given before it (``comfykit --server URL send``).  Nothing heavy is
-imported here: the config and the client are built on first use.
+The root group builds the run's one plugin manager before parsing (it decides which
+commands exist) and hands it to a :class:`CliState`; commands ask the state for the
+effective config, the server(s), a client, and whether to print JSON.  Options given
+to a command (``comfykit send --server URL``) win over the same options given before
+it (``comfykit --server URL send``).  Nothing heavy is imported here: the config and
+the client are built on first use.
+
+A plugin's command reaches the same state as ``click.get_current_context().obj``:
+``config()``, ``plugin_manager()``, ``client(servers)`` and ``json(as_json)``.
 """
 
 from __future__ import annotations
@@ -21,27 +25,32 @@ if TYPE_CHECKING:
     from comfykit.config import Config
     from comfykit.plugins import PluginManager
 
-__all__ = ["CliState", "get_state"]
+__all__ = ["LEVELS", "CliState", "get_state"]
 
 log = logging.getLogger("comfykit.cli")
 
-_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+#: Log levels from most to least verbose; ``-v`` moves one step left, ``-q`` one step right.
+LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
 
 class CliState:
-    """The global options of one ``comfykit`` run, and the config built from them."""
+    """The global options of one ``comfykit`` run, its plugin manager, and the config built from them.
 
-    def __init__(self) -> None:
+    :param plugins: the run's plugin manager, built from the config's ``plugins.*`` keys and ``-p``.
+    :param startup_error: why the config file could not be read while building it; raised by
+        :meth:`config`, so ``--help`` still works with a broken config file.
+    """
+
+    def __init__(self, plugins: PluginManager | None = None, *, startup_error: Exception | None = None) -> None:
         self.servers: tuple[str, ...] = ()
         self.config_path: str | None = None
         self.as_json = False
         self.verbose = 0
         self.quiet = 0
-        self.plugin_options: tuple[str, ...] = ()
-        #: plugin objects given to ``build_cli`` (an application embedding the command, or a test)
-        self.extra_plugins: tuple[object, ...] = ()
+        #: the run's plugin manager as built (not configured yet until :meth:`config` ran)
+        self.plugins = plugins
+        self.startup_error = startup_error
         self._config: Config | None = None
-        self._plugin_manager: PluginManager | None = None
         self._logging_done = False
 
     # -- options ----------------------------------------------------------------------
@@ -61,32 +70,39 @@ class CliState:
     # -- config and logging --------------------------------------------------------------------
 
     def config(self) -> Config:
-        """The effective config (file, environment, plugins' keys), loaded once; also sets up logging."""
-        return self._open()[1]
+        """The effective config (file, environment, plugins' keys), loaded once; configures the plugins and logging."""
+        if self._config is None:
+            from comfykit.session import session_config
+
+            if self.startup_error is not None:
+                raise self.startup_error
+            manager = self._manager()
+            self._config = session_config(manager, self.config_path)
+            manager.configure(self._config)
+            self.setup_logging(self._config)
+        return self._config
 
     def plugin_manager(self) -> PluginManager:
         """The run's one plugin manager, configured; every client and queue of the run shares it."""
-        return self._open()[0]
+        self.config()
+        return self._manager()
 
-    def _open(self) -> tuple[PluginManager, Config]:
-        if self._plugin_manager is None or self._config is None:
-            from comfykit.plugins import open_session
+    def _manager(self) -> PluginManager:
+        if self.plugins is None:  # a command invoked outside the root group
+            from comfykit.session import session_plugin_manager
 
-            self._plugin_manager, self._config = open_session(
-                self.config_path, plugins=self.extra_plugins, plugin_options=self.plugin_options
-            )
-            self.setup_logging(self._config)
-        return self._plugin_manager, self._config
+            self.plugins = session_plugin_manager(self.config_path)
+        return self.plugins
 
     def setup_logging(self, config: Mapping[str, Any]) -> None:
         """Log per the ``logging:`` section; ``-v`` lowers the level by one step, ``-q`` raises it."""
         if self._logging_done:
             return
         self._logging_done = True
-        base = str(config.get("logging.level") or "INFO").upper()
-        index = _LEVELS.index(base) if base in _LEVELS else 1
-        index = min(len(_LEVELS) - 1, max(0, index - self.verbose + self.quiet))
-        level = getattr(logging, _LEVELS[index])
+        base = str(config.get("logging.level") or "WARNING").upper()
+        index = LEVELS.index(base) if base in LEVELS else LEVELS.index("WARNING")
+        index = min(len(LEVELS) - 1, max(0, index - self.verbose + self.quiet))
+        level = getattr(logging, LEVELS[index])
         logger = logging.getLogger("comfykit")
         self.close_logging()
         formatter = logging.Formatter(str(config.get("logging.format") or "%(levelname)s %(name)s: %(message)s"))
@@ -110,7 +126,7 @@ class CliState:
             handler.close()
 
     def client(self, local_servers: Sequence[str] = (), overrides: Mapping[str, Any] | None = None) -> ComfyUIClient:
-        """A client for the chosen server, with the run's config and ``-p`` plugin options."""
+        """A client for the chosen server, with the run's config and plugin manager."""
         from comfykit import ComfyUIClient
 
         config = self.config()

@@ -1,121 +1,21 @@
-"""``comfykit templates list|show|create``, and how ``send`` and ``batch`` take a template and ``--set`` values.
-
-A workflow argument names a template when it ends in ``.template.yaml`` (or
-``.template.yml``), or when it is no existing file and a template of that name is
-in ``workflow.templates_dir``.  ``--set NAME=VALUE`` with a dot in ``NAME`` edits a
-node input (``"Positive Prompt".text=cat``); a bare ``NAME`` is a template
-parameter, and is refused with a hint when the workflow is not a template.
-"""
+"""``comfykit templates list|show|create``: workflow templates, named parameters mapped onto node inputs."""
 
 from __future__ import annotations
 
 import json
-import random
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from comfykit_cli.commands import _client, _emit, json_option, parse_assignment, server_option
-from comfykit_cli.state import get_state
+from comfykit_cli.options import emit, json_option, open_client, server_option
+from comfykit_cli.targets import TEMPLATE_SUFFIXES, load_target, templates_dir
 
 if TYPE_CHECKING:
-    from comfykit.workflow.edit import Update
     from comfykit.workflow.templates import Template
 
-TEMPLATE_SUFFIXES = (".template.yaml", ".template.yml")
-
-
-def is_template_path(path: str | Path) -> bool:
-    return str(path).endswith(TEMPLATE_SUFFIXES)
-
-
-def templates_dir() -> Path:
-    return Path(str(get_state().config().get("workflow.templates_dir") or "templates"))
-
-
-def load_target(source: str | Path, client: Any) -> Template | dict[str, Any]:
-    """A template (by ``*.template.yaml`` path, or by name when no such file exists) or an API graph."""
-    from comfykit.workflow import load_workflow
-    from comfykit.workflow.templates import find_template, load_template
-
-    path = Path(source)
-    if is_template_path(path):
-        return load_template(path, client=client)
-    if path.exists() or path.suffix.lower() in (".json", ".yaml", ".yml", ".png"):
-        # A missing file with a workflow's suffix was meant as a file: say "no such file", not "no template".
-        return load_workflow(path, client=client)
-    return find_template(str(source), templates_dir(), client=client)
-
-
-def split_sets(values: Sequence[str]) -> tuple[list[Update], dict[str, str]]:
-    """``--set`` values as node updates (``NODE.INPUT=VALUE``) and template parameter values (``NAME=VALUE``)."""
-    from comfykit.errors import WorkflowError
-    from comfykit.workflow import parse_update
-
-    updates: list[Update] = []
-    params: dict[str, str] = {}
-    for text in values:
-        name, value = parse_assignment(text, "--set")
-        if "." in name:
-            try:
-                updates.append(parse_update(text))
-            except WorkflowError as exc:
-                raise click.BadParameter(f"{exc.message} ({exc.hint})" if exc.hint else exc.message,
-                                         param_hint="--set") from None
-        else:
-            params[name] = value
-    return updates, params
-
-
-def refuse_params(params: Mapping[str, Any], source: str | Path, option: str = "--set") -> None:
-    """A usage error for template parameter names given with a workflow that is not a template."""
-    if params:
-        names = ", ".join(sorted(params))
-        raise click.BadParameter(
-            f"{names}: {source} is not a template, so it has no parameters. Name the node and the input, "
-            f"e.g. \"Positive Prompt.text=cat\" or 3.seed=42, or make a template with `comfykit templates create`.",
-            param_hint=option,
-        )
-
-
-def build_graph(
-    target: Template | Mapping[str, Any],
-    *,
-    params: Mapping[str, Any],
-    updates: Sequence[Any],
-    point: Mapping[str, Any] | None = None,
-    random_seeds: bool = False,
-    rng: random.Random | None = None,
-    source: str | Path = "the workflow",
-) -> dict[str, Any]:
-    """One API graph: template values (or a plain workflow), fresh seeds, then ``updates``, then the sweep ``point``.
-
-    Seeds are drawn before the updates and the sweep values are written, so a seed
-    named explicitly always wins over a random one.  Sweep names that are template
-    parameters instantiate the template; the others are node inputs (``NODE.INPUT``
-    or a bare input name set on every node that has it).
-    """
-    from comfykit.workflow import apply_updates
-    from comfykit.workflow.sweep import apply_sweep_point
-    from comfykit.workflow.templates import Template, randomize_seeds
-    from comfykit_cli.batch import apply_sweep_values
-
-    point = dict(point or {})
-    if isinstance(target, Template):
-        template_point = {k: v for k, v in point.items() if k in target.parameters}
-        rest = {k: v for k, v in point.items() if k not in target.parameters}
-        graph = apply_sweep_point(target, template_point, values=params, random_seeds=random_seeds, rng=rng)
-    else:
-        refuse_params(params, source)
-        rest = point
-        graph = randomize_seeds(target, rng=rng) if random_seeds else dict(target)
-    graph = apply_updates(graph, list(updates))
-    return apply_sweep_values(graph, rest) if rest else graph
-
-
-# --------------------------------------------------------------------------- templates create
+__all__ = ["create_command", "list_command", "show_command", "templates"]
 
 
 def _parse_param(text: str) -> tuple[str, str, str | None, str | None]:
@@ -206,92 +106,104 @@ def _template_data(template: Template) -> dict[str, Any]:
     }
 
 
-def register(cli: click.Group) -> None:
-    @cli.group()
-    def templates() -> None:
-        """List, show and create workflow templates (named parameters mapped onto node inputs)."""
+@click.group()
+def templates() -> None:
+    """List, show and create workflow templates (named parameters mapped onto node inputs)."""
 
-    @templates.command("list")
-    @click.option("--dir", "directory", type=click.Path(file_okay=False), default=None,
-                  help="Folder to list (default: workflow.templates_dir).")
-    @server_option
-    @json_option
-    def list_command(directory: str | None, servers: tuple[str, ...], as_json: bool) -> None:
-        """List the templates in the templates folder, with their descriptions and parameters."""
-        from comfykit.errors import ComfyKitError
-        from comfykit.workflow.templates import list_templates, load_template
 
-        folder = Path(directory) if directory else templates_dir()
-        entries: list[dict[str, Any]] = []
-        with _client(servers) as client:
-            for name in list_templates(folder):
-                file = next(p for p in (folder / f"{name}{s}" for s in TEMPLATE_SUFFIXES) if p.is_file())
-                try:
-                    template = load_template(file, client=client)
-                except ComfyKitError as exc:
-                    # One broken template must not hide the others; it is listed with its error.
-                    entries.append({"name": name, "file": str(file), "error": str(exc)})
-                    continue
-                entries.append({"name": template.name, "file": str(file), "description": template.description,
-                                "parameters": list(template.parameters)})
-        lines = [f"{e['name']:24} " + (f"ERROR {e['error']}" if "error" in e else
-                                       f"{e['description'] or '-'}  [{', '.join(e['parameters'])}]") for e in entries]
-        _emit({"dir": str(folder), "templates": entries}, get_state().json(as_json),
-              "\n".join(lines) or f"no templates in {folder}")
+@templates.command("list")
+@click.option("--dir", "directory", type=click.Path(file_okay=False), default=None,
+              help="Folder to list (default: workflow.templates_dir).")
 
-    @templates.command("show")
-    @click.argument("name")
-    @server_option
-    @json_option
-    def show_command(name: str, servers: tuple[str, ...], as_json: bool) -> None:
-        """Show a template (by name or *.template.yaml path): its parameters, types and defaults."""
-        from comfykit.workflow.templates import Template
 
-        with _client(servers) as client:
-            template = load_target(name, client)
-        if not isinstance(template, Template):
-            raise click.BadParameter(f"{name} is a workflow, not a template", param_hint="NAME")
-        lines = [f"{template.name}: {template.description or '-'}", f"  file: {template.source}"]
-        lines += [f"  {line}" for line in template.describe()]
-        for pname, param in template.parameters.items():
-            lines.append(f"  {pname} -> {', '.join(param.targets)}")
-        _emit(_template_data(template), get_state().json(as_json), "\n".join(lines))
+@server_option
+@json_option
+def list_command(directory: str | None, servers: tuple[str, ...], as_json: bool) -> None:
+    """List the templates in the templates folder, with their descriptions and parameters."""
+    from comfykit.errors import ComfyKitError
+    from comfykit.workflow.templates import list_templates, load_template
 
-    @templates.command("create")
-    @click.argument("workflow", type=click.Path(exists=True, dir_okay=False))
-    @click.option("--name", required=True, help="The template's name (its file is NAME.template.yaml).")
-    @click.option("--param", "params", multiple=True, required=True, metavar="NAME=NODE.INPUT[:TYPE][=DEFAULT]",
-                  help='A parameter: seed=KSampler.seed, prompt="Positive Prompt".text:str, cfg=3.cfg:float=7. '
-                       "Repeat a NAME to give it more targets. Type and default come from the workflow when left out.")
-    @click.option("--describe", "descriptions", multiple=True, metavar="NAME=TEXT", help="Describe a parameter.")
-    @click.option("--choices", "choices", multiple=True, metavar="NAME=A,B,...",
-                  help="Make a parameter a choice among these values.")
-    @click.option("--required", "required", multiple=True, metavar="NAME", help="The parameter has no default.")
-    @click.option("--description", default="", help="What the template is for.")
-    @click.option("--dir", "directory", type=click.Path(file_okay=False), default=None,
-                  help="Where to write the template (default: workflow.templates_dir).")
-    @click.option("--link", is_flag=True,
-                  help="Refer to WORKFLOW by path instead of copying the (API-format) graph into the template.")
-    @click.option("--force", is_flag=True, help="Replace an existing template of that name.")
-    @server_option
-    @json_option
-    def create_command(workflow: str, name: str, params: tuple[str, ...], descriptions: tuple[str, ...],
-                       choices: tuple[str, ...], required: tuple[str, ...], description: str, directory: str | None,
-                       link: bool, force: bool, servers: tuple[str, ...], as_json: bool) -> None:
-        """Make a template from WORKFLOW: each --param maps a name onto node inputs; written as NAME.template.yaml."""
-        from comfykit.workflow import load_workflow
-        from comfykit.workflow.templates import TEMPLATE_SUFFIX, create_template, save_template
+    folder = Path(directory) if directory else templates_dir()
+    entries: list[dict[str, Any]] = []
+    with open_client(servers) as client:
+        for name in list_templates(folder):
+            file = next(p for p in (folder / f"{name}{s}" for s in TEMPLATE_SUFFIXES) if p.is_file())
+            try:
+                template = load_template(file, client=client)
+            except ComfyKitError as exc:
+                # One broken template must not hide the others; it is listed with its error.
+                entries.append({"name": name, "file": str(file), "error": str(exc)})
+                continue
+            entries.append({"name": template.name, "file": str(file), "description": template.description,
+                            "parameters": list(template.parameters)})
+    lines = [f"{e['name']:24} " + (f"ERROR {e['error']}" if "error" in e else
+                                   f"{e['description'] or '-'}  [{', '.join(e['parameters'])}]") for e in entries]
+    emit({"dir": str(folder), "templates": entries}, as_json,
+          "\n".join(lines) or f"no templates in {folder}")
 
-        if not name or any(c in name for c in "/\\") or name.startswith("."):
-            raise click.BadParameter(f"{name!r} cannot be a file name", param_hint="--name")
-        folder = Path(directory) if directory else templates_dir()
-        target = folder / f"{name}{TEMPLATE_SUFFIX}"
-        if target.exists() and not force:
-            raise click.UsageError(f"{target} exists; give --force to replace it, or another --name")
-        specs = _parameters(params, required, descriptions, choices)
-        with _client(servers) as client:
-            graph = load_workflow(workflow, client=client)
-        template = create_template(graph, _complete(graph, specs), name=name, description=description)
-        written = save_template(template, target, workflow_file=Path(workflow).resolve() if link else None)
-        data = {**_template_data(template), "source": str(written)}
-        _emit(data, get_state().json(as_json), f"wrote {written} ({len(template.parameters)} parameter(s))")
+
+@templates.command("show")
+@click.argument("name")
+@server_option
+@json_option
+def show_command(name: str, servers: tuple[str, ...], as_json: bool) -> None:
+    """Show a template (by name or *.template.yaml path): its parameters, types and defaults."""
+    from comfykit.workflow.templates import Template
+
+    with open_client(servers) as client:
+        template = load_target(name, client)
+    if not isinstance(template, Template):
+        raise click.BadParameter(f"{name} is a workflow, not a template", param_hint="NAME")
+    lines = [f"{template.name}: {template.description or '-'}", f"  file: {template.source}"]
+    lines += [f"  {line}" for line in template.describe()]
+    for pname, param in template.parameters.items():
+        lines.append(f"  {pname} -> {', '.join(param.targets)}")
+    emit(_template_data(template), as_json, "\n".join(lines))
+
+
+@templates.command("create")
+@click.argument("workflow", type=click.Path(exists=True, dir_okay=False))
+@click.option("--name", required=True, help="The template's name (its file is NAME.template.yaml).")
+@click.option("--param", "params", multiple=True, required=True, metavar="NAME=NODE.INPUT[:TYPE][=DEFAULT]",
+              help='A parameter: seed=KSampler.seed, prompt="Positive Prompt".text:str, cfg=3.cfg:float=7. '
+                   "Repeat a NAME to give it more targets. Type and default come from the workflow when left out.")
+
+
+@click.option("--describe", "descriptions", multiple=True, metavar="NAME=TEXT", help="Describe a parameter.")
+@click.option("--choices", "choices", multiple=True, metavar="NAME=A,B,...",
+              help="Make a parameter a choice among these values.")
+
+
+@click.option("--required", "required", multiple=True, metavar="NAME", help="The parameter has no default.")
+@click.option("--description", default="", help="What the template is for.")
+@click.option("--dir", "directory", type=click.Path(file_okay=False), default=None,
+              help="Where to write the template (default: workflow.templates_dir).")
+
+
+@click.option("--link", is_flag=True,
+              help="Refer to WORKFLOW by path instead of copying the (API-format) graph into the template.")
+
+
+@click.option("--force", is_flag=True, help="Replace an existing template of that name.")
+@server_option
+@json_option
+def create_command(workflow: str, name: str, params: tuple[str, ...], descriptions: tuple[str, ...],
+                   choices: tuple[str, ...], required: tuple[str, ...], description: str, directory: str | None,
+                   link: bool, force: bool, servers: tuple[str, ...], as_json: bool) -> None:
+    """Make a template from WORKFLOW: each --param maps a name onto node inputs; written as NAME.template.yaml."""
+    from comfykit.workflow import load_workflow
+    from comfykit.workflow.templates import TEMPLATE_SUFFIX, create_template, save_template
+
+    if not name or any(c in name for c in "/\\") or name.startswith("."):
+        raise click.BadParameter(f"{name!r} cannot be a file name", param_hint="--name")
+    folder = Path(directory) if directory else templates_dir()
+    target = folder / f"{name}{TEMPLATE_SUFFIX}"
+    if target.exists() and not force:
+        raise click.UsageError(f"{target} exists; give --force to replace it, or another --name")
+    specs = _parameters(params, required, descriptions, choices)
+    with open_client(servers) as client:
+        graph = load_workflow(workflow, client=client)
+    template = create_template(graph, _complete(graph, specs), name=name, description=description)
+    written = save_template(template, target, workflow_file=Path(workflow).resolve() if link else None)
+    data = {**_template_data(template), "source": str(written)}
+    emit(data, as_json, f"wrote {written} ({len(template.parameters)} parameter(s))")

@@ -33,6 +33,7 @@ from comfykit.paths import atomic_write, sha256_of_file, temp_file_beside
 from comfykit_download.naming import DEFAULT_NAMING, plan_output_paths
 
 if TYPE_CHECKING:
+    import click
     import httpx
 
     from comfykit.client import ComfyUIClient
@@ -84,6 +85,13 @@ def comfykit_configure(config: Config) -> None:
         from comfykit.errors import ConfigError
 
         raise ConfigError("output.download_attempts must be at least 1", key="output.download_attempts")
+
+
+@hookimpl
+def comfykit_register_commands(cli: click.Group) -> None:
+    from comfykit_download.command import download
+
+    cli.add_command(download)
 
 
 @hookimpl

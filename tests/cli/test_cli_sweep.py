@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from comfykit.errors import WorkflowError
-from comfykit_cli.batch import apply_sweep_values
+from comfykit_cli.targets import apply_sweep_values
 
 
 def test_sweep_values_reach_nodes_by_id_title_class_or_bare_input() -> None:
