@@ -27,6 +27,7 @@ import yaml
 
 from comfykit.errors import ConfigError
 from comfykit.parsing import load_yaml
+from comfykit.secrets import MASK, SECRET_NAME, SecretMask, secrets_of
 
 __all__ = [
     "Config",
@@ -357,12 +358,22 @@ class Config(Mapping[str, Any]):
     def source(self, dotted: str) -> ConfigSource:
         return self._sources.get(dotted, ConfigSource("default"))
 
+    def secret_keys(self) -> list[str]:
+        """The dotted keys whose values are credentials."""
+        return [key.dotted for key in self.registry if key.secret]
+
     def redacted(self) -> dict[str, Any]:
-        """Values with secrets replaced by ``"***"`` (for display and logs)."""
+        """Values with every credential replaced by ``"***"``: secret keys, header values, passwords in URLs."""
+        mask = SecretMask(secrets_of(self._values, self.secret_keys()))
         shown: dict[str, Any] = {}
         for dotted, value in self._values.items():
             key = self.registry.get(dotted)
-            shown[dotted] = "***" if key is not None and key.secret and value else value
+            if key is not None and key.secret and value:
+                shown[dotted] = MASK
+            elif dotted == "comfyui.headers" and isinstance(value, Mapping):
+                shown[dotted] = {name: MASK for name in value}
+            else:
+                shown[dotted] = mask.data(value)
         return shown
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> Config:
@@ -378,9 +389,16 @@ class Config(Mapping[str, Any]):
             try:
                 values[dotted] = declared.convert(value)
             except (TypeError, ValueError) as exc:
-                raise ConfigError(f"bad value for {dotted}: {exc}", key=dotted)
+                raise ConfigError(f"bad value for {dotted}: {_shown_error(declared, exc)}", key=dotted)
             sources[dotted] = ConfigSource("argument")
         return Config(values, sources, self.registry, self.path)
+
+
+def _shown_error(declared: ConfigKey, exc: Exception) -> str:
+    """The converter's complaint, unless it would quote a credential: then only what was expected."""
+    if declared.secret or SECRET_NAME.search(declared.key) or declared.dotted == "comfyui.headers":
+        return f"expected a {declared.type} (the value is not shown: it may be a credential)"
+    return str(exc)
 
 
 def _closest(dotted: str, registry: ConfigRegistry) -> str | None:
@@ -537,7 +555,7 @@ def load_config(
                 values[dotted] = declared.convert(value)
             except (TypeError, ValueError) as exc:
                 raise ConfigError(
-                    f"bad value for {dotted}: {exc}",
+                    f"bad value for {dotted}: {_shown_error(declared, exc)}",
                     path=str(config_path),
                     key=dotted,
                     line=line,
@@ -553,7 +571,8 @@ def load_config(
             values[declared.dotted] = declared.convert(raw)
         except (TypeError, ValueError) as exc:
             raise ConfigError(
-                f"bad value in ${declared.env_var} for {declared.dotted}: {exc}", key=declared.dotted
+                f"bad value in ${declared.env_var} for {declared.dotted}: {_shown_error(declared, exc)}",
+                key=declared.dotted,
             )
         sources[declared.dotted] = ConfigSource("env", declared.env_var)
 
