@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from comfykit_cli.state import get_state
+
 if TYPE_CHECKING:
     from comfykit.jobs import Job
     from comfykit.tracking import JobProgress
@@ -28,8 +30,11 @@ def stdout_is_tty() -> bool:
 
 
 def emit_event(event: str, **data: Any) -> None:
-    """Print one NDJSON event line (flushed at once, so a reading process sees it now)."""
-    click.echo(json.dumps({"event": event, **data}, default=str))
+    """Print one NDJSON event line (flushed at once, so a reading process sees it now), credentials masked.
+
+    JSON escapes control characters itself, so only the masking is needed here.
+    """
+    click.echo(json.dumps(get_state().secret_mask().data({"event": event, **data}), default=str))
     sys.stdout.flush()
 
 
@@ -129,9 +134,13 @@ class BatchReporter:
                 word = event.removeprefix("job_")
                 detail = job.error if event in ("job_failed", "job_retrying") else ", ".join(s.location for s in job.stored)
                 params = " ".join(f"{k}={v}" for k, v in job.params.items())
-                click.echo(f"{word} {job.job_id}" + (f" [{params}]" if params else "") + (f": {detail}" if detail else ""))
+                line = f"{word} {job.job_id}" + (f" [{params}]" if params else "") + (f": {detail}" if detail else "")
+                click.echo(get_state().shown(line))
             elif self.mode == "rich" and event == "job_failed":
-                self._bar.console.print(f"[red]failed[/red] {job.job_id}: {job.error}")
+                from rich.markup import escape
+
+                # escape(): a server's message must not be read as rich markup either.
+                self._bar.console.print(f"[red]failed[/red] {escape(get_state().shown(f'{job.job_id}: {job.error}'))}")
 
     def tick(self, stats: dict[str, Any], running: dict[str, JobProgress] | None = None) -> None:
         """Redraw the overall bar, and one line per running job (``job_id -> progress``) when given."""
