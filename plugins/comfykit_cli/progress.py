@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from comfykit_cli.state import get_state
+from comfykit_cli.state import CliState, get_state
 
 if TYPE_CHECKING:
     from comfykit.jobs import Job
@@ -34,7 +34,11 @@ def emit_event(event: str, **data: Any) -> None:
 
     JSON escapes control characters itself, so only the masking is needed here.
     """
-    click.echo(json.dumps(get_state().secret_mask().data({"event": event, **data}), default=str))
+    _write_event(get_state(), event, data)
+
+
+def _write_event(state: CliState, event: str, data: dict[str, Any]) -> None:
+    click.echo(json.dumps(state.secret_mask().data({"event": event, **data}), default=str))
     sys.stdout.flush()
 
 
@@ -111,6 +115,8 @@ class BatchReporter:
         self._bar: Any = None
         self._task: Any = None
         self._job_tasks: dict[str, Any] = {}
+        # Taken now, on the command's thread: queue events arrive on threads without a click context.
+        self._state = get_state()
         if mode == "rich":
             from rich.progress import (
                 BarColumn,
@@ -129,18 +135,18 @@ class BatchReporter:
     def job_event(self, event: str, job: Job) -> None:
         with self._lock:
             if self.mode == "json":
-                emit_event(event, **job_record(job))
+                _write_event(self._state, event, job_record(job))
             elif self.mode == "plain" and event in ("job_completed", "job_failed", "job_cancelled", "job_retrying"):
                 word = event.removeprefix("job_")
                 detail = job.error if event in ("job_failed", "job_retrying") else ", ".join(s.location for s in job.stored)
                 params = " ".join(f"{k}={v}" for k, v in job.params.items())
                 line = f"{word} {job.job_id}" + (f" [{params}]" if params else "") + (f": {detail}" if detail else "")
-                click.echo(get_state().shown(line))
+                click.echo(self._state.shown(line))
             elif self.mode == "rich" and event == "job_failed":
                 from rich.markup import escape
 
                 # escape(): a server's message must not be read as rich markup either.
-                self._bar.console.print(f"[red]failed[/red] {escape(get_state().shown(f'{job.job_id}: {job.error}'))}")
+                self._bar.console.print(f"[red]failed[/red] {escape(self._state.shown(f'{job.job_id}: {job.error}'))}")
 
     def tick(self, stats: dict[str, Any], running: dict[str, JobProgress] | None = None) -> None:
         """Redraw the overall bar, and one line per running job (``job_id -> progress``) when given."""
