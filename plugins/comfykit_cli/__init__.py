@@ -145,25 +145,30 @@ class ComfykitGroup(click.Group):
         except Exception as exc:
             state = ctx.find_object(CliState)
             verbose = state is not None and state.verbose > 0
-            raise click.exceptions.Exit(report_error(exc, verbose=verbose)) from None
+            raise click.exceptions.Exit(report_error(exc, verbose=verbose, state=state)) from None
         finally:
             state = ctx.find_object(CliState)
             if state is not None:
                 state.close_logging()
 
 
-def report_error(exc: BaseException, *, verbose: bool) -> int:
-    """Print ``exc`` for a person (the traceback too when ``verbose``); return the exit code it means."""
+def report_error(exc: BaseException, *, verbose: bool, state: CliState | None = None) -> int:
+    """Print ``exc`` for a person (the traceback too when ``verbose``); return the exit code it means.
+
+    Errors quote what servers sent, so the text is shown through the run's ``state.shown``
+    (credentials masked, terminal escapes removed).
+    """
     from comfykit.errors import ComfyKitError, RequestTimeout, ServerUnreachable
 
+    shown = (state or CliState()).shown
     if verbose:
         import traceback
 
-        click.echo("".join(traceback.format_exception(exc)).rstrip(), err=True)
+        click.echo(shown("".join(traceback.format_exception(exc)).rstrip()), err=True)
     if isinstance(exc, ComfyKitError):
-        click.echo(f"Error: {exc}", err=True)
+        click.echo(shown(f"Error: {exc}"), err=True)
         return 3 if isinstance(exc, (ServerUnreachable, RequestTimeout)) else 1
-    click.echo(f"Error: unexpected {type(exc).__name__}: {exc}", err=True)
+    click.echo(shown(f"Error: unexpected {type(exc).__name__}: {exc}"), err=True)
     if not verbose:
         click.echo("Hint: run again with -v to see the traceback, and report it if it looks like a bug.", err=True)
     return 1

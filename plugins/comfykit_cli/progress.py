@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from comfykit_cli.state import CliState, get_state
+
 if TYPE_CHECKING:
     from comfykit.jobs import Job
     from comfykit.tracking import JobProgress
@@ -28,8 +30,15 @@ def stdout_is_tty() -> bool:
 
 
 def emit_event(event: str, **data: Any) -> None:
-    """Print one NDJSON event line (flushed at once, so a reading process sees it now)."""
-    click.echo(json.dumps({"event": event, **data}, default=str))
+    """Print one NDJSON event line (flushed at once, so a reading process sees it now), credentials masked.
+
+    JSON escapes control characters itself, so only the masking is needed here.
+    """
+    _write_event(get_state(), event, data)
+
+
+def _write_event(state: CliState, event: str, data: dict[str, Any]) -> None:
+    click.echo(json.dumps(state.secret_mask().data({"event": event, **data}), default=str))
     sys.stdout.flush()
 
 
@@ -106,6 +115,8 @@ class BatchReporter:
         self._bar: Any = None
         self._task: Any = None
         self._job_tasks: dict[str, Any] = {}
+        # Taken now, on the command's thread: queue events arrive on threads without a click context.
+        self._state = get_state()
         if mode == "rich":
             from rich.progress import (
                 BarColumn,
@@ -124,14 +135,18 @@ class BatchReporter:
     def job_event(self, event: str, job: Job) -> None:
         with self._lock:
             if self.mode == "json":
-                emit_event(event, **job_record(job))
+                _write_event(self._state, event, job_record(job))
             elif self.mode == "plain" and event in ("job_completed", "job_failed", "job_cancelled", "job_retrying"):
                 word = event.removeprefix("job_")
                 detail = job.error if event in ("job_failed", "job_retrying") else ", ".join(s.location for s in job.stored)
                 params = " ".join(f"{k}={v}" for k, v in job.params.items())
-                click.echo(f"{word} {job.job_id}" + (f" [{params}]" if params else "") + (f": {detail}" if detail else ""))
+                line = f"{word} {job.job_id}" + (f" [{params}]" if params else "") + (f": {detail}" if detail else "")
+                click.echo(self._state.shown(line))
             elif self.mode == "rich" and event == "job_failed":
-                self._bar.console.print(f"[red]failed[/red] {job.job_id}: {job.error}")
+                from rich.markup import escape
+
+                # escape(): a server's message must not be read as rich markup either.
+                self._bar.console.print(f"[red]failed[/red] {escape(self._state.shown(f'{job.job_id}: {job.error}'))}")
 
     def tick(self, stats: dict[str, Any], running: dict[str, JobProgress] | None = None) -> None:
         """Redraw the overall bar, and one line per running job (``job_id -> progress``) when given."""

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from comfykit.client import ComfyUIClient
     from comfykit.config import Config
     from comfykit.plugins import PluginManager
+    from comfykit.secrets import SecretMask
 
 __all__ = ["LEVELS", "CliState", "get_state"]
 
@@ -51,6 +52,7 @@ class CliState:
         self.plugins = plugins
         self.startup_error = startup_error
         self._config: Config | None = None
+        self._mask: tuple[tuple[bool, tuple[str, ...]], SecretMask] | None = None
         self._logging_done = False
 
     # -- options ----------------------------------------------------------------------
@@ -82,6 +84,25 @@ class CliState:
             self.setup_logging(self._config)
         return self._config
 
+    def secret_mask(self) -> SecretMask:
+        """Masks every credential of this run (config, ``--server`` URLs) in what it shows."""
+        from comfykit.secrets import SecretMask, secrets_of
+
+        # Built once per state of the config (not loaded / loaded): NDJSON events ask for it per line.
+        basis = (self._config is not None, self.servers)
+        if self._mask is None or self._mask[0] != basis:
+            values: dict[str, Any] = dict(self._config) if self._config is not None else {}
+            values["cli.servers"] = list(self.servers)
+            keys = self._config.secret_keys() if self._config is not None else []
+            self._mask = (basis, SecretMask(secrets_of(values, keys)))
+        return self._mask[1]
+
+    def shown(self, text: object) -> str:
+        """``text`` as it may reach the terminal: credentials masked, escape sequences and controls removed."""
+        from comfykit.text import printable
+
+        return printable(self.secret_mask().text(str(text)))
+
     def plugin_manager(self) -> PluginManager:
         """The run's one plugin manager, configured; every client and queue of the run shares it."""
         self.config()
@@ -111,7 +132,11 @@ class CliState:
             handlers.append(logging.StreamHandler(sys.stderr))
         if config.get("logging.file"):
             handlers.append(logging.FileHandler(str(config["logging.file"]), encoding="utf-8"))
+        from comfykit.secrets import MaskingFilter
+
+        masking = MaskingFilter(self.secret_mask())
         for handler in handlers:
+            handler.addFilter(masking)
             handler.setFormatter(formatter)
             handler.setLevel(level)
             handler._comfykit_cli = True  # type: ignore[attr-defined]
