@@ -229,18 +229,20 @@ def _follow(queue: QueueManager, client: ComfyUIClient, job: Job, mode: str) -> 
 
 
 def _report_completed(job: Job, mode: str) -> None:
-    from comfykit.utils import extract_output_images
     from comfykit_cli.progress import emit_event, job_record
 
-    images = extract_output_images(job.history or {})
+    # From the checked outputs, not the raw history: a server may report any JSON as a filename.
+    images = [{"filename": o.filename, "subfolder": o.subfolder, "type": o.folder_type, "node_id": o.node_id}
+              for o in job.outputs if o.kind == "images" and o.is_file]
+    shown = get_state().shown
     for warning in job.warnings:
-        click.echo(f"warning: {warning}", err=True)
+        click.echo(shown(f"warning: {warning}"), err=True)
     if mode == "json":
         emit_event("completed", **job_record(job), images=images)
         return
-    click.echo(f"completed {job.prompt_id}: " + (", ".join(i["filename"] for i in images) or "no images"))
+    click.echo(shown(f"completed {job.prompt_id}: " + (", ".join(str(i["filename"]) for i in images) or "no images")))
     for stored in job.stored:
-        click.echo(f"  {stored.location}")
+        click.echo(shown(f"  {stored.location}"))
 
 
 def _report_failed(job: Job, mode: str) -> None:
@@ -248,7 +250,7 @@ def _report_failed(job: Job, mode: str) -> None:
 
     if mode == "json":
         emit_event("failed", **job_record(job))
-    click.echo(f"Error: {job.error}", err=True)
+    click.echo(get_state().shown(f"Error: {job.error}"), err=True)
 
 
 # --------------------------------------------------------------------------- batch

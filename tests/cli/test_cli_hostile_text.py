@@ -16,7 +16,7 @@ from comfykit_cli import main
 class _EchoingFailure(BaseHTTPRequestHandler):
     """Answers every request with a 500 whose message repeats the request headers, plus escape sequences."""
 
-    def do_GET(self) -> None:  # noqa: N802 - the http.server spelling
+    def do_GET(self) -> None:  # http.server names its handlers so
         headers = "; ".join(f"{k}: {v}" for k, v in self.headers.items())
         body = json.dumps({"error": f"\x1b[2J\x1b]0;owned\x07\x1b[31mboom\x1b[0m, you sent {headers}"}).encode()
         self.send_response(500)
@@ -63,3 +63,24 @@ def test_a_password_in_the_server_url_stays_out_of_logs_and_errors(
     assert code == 1
     assert "url-pa55word" not in out + err
     assert "127.0.0.1" in err
+
+
+def test_a_numeric_filename_in_the_history_does_not_break_the_report(capsys: pytest.CaptureFixture[str]) -> None:
+    import click
+
+    from comfykit.jobs import Job
+    from comfykit.outputs import discover_outputs
+    from comfykit_cli.run import _report_completed
+
+    history = {"outputs": {"9": {"images": [{"filename": 12345, "subfolder": "", "type": "output"},
+                                            {"filename": "fine\x1b[31m.png", "subfolder": "", "type": "output"}]}}}
+    job = Job(workflow={}, job_id="job_0")
+    job.prompt_id, job.history = "p-1", history
+    job.outputs = discover_outputs(history["outputs"])
+    with click.Context(click.Command("send")).scope():
+        _report_completed(job, "plain")
+        _report_completed(job, "json")
+    out = capsys.readouterr().out
+    assert "completed p-1: fine.png" in out
+    assert json.loads(out.splitlines()[-1])["images"] == [
+        {"filename": "fine\x1b[31m.png", "subfolder": "", "type": "output", "node_id": "9"}]
