@@ -191,10 +191,11 @@ class PluginManager:
         return self.pm.hook.comfykit_read_workflow(path=path)
 
     def convert_workflow(
-        self, data: Any, source: str | None, object_info: Mapping[str, Any] | None
+        self, data: Any, source: str | None, object_info: Mapping[str, Any] | None,
+        frontend_version: str | None = None,
     ) -> dict[str, Any] | None:
         result: dict[str, Any] | None = self.pm.hook.comfykit_convert_workflow(
-            data=data, source=source, object_info=object_info
+            data=data, source=source, object_info=object_info, frontend_version=frontend_version
         )
         return result
 
