@@ -281,11 +281,16 @@ def test_subgraphs_flatten_to_chained_ids_and_link_through_their_boundaries() ->
         [[1, 1, 0, 10, 0, "MODEL"], [2, 10, 0, 9, 0, "MODEL"]],
     )
     ui["definitions"] = {"subgraphs": [outer, inner]}
-    api = _convert(ui)
+    api = _convert(ui, frontend_version="1.27.10")
     assert list(api) == ["1", "9", "10:1", "10:2:3"]
     assert api["10:1"]["inputs"] == {"strength": 0.5, "model": ["1", 0]}  # the instance's widget value wins
     assert api["10:2:3"]["inputs"] == {"strength": 0.25, "model": ["10:1", 0]}
     assert api["9"]["inputs"]["model"] == ["10:2:3", 0]
+
+    # 1.49 renumbers inner node 1, which collides with the root's node 1, past last_node_id (99).
+    renumbered = _convert(ui, frontend_version="1.49.6")
+    assert list(renumbered) == ["1", "9", "10:100", "10:2:3"]
+    assert renumbered["10:2:3"]["inputs"]["model"] == ["10:100", 0]
 
     # A muted instance runs nothing inside; what it fed loses the link.
     ui["nodes"][1]["mode"] = 2
