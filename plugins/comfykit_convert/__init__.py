@@ -15,8 +15,8 @@ import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from comfykit.errors import ConversionError
 from comfykit import hookimpl
+from comfykit.errors import ConversionError
 from comfykit.workflow.loader import is_ui_workflow
 from comfykit_convert.graph import FRONTEND_ONLY_TYPES, flatten
 from comfykit_convert.rules import DEFAULT_FRONTEND, FRONTENDS, FrontendRules, rules_for

@@ -11,7 +11,7 @@ from typing import Any
 
 import attrs
 
-__all__ = ["DEFAULT_FRONTEND", "FRONTENDS", "FrontendRules", "ExtensionWidget", "WidgetKind", "rules_for"]
+__all__ = ["DEFAULT_FRONTEND", "FRONTENDS", "ExtensionWidget", "FrontendRules", "WidgetKind", "rules_for"]
 
 
 @attrs.frozen

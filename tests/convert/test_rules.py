@@ -41,7 +41,8 @@ INFO: dict[str, Any] = {
                           "optional": {"boxes": ["BOUNDING_BOXES", {"default": []}], "size": ["FLOAT,INT", {
                               "widgetType": "FLOAT", "default": 2.0}]}},
                 "output": [], "name": "Compare", "display_name": "Compare"},
-    "PreviewAny": {"input": {"required": {"source": ["*", {}]}}, "output": [], "name": "PreviewAny", "display_name": "Preview Any"},
+    "PreviewAny": {"input": {"required": {"source": ["*", {}]}}, "output": [], "name": "PreviewAny",
+                   "display_name": "Preview Any"},
     "LoadAudio": {"input": {"required": {"audio": [["a.mp3"], {"audio_upload": True}]}}, "output": ["AUDIO"],
                   "name": "LoadAudio", "display_name": "Load Audio"},
     "LoadOut": {"input": {"required": {"image": ["COMBO", {"options": ["o.png"], "image_upload": True,
