@@ -23,6 +23,7 @@ from typing import Any
 
 import attrs
 
+from comfykit_convert.camera import restored_camera
 from comfykit_convert.rules import FrontendRules, WidgetKind
 
 __all__ = ["NodeWidgets", "Widget", "input_spec"]
@@ -83,7 +84,7 @@ def _choices(kind: Any, options: Mapping[str, Any]) -> list[Any]:
 def _has_control(name: str, widget_type: str, options: Mapping[str, Any]) -> bool:
     control = options.get("control_after_generate")
     if widget_type == "INT" and control is None:
-        return name.rsplit(".", 1)[-1] == name and name in ("seed", "noise_seed")
+        return name in ("seed", "noise_seed")  # the whole name: `sampling_mode.seed` gets none
     return bool(control)
 
 
@@ -267,7 +268,7 @@ class NodeWidgets:
     def _viewport_state(self) -> dict[str, Any]:
         config = self.properties.get("Camera Config")
         state = config.get("state") if isinstance(config, Mapping) else None
-        camera = copy.deepcopy(state if state is not None else dict(_DEFAULT_CAMERA))
+        camera = restored_camera(copy.deepcopy(state)) if isinstance(state, Mapping) else copy.deepcopy(dict(_DEFAULT_CAMERA))
         return {"image": "", "mask": "", "normal": "", "camera_info": camera, "recording": "", "model_3d_info": []}
 
 

@@ -35,18 +35,10 @@ PAIRS = _shared_pairs()
 FOLDERS = {"fe-1.27.10": ("0.3.64", "1.27.10"), "fe-1.49.6": ("0.33.0", "1.49.6")}
 
 
-#: pairs the converter cannot reproduce, and why (strict: a fix shows up as a failure to remove it)
-KNOWN_DIFFERENCES = {
-    # The 3D viewer re-derives the saved camera through three.js; x and z come back 1-3 ulp off.
-    "fe-1.49.6/3d_pixal3d_trellis2_image_to_model": "camera floats re-derived by the 3D viewer",
-}
-
-
-def _pair_names() -> list[Any]:
+def _pair_names() -> list[str]:
     found = [f"{folder}/{p.name.removesuffix('.ui.json')}" for folder in FOLDERS
              for p in sorted((PAIRS / folder).glob("*.ui.json"))]
-    return [pytest.param(n, marks=pytest.mark.xfail(reason=KNOWN_DIFFERENCES[n], strict=True))
-            if n in KNOWN_DIFFERENCES else n for n in found] or ["<absent>"]
+    return found or ["<absent>"]
 
 
 @pytest.mark.parametrize("name", _pair_names())
@@ -335,7 +327,7 @@ def test_a_ui_workflow_without_object_info_says_what_is_needed(tmp_path: Path) -
     with pytest.raises(ConversionError, match="object_info") as caught:
         load_workflow(path)
     assert "client=" in (caught.value.hint or "") and "--server" in (caught.value.hint or "")
-    assert load_workflow(path, object_info=INFO)["1"]["inputs"] == {"ckpt_name": "a.ckpt"}
+    assert load_workflow(path, object_info=INFO, frontend_version=FRONTEND)["1"]["inputs"] == {"ckpt_name": "a.ckpt"}
 
 
 def test_the_input_is_never_modified_and_nothing_is_shared() -> None:
@@ -384,7 +376,7 @@ def test_a_png_with_only_the_editor_workflow_converts(tmp_path: Path) -> None:
     chunk = PngImagePlugin.PngInfo()
     chunk.add_text("workflow", json.dumps(_ui([_node(1, "Loader", ["b.ckpt"])], [])))
     Image.new("RGB", (2, 2)).save(tmp_path / "saved.png", pnginfo=chunk)
-    assert load_workflow(tmp_path / "saved.png", object_info=INFO) == {
+    assert load_workflow(tmp_path / "saved.png", object_info=INFO, frontend_version=FRONTEND) == {
         "1": {"inputs": {"ckpt_name": "b.ckpt"}, "class_type": "Loader", "_meta": {"title": "Load It"}},
     }
 

@@ -268,3 +268,17 @@ def test_random_widget_lists_on_dynamic_combos_never_shift_values_into_foreign_n
             allowed |= {"format.codec.crf", "format.codec.seed"}
     assert set(inputs) <= allowed
     assert inputs.get("format") == (values[1] if len(values) > 1 else "auto") or not isinstance(inputs.get("format"), str)
+
+
+def test_a_saved_camera_comes_back_as_the_viewer_restores_it() -> None:
+    """OrbitControls.update + lookAt, repeated in double precision: last bits as the editor's."""
+    state = {"position": {"x": -4.993544331452558, "y": 0.7154650457579443, "z": 2.460673019613121},
+             "target": {"x": -0.18539216968998096, "y": -0.12940291071409174, "z": 0.060075853302763965},
+             "quaternion": {"x": 0, "y": 0, "z": 0, "w": 1}, "zoom": 1}
+    ui = _ui(_node(1, "Preview3DAdvanced", ["", 16], properties={"Camera Config": {"state": state}}))
+    camera = _inputs(ui, "1")["viewport_state"]["camera_info"]
+    assert camera["position"] == {"x": -4.993544331452557, "y": 0.7154650457579443, "z": 2.460673019613121}
+    assert camera["target"] == {"x": -0.18539216968998093, "y": -0.12940291071409174, "z": 0.06007585330276396}
+    assert camera["quaternion"] == {"x": -0.06624370863685092, "y": -0.5243794928018769, "z": -0.040967371110791184,
+                                    "w": 0.8479148501466129}
+    assert camera["zoom"] == 1
