@@ -28,6 +28,7 @@ import attrs
 from comfykit.errors import ConversionError
 from comfykit_convert.prompts import dynamic_prompt
 from comfykit_convert.rules import FrontendRules
+from comfykit_convert.saved import Graph, collect_definitions, read_graph, renumber, short
 from comfykit_convert.widgets import NodeWidgets, Widget
 
 __all__ = ["FRONTEND_ONLY_TYPES", "flatten"]
@@ -36,28 +37,9 @@ __all__ = ["FRONTEND_ONLY_TYPES", "flatten"]
 FRONTEND_ONLY_TYPES = frozenset({"Note", "MarkdownNote", "Reroute", "PrimitiveNode"})
 
 _MUTED, _BYPASSED = 2, 4
-# Ids of the subgraph input and output pseudo-nodes inside a subgraph definition.
-_SUBGRAPH_INPUT_ID, _SUBGRAPH_OUTPUT_ID = -10, -20
+# The id of the subgraph-input pseudo-node inside a subgraph definition.
+_SUBGRAPH_INPUT_ID = -10
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
-
-
-@attrs.frozen
-class _Link:
-    id: Any
-    origin_id: Any
-    origin_slot: int
-    target_id: Any
-    target_slot: int
-    type: Any
-
-
-@attrs.define
-class _Graph:
-    """The root graph or one subgraph definition."""
-
-    nodes: dict[str, Mapping[str, Any]]
-    links: dict[str, _Link]
-    definition: Mapping[str, Any] | None = None  # the subgraph definition, for boundary slots
 
 
 @attrs.define(eq=False)
@@ -66,9 +48,9 @@ class _Exec:
 
     id: str
     node: Mapping[str, Any]
-    graph: _Graph
+    graph: Graph
     instance: _Exec | None  # the subgraph instance containing this node
-    subgraph: _Graph | None = None  # set when this node is itself a subgraph instance
+    subgraph: Graph | None = None  # set when this node is itself a subgraph instance
 
 
 @attrs.frozen
@@ -110,16 +92,16 @@ class _Converter:
         self.source = source
         self.virtual = virtual
         self.rng = rng or random.Random()
-        self.definitions = self._collect_definitions(ui)
+        self.definitions = collect_definitions(ui, self._error)
         self.definition_graphs = {
-            key: self._graph(d, d, f"subgraph {d.get('name') or key}") for key, d in self.definitions.items()
+            key: read_graph(d, d, f"subgraph {d.get('name') or key}", self._error) for key, d in self.definitions.items()
         }
         self.group_nodes = ui.get("extra", {}).get("groupNodes") if isinstance(ui.get("extra"), Mapping) else None
-        self.root = self._graph(ui, None, "the workflow")
+        self.root = read_graph(ui, None, "the workflow", self._error)
         self.execs: dict[str, _Exec] = {}
         self.order: list[_Exec] = []
         if rules.renumbers_subgraph_ids:
-            self._renumber(ui)
+            renumber(ui, self.root, self.definition_graphs)
         # exec id -> {widget name: value written by a PrimitiveNode}
         self.primitive_values: dict[str, dict[str, Any]] = {}
         self.node_widgets: dict[str, NodeWidgets] = {}
@@ -129,91 +111,6 @@ class _Converter:
 
     def _error(self, message: str, node_id: str | None = None, hint: str | None = None) -> ConversionError:
         return ConversionError(message, path=self.source, node_id=node_id, hint=hint)
-
-    def _collect_definitions(self, ui: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
-        found: dict[str, Mapping[str, Any]] = {}
-        pending = [ui]
-        while pending:
-            holder = pending.pop()
-            definitions = holder.get("definitions")
-            subgraphs = definitions.get("subgraphs") if isinstance(definitions, Mapping) else None
-            if subgraphs is None:
-                continue
-            if not isinstance(subgraphs, list):
-                raise self._error("'definitions.subgraphs' is not a list")
-            for definition in subgraphs:
-                if not isinstance(definition, Mapping) or not isinstance(definition.get("id"), str):
-                    raise self._error("a subgraph definition has no string 'id'")
-                if definition["id"] not in found:
-                    found[definition["id"]] = definition
-                    pending.append(definition)
-        return found
-
-    def _graph(self, holder: Mapping[str, Any], definition: Mapping[str, Any] | None, what: str) -> _Graph:
-        raw_nodes = holder.get("nodes")
-        if not isinstance(raw_nodes, list):
-            raise self._error(f"{what} has no 'nodes' list")
-        nodes: dict[str, Mapping[str, Any]] = {}
-        for node in raw_nodes:
-            if not isinstance(node, Mapping) or "id" not in node or not isinstance(node.get("type"), str):
-                raise self._error(f"{what} has a node without an 'id' or a 'type': {_short(node)}")
-            if not isinstance(node["id"], (int, str)) or isinstance(node["id"], bool):
-                raise self._error(f"{what} has a node whose id is not a number: {_short(node)}")
-            nodes[str(node["id"])] = node
-        raw_links = holder.get("links") or []
-        if not isinstance(raw_links, list):
-            raise self._error(f"{what}'s 'links' is not a list")
-        links: dict[str, _Link] = {}
-        for raw in raw_links:
-            link = self._link(raw, what)
-            if link is not None:
-                links[str(link.id)] = link
-        return _Graph(nodes, links, definition)
-
-    def _link(self, raw: Any, what: str) -> _Link | None:
-        try:
-            if isinstance(raw, list) and len(raw) >= 5:
-                return _Link(raw[0], raw[1], int(raw[2]), raw[3], int(raw[4]), raw[5] if len(raw) > 5 else "*")
-            if isinstance(raw, Mapping):
-                return _Link(raw["id"], raw["origin_id"], int(raw["origin_slot"]), raw["target_id"],
-                             int(raw["target_slot"]), raw.get("type", "*"))
-        except (KeyError, TypeError, ValueError):
-            pass
-        if raw is None:
-            return None  # the editor leaves holes for deleted links in old files
-        raise self._error(f"{what} has a malformed link: {_short(raw)}")
-
-    def _renumber(self, ui: Mapping[str, Any]) -> None:
-        """Give inner nodes whose ids collide with an earlier one a fresh id, as 1.49 does on load."""
-        used = {int(k) for k in self.root.nodes if _is_int(k)}
-        state = ui.get("state")
-        if isinstance(state, Mapping) and _is_int(state.get("lastNodeId")):
-            last = max(0, int(state["lastNodeId"]))
-        else:
-            last = int(ui["last_node_id"]) if _is_int(ui.get("last_node_id")) else 0
-        for key, graph in self.definition_graphs.items():
-            renamed: dict[str, str] = {}
-            for node_id in list(graph.nodes):
-                if not _is_int(node_id):
-                    continue
-                number = int(node_id)
-                if number in used:
-                    last += 1
-                    while last in used:
-                        last += 1
-                    renamed[node_id] = str(last)
-                    number = last
-                else:
-                    last = max(last, number)
-                used.add(number)
-            if renamed:
-                self.definition_graphs[key] = _Graph(
-                    {renamed.get(k, k): ({**n, "id": int(renamed[k])} if k in renamed else n) for k, n in graph.nodes.items()},
-                    {k: attrs.evolve(link, origin_id=renamed.get(str(link.origin_id), link.origin_id),
-                                     target_id=renamed.get(str(link.target_id), link.target_id))
-                     for k, link in graph.links.items()},
-                    graph.definition,
-                )
 
     # ------------------------------------------------------------------ flattening
 
@@ -236,7 +133,7 @@ class _Converter:
         numeric = sorted((k for k in output if k.isdigit()), key=int)
         return {key: output[key] for key in [*numeric, *(k for k in output if not k.isdigit())]}
 
-    def _place(self, graph: _Graph, instance: _Exec | None, path: list[str]) -> None:
+    def _place(self, graph: Graph, instance: _Exec | None, path: list[str]) -> None:
         nodes = list(graph.nodes.values())
         if instance is None:
             # The editor walks the root graph in execution order (saved as each node's
@@ -347,7 +244,7 @@ class _Converter:
             raise self._error(f"{_describe(node)}: its 'inputs' is not a list", node.id)
         for index, entry in enumerate(saved_inputs):
             if not isinstance(entry, Mapping) or not isinstance(entry.get("name"), str):
-                raise self._error(f"{_describe(node)} has a malformed input: {_short(entry)}", node.id)
+                raise self._error(f"{_describe(node)} has a malformed input: {short(entry)}", node.id)
             if _dropped_child(entry["name"], widgets):
                 continue  # dynamicWidgets.ts → updateWidgets disconnects inputs the chosen option lacks
             resolved = self._resolve_input(node, index, set(), None)
@@ -537,11 +434,6 @@ class _Converter:
 # ---------------------------------------------------------------------- helpers
 
 
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
 def _list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
@@ -566,14 +458,6 @@ def _ancestors(instance: _Exec | None) -> list[_Exec]:
 
 def _is_link(value: Any) -> bool:
     return isinstance(value, list) and len(value) == 2 and isinstance(value[0], str)
-
-
-def _is_int(value: Any) -> bool:
-    if isinstance(value, bool):
-        return False
-    if isinstance(value, int):
-        return True
-    return isinstance(value, str) and value.lstrip("-").isdigit()
 
 
 def _describe(node: _Exec) -> str:
