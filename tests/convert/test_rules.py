@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import warnings
 from pathlib import Path
@@ -282,3 +283,43 @@ def test_a_saved_camera_comes_back_as_the_viewer_restores_it() -> None:
     assert camera["quaternion"] == {"x": -0.06624370863685092, "y": -0.5243794928018769, "z": -0.040967371110791184,
                                     "w": 0.8479148501466129}
     assert camera["zoom"] == 1
+
+
+def _possible_names(inputs: Any, prefix: str = "") -> set[str]:
+    """Every input name a spec section tree can give rise to, dynamic-combo children included."""
+    names: set[str] = set()
+    for section in ("required", "optional"):
+        for name, spec in ((inputs or {}).get(section) or {}).items():
+            names.add(prefix + name)
+            if isinstance(spec, list) and spec and spec[0] == "COMFY_DYNAMICCOMBO_V3":
+                for option in spec[1].get("options", []):
+                    names |= _possible_names(option.get("inputs"), f"{prefix}{name}.")
+    return names
+
+
+_DYNAMIC_CLASSES = ["SaveVideo", "ResizeImageMaskNode", "TextGenerate", "SaveAudioAdvanced", "SaveImageAdvanced"]
+_WIDGET_TYPES = {"STRING", "INT", "FLOAT", "COMBO", "BOOLEAN", "COMFY_DYNAMICCOMBO_V3"}
+
+
+@functools.cache
+def _catalogue_0_33() -> dict[str, Any]:
+    from comfykit.testing.catalog import load_object_info
+
+    return load_object_info("0.33.0")
+
+
+@settings(max_examples=200, deadline=None)
+@given(kind=st.sampled_from(_DYNAMIC_CLASSES), values=_values)
+def test_random_widget_lists_on_real_dynamic_combo_classes_stay_within_their_inputs(kind: str, values: list[Any]) -> None:
+    info = _catalogue_0_33()
+    try:
+        inputs = _inputs(_ui(_node(1, kind, values)), "1", info=info)
+    except ConversionError:
+        return
+    assert set(inputs) <= _possible_names(info[kind]["input"])
+    # the first value always lands on the first widget, whatever follows
+    required = info[kind]["input"]["required"]
+    first = next(n for n in info[kind]["input_order"]["required"]
+                 if isinstance(required[n][0], list) or required[n][0] in _WIDGET_TYPES)
+    if values and values[0] is not None and not isinstance(values[0], list):
+        assert inputs[first] == values[0]
