@@ -69,8 +69,9 @@ def ui_to_api(
 
 @hookimpl
 def comfykit_convert_workflow(
-    data: Any, source: str | None, object_info: Mapping[str, Any] | None, frontend_version: str | None = None,
+    data: Any, source: str | None, object_info: Mapping[str, Any] | None, frontend_version: str | None,
 ) -> dict[str, Any] | None:
+    # No default on frontend_version: older pluggy releases pass only arguments without one.
     if not is_ui_workflow(data):
         return None
     if object_info is None:
