@@ -7,7 +7,7 @@ import time.
 
 Plugins come from four places, in registration order: core defaults (always
 on), the ``comfykit`` entry-point group (the bundled plugins ``monitor``,
-``download``, ``metadata`` and ``cli`` are registered there too), objects
+``download``, ``metadata``, ``cli`` and ``convert`` are registered there too), objects
 passed in Python, and names given with ``-p NAME``.  Any plugin but the core
 ones can be disabled by name (``-p no:NAME``, ``COMFYKIT_DISABLE_PLUGINS``,
 the ``plugins.disable`` config key).  ``COMFYKIT_DISABLE_PLUGIN_AUTOLOAD=1``
@@ -64,6 +64,7 @@ BUNDLED_PLUGINS: Mapping[str, str] = {
     "download": "comfykit_download",
     "metadata": "comfykit_metadata",
     "cli": "comfykit_cli",
+    "convert": "comfykit_convert",
 }
 
 #: Core defaults that cannot be disabled: they are the fallbacks the firstresult
