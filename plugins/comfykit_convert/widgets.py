@@ -42,7 +42,7 @@ _DEFAULT_CAMERA: Mapping[str, Any] = {
 }
 
 
-@attrs.define
+@attrs.define(eq=False)  # widgets are found by identity: two can hold equal values
 class Widget:
     """One live widget: its input name, value and behaviour."""
 
@@ -147,8 +147,6 @@ class NodeWidgets:
             self._force_slots.append((bool(options.get("forceInput")), 1 + companions))
         if options.get("forceInput"):
             return []
-        if widget_type == "LOAD_3D" and self.class_type in self.rules.viewport_state_classes:
-            behaviour = attrs.evolve(behaviour, constant=None)
         main = Widget(name, _default(widget_type or "", kind, options, behaviour), behaviour, options, widget_type or "")
         created = [main]
         created += [Widget(sub, 0, _CONTROL, type="INT") for sub in behaviour.subwidgets]
@@ -253,7 +251,8 @@ class NodeWidgets:
         if widget.kind.constant is not None:
             return copy.deepcopy(widget.kind.constant)
         if widget.role == "index":
-            choice = self.widgets[0].value if self.widgets else None
+            chosen = self.find("choice")
+            choice = chosen.value if chosen is not None else None
             options = [w.value for w in self.widgets if w.role == "option"]
             return options.index(choice) if choice in options else -1
         if widget.type == "LOAD_3D" and self.class_type in self.rules.viewport_state_classes:
