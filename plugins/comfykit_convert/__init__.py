@@ -34,7 +34,11 @@ __all__ = [
 
 
 class FrontendGuessWarning(UserWarning):
-    """A workflow was converted with the newest frontend's rules because nothing named the frontend."""
+    """A workflow was converted with rules of another frontend than the one it is for, or unknown one.
+
+    Nothing named the frontend (the newest rules were used), or comfykit has no rules for the
+    one named (those of the closest older frontend were used).
+    """
 
 
 def ui_to_api(
@@ -52,18 +56,24 @@ def ui_to_api(
     :param object_info: the server's ``/object_info`` (every class the workflow uses).
     :param source: the file name, for error messages.
     :param frontend_version: whose rules to follow (the server's ``required_frontend_version``);
-        ``None`` uses the newest known rules and warns with :class:`FrontendGuessWarning`.
+        ``None`` uses the newest known rules, and a version without rules of its own those of the
+        closest older one, each with a :class:`FrontendGuessWarning` saying which were used.
     :param virtual_types: more frontend-only node types (from editor extensions) to pass through.
     :param rng: picks the options of ``{a|b}`` dynamic prompts, as the editor does at random.
     :raise ConversionError: naming the node, its class and title, for an unknown class, a link to a
         missing node, a group node or a malformed file.
     """
+    rules = rules_for(frontend_version)
     if frontend_version is None:
         warnings.warn(
-            f"{source or 'workflow'}: no frontend version given; converted with the rules of frontend {DEFAULT_FRONTEND}",
+            f"{source or 'workflow'}: no frontend version given; converted with the rules of frontend {rules.version}",
             FrontendGuessWarning, stacklevel=2,
         )
-    rules = rules_for(frontend_version)
+    elif rules.version != frontend_version:
+        warnings.warn(
+            f"{source or 'workflow'}: comfykit has no rules for frontend {frontend_version}; converted with those of "
+            f"frontend {rules.version}, the closest older one", FrontendGuessWarning, stacklevel=2,
+        )
     return flatten(ui, object_info, rules, source=source, virtual_types=virtual_types, rng=rng)
 
 

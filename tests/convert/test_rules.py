@@ -196,6 +196,9 @@ def test_without_a_frontend_the_newest_rules_are_used_with_a_warning() -> None:
     with pytest.warns(FrontendGuessWarning, match=DEFAULT_FRONTEND):
         api = ui_to_api(_ui(_node(1, "LoadAudio", ["a.mp3"])), INFO)
     assert api["1"]["inputs"] == {"audio": "a.mp3"}
+    with pytest.warns(FrontendGuessWarning, match=r"no rules for frontend 1\.30\.0.*1\.27\.10"):
+        api = ui_to_api(_ui(_node(1, "LoadAudio", ["a.mp3"])), INFO, frontend_version="1.30.0")
+    assert api["1"]["inputs"] == {"audio": "a.mp3", "audioUI": ""}
 
 
 def _preview_workflow(tmp_path: Path) -> Path:
