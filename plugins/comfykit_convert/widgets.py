@@ -109,10 +109,16 @@ class NodeWidgets:
         self.widgets: list[Widget] = []
         #: every input (socket or widget) the node defines now, dynamic-combo children included
         self.defined: set[str] = set()
-        self._force_slots: list[tuple[bool, int]] = []  # per widget-typed input: (forceInput, slots it takes)
+        #: migrateWidgetsValues' view of the inputs: (forceInput, values it counts) per widget or forceInput input
+        self._saved_inputs: list[tuple[bool, int]] = []
         self._upload = False
         for section, name, raw in _ordered_specs(schema):
-            created = self._create(name, raw, top_level=True)
+            created = self._create(name, raw)
+            spec = input_spec(raw)
+            force = spec is not None and bool(spec[1].get("forceInput"))
+            if created or force:
+                control = spec is not None and (bool(spec[1].get("control_after_generate")) or name in ("seed", "noise_seed"))
+                self._saved_inputs.append((force, 2 if control else 1))
             self.widgets += created
             for widget in created:
                 if widget.dynamic is not None:
@@ -125,7 +131,7 @@ class NodeWidgets:
 
     # ------------------------------------------------------------------ building
 
-    def _create(self, name: str, raw: Any, *, top_level: bool = False) -> list[Widget]:
+    def _create(self, name: str, raw: Any) -> list[Widget]:
         self.defined.add(name)
         spec = input_spec(raw)
         if spec is None:
@@ -143,8 +149,6 @@ class NodeWidgets:
         companions = 0
         if behaviour.control and _has_control(name, widget_type or "", options):
             companions = 2 if widget_type == "COMBO" else 1
-        if top_level:
-            self._force_slots.append((bool(options.get("forceInput")), 1 + companions))
         if options.get("forceInput"):
             return []
         main = Widget(name, _default(widget_type or "", kind, options, behaviour), behaviour, options, widget_type or "")
@@ -210,16 +214,15 @@ class NodeWidgets:
             index += 1
 
     def _migrated(self, saved: list[Any]) -> list[Any]:
-        """Drop values an older editor saved for ``forceInput`` inputs (when the count says it did)."""
-        if not any(force for force, _ in self._force_slots) or len(saved) != sum(n for _, n in self._force_slots):
+        """Drop values an older editor saved for ``forceInput`` inputs (when the count says it did).
+
+        Like ``migrateWidgetsValues`` the count gives an input with a (possible) control widget two
+        values, yet inputs and values are then paired one to one, position by position.
+        """
+        if len(saved) != sum(n for _, n in self._saved_inputs):
             return saved
-        kept: list[Any] = []
-        position = 0
-        for force, slots in self._force_slots:
-            if not force:
-                kept += saved[position:position + slots]
-            position += slots
-        return kept
+        forced = [force for force, _ in self._saved_inputs]
+        return [value for index, value in enumerate(saved) if not (index < len(forced) and forced[index])]
 
     def _set(self, widget: Widget, value: Any) -> None:
         if widget.role == "index":

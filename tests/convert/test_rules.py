@@ -55,6 +55,8 @@ INFO: dict[str, Any] = {
                           "output": [], "name": "Preview3DAdvanced", "display_name": "Preview 3D (Advanced)"},
     "Num": {"input": {"required": {"seed": ["INT", {"default": 1}], "steps": ["INT", {"default": 20}]}},
             "output": ["INT"], "name": "Num", "display_name": "Num"},
+    "Forced": {"input": {"required": {"a": ["INT", {}], "b": ["INT", {"forceInput": True}], "c": ["FLOAT", {}]}},
+               "output": [], "name": "Forced", "display_name": "Forced"},
 }
 
 
@@ -119,6 +121,13 @@ def test_extension_widgets_differ_by_frontend() -> None:
     assert old["2"]["inputs"] == {"preview": "", "source": ["3", 0]}
     new = ui_to_api(ui, INFO, frontend_version="1.49.6")
     assert new["1"]["inputs"] == {"audio": "a.mp3"} and new["2"]["inputs"] == {"source": ["3", 0]}
+
+
+def test_values_an_older_editor_saved_for_force_input_inputs_are_dropped() -> None:
+    # migrateWidgetsValues: three values for a, b (forceInput) and c: b's is dropped
+    assert _inputs(_ui(_node(1, "Forced", [1, 2, 3.5])), "1") == {"a": 1, "c": 3.5}
+    # two values: nothing to migrate
+    assert _inputs(_ui(_node(1, "Forced", [1, 3.5])), "1") == {"a": 1, "c": 3.5}
 
 
 def test_remote_combo_refresh_button_is_sent_and_the_toggle_and_upload_are_not() -> None:
