@@ -3,7 +3,9 @@
 Run: ``python benchmarks/convert_pairs.py [--shared DIR] [-v]``.  Each folder of
 ``<shared>/ui-to-api`` is converted with the catalogue its README names (the simulator ships
 both) and the frontend rules of that folder; a pair counts when the result equals the editor's
-output and lists its nodes in the same order.  ``-v`` names the pairs that differ.
+output and lists its nodes in the same order.  ``-v`` names the pairs that differ.  Copied into
+a checkout from before the converter became the ``convert`` plugin, it measures the old
+``comfykit.workflow.ui_to_api`` (which knew no frontend versions).
 """
 
 from __future__ import annotations
