@@ -425,6 +425,17 @@ class ComfyUIClient:
             self._info = ServerInfo(version=version, has_jobs_api=has_jobs, features=features or {}, system_stats=stats)
         return self._info
 
+    def required_frontend_version(self) -> str | None:
+        """The editor version the server expects (``/system_stats`` → ``system.required_frontend_version``).
+
+        Read with :meth:`server_info`, so once per client; ``None`` when the server does not say.
+        Editor workflows are converted with that frontend's rules.
+        """
+        stats = self.server_info().system_stats
+        system = stats.get("system") if isinstance(stats, dict) else None
+        version = system.get("required_frontend_version") if isinstance(system, dict) else None
+        return version if isinstance(version, str) and version else None
+
     # -- prompts --------------------------------------------------------------------------
 
     def queue_prompt(

@@ -137,18 +137,20 @@ def comfykit_read_workflow(path: Path) -> Any | None:
 
 @hookspec(firstresult=True)
 def comfykit_convert_workflow(
-    data: Any, source: str | None, object_info: Mapping[str, Any] | None
+    data: Any, source: str | None, object_info: Mapping[str, Any] | None, frontend_version: str | None
 ) -> dict[str, Any] | None:
     """Turn loaded workflow data into an API-format graph ``{node_id: {class_type, inputs}}``.
 
-    Core handles API format, ``{"prompt": ...}`` wrappers and editor
-    (UI-format) workflows.  A plugin can add another format.  Never mutate
-    ``data``.  Stops at the first non-None result.
+    Core handles API format and ``{"prompt": ...}`` wrappers; the bundled
+    ``convert`` plugin handles editor (UI-format) workflows.  A plugin can add
+    another format.  Never mutate ``data``.  Stops at the first non-None result.
 
     :param data: what was read from the file (dict, list...).
     :param source: where it came from (a path or ``"<memory>"``), for error messages.
     :param object_info: the server's node catalogue, when one is available;
         UI-format conversion needs it.
+    :param frontend_version: the editor version whose conversion rules apply (the
+        server's ``required_frontend_version``), or ``None`` when unknown.
     :return: a new API-format graph, or ``None`` if not this plugin's format.
     :raise comfykit.errors.ConversionError: when the data is this plugin's
         format but cannot be converted.

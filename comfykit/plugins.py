@@ -7,8 +7,8 @@ import time.
 
 Plugins come from four places, in registration order: core defaults (always
 on), the ``comfykit`` entry-point group (comfykit's own distribution declares
-the bundled plugins ``monitor``, ``download``, ``metadata`` and ``cli`` there,
-and they register before third-party ones), names given with ``-p NAME``, and
+the bundled plugins ``monitor``, ``download``, ``metadata``, ``convert`` and
+``cli`` there, and they register before third-party ones), names given with ``-p NAME``, and
 objects passed in Python.  The core imports no plugin module by name: an
 editable checkout (``pip install -e .``) has the entry points too.  Any plugin
 but the core ones can be disabled by name (``-p no:NAME``,
@@ -235,10 +235,11 @@ class PluginManager:
         return self.pm.hook.comfykit_read_workflow(path=path)
 
     def convert_workflow(
-        self, data: Any, source: str | None, object_info: Mapping[str, Any] | None
+        self, data: Any, source: str | None, object_info: Mapping[str, Any] | None,
+        frontend_version: str | None = None,
     ) -> dict[str, Any] | None:
         result: dict[str, Any] | None = self.pm.hook.comfykit_convert_workflow(
-            data=data, source=source, object_info=object_info
+            data=data, source=source, object_info=object_info, frontend_version=frontend_version
         )
         return result
 

@@ -22,7 +22,7 @@ from comfykit.outputs import OutputFile, StoredOutput
 from comfykit.plugins import CORE_PLUGINS, get_plugin_manager, parse_plugin_options
 
 #: The plugins comfykit ships, registered through its own entry points.
-BUNDLED_PLUGINS = {"monitor", "download", "metadata", "cli"}
+BUNDLED_PLUGINS = {"monitor", "download", "metadata", "cli", "convert"}
 
 
 def _hookspec_functions() -> list[tuple[str, object]]:

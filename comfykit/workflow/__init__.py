@@ -1,7 +1,7 @@
 """Workflows: loading (API JSON, YAML, ComfyUI PNGs), editing, and validation through the hooks.
 
-Modules: ``loader`` (files to data to API graphs), ``convert`` (editor workflows to API
-graphs), ``validate`` (structural and schema checks), ``edit`` (``NODE.INPUT=VALUE``
+Modules: ``loader`` (files to data to API graphs; editor workflows are converted by the
+bundled ``comfykit_convert`` plugin), ``validate`` (structural and schema checks), ``edit`` (``NODE.INPUT=VALUE``
 updates), ``manager`` (``WorkflowManager``), ``templates`` (named parameters), ``sweep``
 (parameter sweeps), ``problems`` (the ``Problem`` record), ``plugin`` (core hook implementations).
 """
@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING
 from comfykit._lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from comfykit.workflow.convert import ui_to_api
     from comfykit.workflow.edit import Update, apply_updates, find_node, merge_workflows, node_address, parse_update
     from comfykit.workflow.manager import (
         WorkflowInfo,
@@ -65,7 +64,6 @@ __all__ = [
     "parse_update",
     "read_object_info",
     "save_template",
-    "ui_to_api",
     "validate_before_send",
     "validate_workflow",
 ]
@@ -98,7 +96,6 @@ _LAZY = {
     "parse_update": "comfykit.workflow.edit",
     "read_object_info": "comfykit.workflow.manager",
     "save_template": "comfykit.workflow.templates",
-    "ui_to_api": "comfykit.workflow.convert",
     "validate_before_send": "comfykit.workflow.manager",
     "validate_workflow": "comfykit.workflow.manager",
 }

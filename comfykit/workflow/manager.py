@@ -54,14 +54,28 @@ def _object_info(client: Any, object_info: Mapping[str, Any] | None) -> Mapping[
     return None
 
 
+def _frontend_version(client: Any, frontend_version: str | None) -> str | None:
+    """The editor whose conversion rules apply: the one named, else the one the client's server expects."""
+    if frontend_version is not None or client is None:
+        return frontend_version
+    required = getattr(client, "required_frontend_version", None)
+    return required() if callable(required) else None
+
+
 def load_workflow(
     source: str | Path | Mapping[str, Any],
     *,
     client: Any = None,
     object_info: Mapping[str, Any] | None = None,
     plugin_manager: PluginManager | None = None,
+    frontend_version: str | None = None,
 ) -> dict[str, Any]:
-    """Load a workflow file (or data) as a new API-format graph ``{node_id: {class_type, inputs}}``."""
+    """Load a workflow file (or data) as a new API-format graph ``{node_id: {class_type, inputs}}``.
+
+    An editor (UI-format) workflow is converted with ``object_info`` or the client's, following
+    the rules of ``frontend_version``, else of the frontend the client's server expects, else
+    the newest known (with a warning saying so).
+    """
     manager = _manager(plugin_manager, client)
     if isinstance(source, Mapping):
         data: Any = copy.deepcopy(dict(source))
@@ -72,15 +86,17 @@ def load_workflow(
             raise WorkflowLoadError("no such file", path=str(path), hint="Check the path.")
         data = manager.read_workflow(path)
         where = str(path)
-    info = _object_info(client, object_info) if is_ui_workflow(data) else object_info
-    graph = manager.convert_workflow(data, where, info)
+    is_ui = is_ui_workflow(data)
+    info = _object_info(client, object_info) if is_ui else object_info
+    graph = manager.convert_workflow(data, where, info, _frontend_version(client, frontend_version) if is_ui else None)
     if graph is not None:
         return graph
-    if is_ui_workflow(data):
+    if is_ui:
         raise ConversionError(
-            "this is an editor (UI-format) workflow and no installed converter accepted it",
+            "this is an editor (UI-format) workflow and no installed plugin converts those",
             path=where,
-            hint="Pass client= or object_info= so it can be converted, or in ComfyUI use Workflow > Export (API).",
+            hint="The bundled 'convert' plugin does: check it is not disabled (-p no:convert, plugins.disable) "
+                 "and that comfykit is installed with its plugins. Or in ComfyUI use Workflow > Export (API).",
         )
     raise WorkflowLoadError(
         "not a ComfyUI workflow: expected {node_id: {class_type, inputs}} or an editor workflow",
@@ -308,13 +324,14 @@ class WorkflowManager:
         self._templates: dict[str, Template] = {}
 
     def load_workflow(
-        self, path: str | Path, *, client: Any = None, object_info: Mapping[str, Any] | None = None
+        self, path: str | Path, *, client: Any = None, object_info: Mapping[str, Any] | None = None,
+        frontend_version: str | None = None,
     ) -> dict[str, Any]:
         candidate = Path(path)
         if not candidate.exists() and (self.workflows_dir / candidate).exists():
             candidate = self.workflows_dir / candidate
         return load_workflow(candidate, client=client or self.client, object_info=object_info or self.object_info,
-                             plugin_manager=self.plugin_manager)
+                             plugin_manager=self.plugin_manager, frontend_version=frontend_version)
 
     def save_workflow(self, workflow: Mapping[str, Any], path: str | Path) -> Path:
         """Write the API graph as JSON, or YAML for ``.yaml``/``.yml``; the write is atomic."""

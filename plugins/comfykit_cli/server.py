@@ -256,8 +256,6 @@ def upload(files: tuple[str, ...], subfolder: str, overwrite: bool, servers: tup
 @click.option("--show", is_flag=True, help="Show the inputs of every matching node.")
 @click.option("--object-info", "object_info_file", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Read a saved /object_info JSON instead of asking the server.")
-
-
 @server_option
 @json_option
 def nodes(pattern: str | None, show: bool, object_info_file: str | None, servers: tuple[str, ...],
@@ -302,23 +300,23 @@ def nodes(pattern: str | None, show: bool, object_info_file: str | None, servers
 @click.argument("workflow", type=click.Path(exists=True, dir_okay=False))
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default=None,
               help="Write the API-format workflow here (default: stdout).")
-
-
 @click.option("--object-info", "object_info_file", type=click.Path(exists=True, dir_okay=False), default=None,
               help="A saved /object_info JSON, so no server is needed.")
-
-
+@click.option("--frontend", "frontend_version", default=None, metavar="VERSION",
+              help="Follow this editor version's conversion rules (e.g. 1.27.10); default: the one the "
+                   "server expects, or with --object-info the newest known.")
 @server_option
-def convert(workflow: str, output: str | None, object_info_file: str | None, servers: tuple[str, ...]) -> None:
+def convert(workflow: str, output: str | None, object_info_file: str | None, frontend_version: str | None,
+            servers: tuple[str, ...]) -> None:
     """Convert an editor (UI-format) workflow to the API format the server runs."""
     from comfykit.workflow import load_workflow
 
     if object_info_file:
         info = json.loads(Path(object_info_file).read_text(encoding="utf-8"))
-        graph = load_workflow(workflow, object_info=info)
+        graph = load_workflow(workflow, object_info=info, frontend_version=frontend_version)
     else:
         with open_client(servers) as client:
-            graph = load_workflow(workflow, client=client)
+            graph = load_workflow(workflow, client=client, frontend_version=frontend_version)
     text = json.dumps(graph, indent=2)
     if output:
         Path(output).write_text(text + "\n", encoding="utf-8")

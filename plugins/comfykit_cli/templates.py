@@ -114,8 +114,6 @@ def templates() -> None:
 @templates.command("list")
 @click.option("--dir", "directory", type=click.Path(file_okay=False), default=None,
               help="Folder to list (default: workflow.templates_dir).")
-
-
 @server_option
 @json_option
 def list_command(directory: str | None, servers: tuple[str, ...], as_json: bool) -> None:
@@ -167,23 +165,15 @@ def show_command(name: str, servers: tuple[str, ...], as_json: bool) -> None:
 @click.option("--param", "params", multiple=True, required=True, metavar="NAME=NODE.INPUT[:TYPE][=DEFAULT]",
               help='A parameter: seed=KSampler.seed, prompt="Positive Prompt".text:str, cfg=3.cfg:float=7. '
                    "Repeat a NAME to give it more targets. Type and default come from the workflow when left out.")
-
-
 @click.option("--describe", "descriptions", multiple=True, metavar="NAME=TEXT", help="Describe a parameter.")
 @click.option("--choices", "choices", multiple=True, metavar="NAME=A,B,...",
               help="Make a parameter a choice among these values.")
-
-
 @click.option("--required", "required", multiple=True, metavar="NAME", help="The parameter has no default.")
 @click.option("--description", default="", help="What the template is for.")
 @click.option("--dir", "directory", type=click.Path(file_okay=False), default=None,
               help="Where to write the template (default: workflow.templates_dir).")
-
-
 @click.option("--link", is_flag=True,
               help="Refer to WORKFLOW by path instead of copying the (API-format) graph into the template.")
-
-
 @click.option("--force", is_flag=True, help="Replace an existing template of that name.")
 @server_option
 @json_option

@@ -1,26 +1,18 @@
-"""UI-format (editor) workflows to API-format graphs, the way the editor's "Export (API)" does it.
+"""Flattening an editor workflow into the API prompt: subgraphs, links, modes and node order.
 
-The ComfyUI editor saves the canvas: ``nodes`` with positional ``widgets_values``,
-``links``, groups and ``definitions.subgraphs``.  The server runs the API graph
-``{node_id: {"class_type", "inputs", "_meta": {"title"}}}``.  The editor's own
-conversion (``graphToPrompt`` in the frontend) rebuilds every node's widgets from
-the server's ``/object_info`` to learn which saved value belongs to which input,
-then follows links through frontend-only nodes.  :func:`ui_to_api` does the same
-from the saved file alone:
+Mirrors the frontend's ``src/utils/executionUtil.ts`` → ``graphToPrompt`` and the litegraph
+code it calls (``ExecutableNodeDTO.resolveInput`` / ``resolveOutput``, ``SubgraphNode``):
 
-* widget values are matched to the node's widget inputs (required, then optional,
-  in ``/object_info`` order); hidden companion widgets the editor adds after some
-  inputs (``control_after_generate`` after seeds, the upload button after
-  ``image_upload`` combos) take a saved value but are not sent;
+* a subgraph instance's inner nodes get ids ``"<instance>:<inner>"`` (chained when nested);
+  1.49 first renumbers inner ids that collide (``subgraphDeduplication.ts``);
+* links pass through ``Reroute`` nodes, bypassed (mode 4) nodes (to the input of a matching
+  type) and subgraph boundaries; muted (mode 2) and bypassed nodes are left out, and so are
+  the inputs linked to anything that was left out;
 * ``PrimitiveNode`` values are written into the widgets they feed;
-* links pass through ``Reroute`` nodes, bypassed (mode 4) nodes (to the first
-  input of a matching type) and subgraph boundaries;
-* muted (mode 2) and bypassed nodes are left out, and so are the inputs linked to
-  anything that was left out;
-* a subgraph instance's inner nodes get ids ``"<instance>:<inner>"`` (chained
-  when nested).
+* a subgraph instance's saved values reach the inner widgets its inputs are promoted to.
 
-The input is never modified; the result shares nothing with it.
+What each node's widgets send is :mod:`comfykit_convert.widgets`; what changes between
+frontends is :mod:`comfykit_convert.rules`.  The input is never modified.
 """
 
 from __future__ import annotations
@@ -34,60 +26,20 @@ from typing import Any
 import attrs
 
 from comfykit.errors import ConversionError
+from comfykit_convert.prompts import dynamic_prompt
+from comfykit_convert.rules import FrontendRules
+from comfykit_convert.saved import Graph, collect_definitions, read_graph, renumber, short
+from comfykit_convert.widgets import NodeWidgets, Widget
 
-__all__ = ["EDITOR_DISPLAY_NAMES", "FRONTEND_ONLY_TYPES", "ui_to_api"]
+__all__ = ["FRONTEND_ONLY_TYPES", "flatten"]
 
 #: Node types that exist only in the editor: never sent, links pass through them.
 FRONTEND_ONLY_TYPES = frozenset({"Note", "MarkdownNote", "Reroute", "PrimitiveNode"})
 
-# Widget types the editor builds from /object_info input specs (a list is a COMBO too).
-_WIDGET_TYPES = frozenset({"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO", "MARKDOWN"})
-# Widgets the editor's own extensions add for special input types.  They take a saved value;
-# the editor computes what it sends for them when queueing (a webcam capture, a 3D snapshot,
-# a recording), which a file cannot reproduce, so the saved value is sent as it is.
-_EXTENSION_WIDGET_TYPES = frozenset({"WEBCAM", "AUDIO_RECORD", "LOAD_3D", "LOAD_3D_ANIMATION", "IMAGECOMPARE"})
-# Input options that make the editor add an upload button widget (a saved value, never sent).
-_UPLOAD_OPTIONS = ("image_upload", "video_upload", "audio_upload", "animated_image_upload")
 _MUTED, _BYPASSED = 2, 4
-# Ids of the subgraph input and output pseudo-nodes inside a subgraph definition.
-_SUBGRAPH_INPUT_ID, _SUBGRAPH_OUTPUT_ID = -10, -20
-_COMMENTS = re.compile(r"/\*[\s\S]*?\*/|//.*")
+# The id of the subgraph-input pseudo-node inside a subgraph definition.
+_SUBGRAPH_INPUT_ID = -10
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
-#: Titles the editor's English translations give classes whose ``/object_info`` has no
-#: ``display_name`` (the editor titles a node with the translated name).  Only names
-#: checked against real "Export (API)" output are listed; others fall back to the class name.
-EDITOR_DISPLAY_NAMES: Mapping[str, str] = {
-    "ImageScaleToTotalPixels": "Scale Image to Total Pixels",
-}
-
-
-@attrs.frozen
-class _Widget:
-    """One widget the editor would create for a node, and how many saved values follow it."""
-
-    name: str
-    spec: tuple[Any, Mapping[str, Any]]
-    companions: int = 0  # control_after_generate (+ control_filter_list on combos)
-    sent: bool = True
-
-
-@attrs.frozen
-class _Link:
-    id: Any
-    origin_id: Any
-    origin_slot: int
-    target_id: Any
-    target_slot: int
-    type: Any
-
-
-@attrs.define
-class _Graph:
-    """The root graph or one subgraph definition."""
-
-    nodes: dict[str, Mapping[str, Any]]
-    links: dict[str, _Link]
-    definition: Mapping[str, Any] | None = None  # the subgraph definition, for boundary slots
 
 
 @attrs.define(eq=False)
@@ -96,9 +48,9 @@ class _Exec:
 
     id: str
     node: Mapping[str, Any]
-    graph: _Graph
+    graph: Graph
     instance: _Exec | None  # the subgraph instance containing this node
-    subgraph: _Graph | None = None  # set when this node is itself a subgraph instance
+    subgraph: Graph | None = None  # set when this node is itself a subgraph instance
 
 
 @attrs.frozen
@@ -109,26 +61,18 @@ class _Resolved:
     is_value: bool = False
 
 
-def ui_to_api(
+def flatten(
     ui: Mapping[str, Any],
     object_info: Mapping[str, Any],
+    rules: FrontendRules,
     *,
     source: str | None = None,
     virtual_types: Iterable[str] = (),
     rng: random.Random | None = None,
 ) -> dict[str, Any]:
-    """Convert an editor workflow to a new API-format graph, as the editor's "Export (API)" would.
-
-    :param ui: the saved workflow (``nodes``, ``links``, ...); not modified.
-    :param object_info: the server's ``/object_info`` (every class the workflow uses).
-    :param source: the file name, for error messages.
-    :param virtual_types: more frontend-only node types (from editor extensions) to pass through.
-    :param rng: picks the options of ``{a|b}`` dynamic prompts, as the editor does at random.
-    :raise ConversionError: naming the node and class, for an unknown class, a group node or
-        a malformed file.
-    """
+    """The API prompt the editor of ``rules.version`` makes from ``ui`` (see :func:`comfykit_convert.ui_to_api`)."""
     try:
-        return _Converter(ui, object_info, source, frozenset(virtual_types) | FRONTEND_ONLY_TYPES, rng).run()
+        return _Converter(ui, object_info, source, frozenset(virtual_types) | FRONTEND_ONLY_TYPES, rng, rules).run()
     except RecursionError:
         raise ConversionError("the workflow nests too deeply to convert (links, subgraphs or {a|b} prompts)",
                               path=source) from None
@@ -137,81 +81,36 @@ def ui_to_api(
 class _Converter:
     def __init__(
         self, ui: Mapping[str, Any], object_info: Mapping[str, Any], source: str | None,
-        virtual: frozenset[str], rng: random.Random | None,
+        virtual: frozenset[str], rng: random.Random | None, rules: FrontendRules,
     ) -> None:
         if not isinstance(ui, Mapping) or not isinstance(ui.get("nodes"), list):
             raise ConversionError("not an editor workflow: no 'nodes' list", path=source)
         if not isinstance(object_info, Mapping):
             raise ConversionError("object_info must be the server's /object_info mapping", path=source)
         self.object_info = object_info
+        self.rules = rules
         self.source = source
         self.virtual = virtual
         self.rng = rng or random.Random()
-        self.definitions = self._collect_definitions(ui)
+        self.definitions = collect_definitions(ui, self._error)
+        self.definition_graphs = {
+            key: read_graph(d, d, f"subgraph {d.get('name') or key}", self._error) for key, d in self.definitions.items()
+        }
         self.group_nodes = ui.get("extra", {}).get("groupNodes") if isinstance(ui.get("extra"), Mapping) else None
-        self.root = self._graph(ui, None, "the workflow")
+        self.root = read_graph(ui, None, "the workflow", self._error)
         self.execs: dict[str, _Exec] = {}
         self.order: list[_Exec] = []
-        # (exec id, widget name) -> value written by a PrimitiveNode
-        self.primitive_values: dict[tuple[str, str], Any] = {}
+        if rules.renumbers_subgraph_ids:
+            renumber(ui, self.root, self.definition_graphs)
+        # exec id -> {widget name: value written by a PrimitiveNode}
+        self.primitive_values: dict[str, dict[str, Any]] = {}
+        self.node_widgets: dict[str, NodeWidgets] = {}
+        self.promoted: dict[str, dict[int, Any]] = {}
 
     # ------------------------------------------------------------------ reading the file
 
     def _error(self, message: str, node_id: str | None = None, hint: str | None = None) -> ConversionError:
         return ConversionError(message, path=self.source, node_id=node_id, hint=hint)
-
-    def _collect_definitions(self, ui: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
-        found: dict[str, Mapping[str, Any]] = {}
-        pending = [ui]
-        while pending:
-            holder = pending.pop()
-            definitions = holder.get("definitions")
-            subgraphs = definitions.get("subgraphs") if isinstance(definitions, Mapping) else None
-            if subgraphs is None:
-                continue
-            if not isinstance(subgraphs, list):
-                raise self._error("'definitions.subgraphs' is not a list")
-            for definition in subgraphs:
-                if not isinstance(definition, Mapping) or not isinstance(definition.get("id"), str):
-                    raise self._error("a subgraph definition has no string 'id'")
-                if definition["id"] not in found:
-                    found[definition["id"]] = definition
-                    pending.append(definition)
-        return found
-
-    def _graph(self, holder: Mapping[str, Any], definition: Mapping[str, Any] | None, what: str) -> _Graph:
-        raw_nodes = holder.get("nodes")
-        if not isinstance(raw_nodes, list):
-            raise self._error(f"{what} has no 'nodes' list")
-        nodes: dict[str, Mapping[str, Any]] = {}
-        for node in raw_nodes:
-            if not isinstance(node, Mapping) or "id" not in node or not isinstance(node.get("type"), str):
-                raise self._error(f"{what} has a node without an 'id' or a 'type': {_short(node)}")
-            if not isinstance(node["id"], (int, str)) or isinstance(node["id"], bool):
-                raise self._error(f"{what} has a node whose id is not a number: {_short(node)}")
-            nodes[str(node["id"])] = node
-        raw_links = holder.get("links") or []
-        if not isinstance(raw_links, list):
-            raise self._error(f"{what}'s 'links' is not a list")
-        links: dict[str, _Link] = {}
-        for raw in raw_links:
-            link = self._link(raw, what)
-            if link is not None:
-                links[str(link.id)] = link
-        return _Graph(nodes, links, definition)
-
-    def _link(self, raw: Any, what: str) -> _Link | None:
-        try:
-            if isinstance(raw, list) and len(raw) >= 5:
-                return _Link(raw[0], raw[1], int(raw[2]), raw[3], int(raw[4]), raw[5] if len(raw) > 5 else "*")
-            if isinstance(raw, Mapping):
-                return _Link(raw["id"], raw["origin_id"], int(raw["origin_slot"]), raw["target_id"],
-                             int(raw["target_slot"]), raw.get("type", "*"))
-        except (KeyError, TypeError, ValueError):
-            pass
-        if raw is None:
-            return None  # the editor leaves holes for deleted links in old files
-        raise self._error(f"{what} has a malformed link: {_short(raw)}")
 
     # ------------------------------------------------------------------ flattening
 
@@ -234,7 +133,7 @@ class _Converter:
         numeric = sorted((k for k in output if k.isdigit()), key=int)
         return {key: output[key] for key in [*numeric, *(k for k in output if not k.isdigit())]}
 
-    def _place(self, graph: _Graph, instance: _Exec | None, path: list[str]) -> None:
+    def _place(self, graph: Graph, instance: _Exec | None, path: list[str]) -> None:
         nodes = list(graph.nodes.values())
         if instance is None:
             # The editor walks the root graph in execution order (saved as each node's
@@ -247,8 +146,7 @@ class _Converter:
             if kind in self.definitions:
                 if len(path) > 32 or any(kind == (p.node.get("type")) for p in _ancestors(instance)):
                     raise self._error(f"subgraph {kind} contains itself", exec_id)
-                definition = self.definitions[kind]
-                placed.subgraph = self._graph(definition, definition, f"subgraph {definition.get('name') or kind}")
+                placed.subgraph = self.definition_graphs[kind]
                 self.execs[exec_id] = placed
                 self._place(placed.subgraph, placed, [*path, str(node["id"])])
             else:
@@ -256,8 +154,14 @@ class _Converter:
             self.order.append(placed)
 
     def _skipped(self, node: _Exec) -> bool:
-        """Inside a muted or bypassed subgraph instance nothing runs; frontend-only nodes never do."""
-        if any(_mode(a.node) in (_MUTED, _BYPASSED) for a in _ancestors(node.instance)):
+        """Inside a muted or bypassed subgraph instance nothing runs; frontend-only nodes never do.
+
+        1.49 (``SubgraphNode.getInnerNodes``) only looks at the root-level instance's mode.
+        """
+        ancestors = _ancestors(node.instance)
+        if self.rules.nested_instance_modes_ignored:
+            ancestors = ancestors[-1:]
+        if any(_mode(a.node) in (_MUTED, _BYPASSED) for a in ancestors):
             return True
         return node.node["type"] in self.virtual
 
@@ -270,69 +174,32 @@ class _Converter:
             return schema
         if isinstance(self.group_nodes, Mapping) and (kind.startswith("workflow>") or kind.startswith("workflow/")):
             raise self._error(
-                f"node {node.id} is a group node ({kind!r}), which comfykit cannot convert",
+                f"{_describe(node)} is a group node, which comfykit cannot convert",
                 node.id,
                 hint="In the editor, right-click the group node and choose 'Convert to nodes' "
                      "(or convert it to a subgraph), then save the workflow again.",
             )
         if _UUID.fullmatch(kind):
             raise self._error(
-                f"node {node.id} is an instance of subgraph {kind}, but the file has no definition for it",
+                f"{_describe(node)} is an instance of a subgraph the file has no definition for",
                 node.id,
                 hint="Save the workflow again from the editor; the subgraph definitions go in 'definitions.subgraphs'.",
             )
         raise self._error(
-            f"node {node.id} has class {kind!r}, which the server does not know",
+            f"{_describe(node)}: the server does not know the class {kind!r}",
             node.id,
             hint="Install the custom node pack that provides it (e.g. with ComfyUI-Manager) and restart the server, "
                  "or pass the /object_info of a server that has it.",
         )
 
-    def _widgets(self, node: _Exec) -> list[_Widget]:
-        schema = self._schema(node)
-        spec_root = schema.get("input")
-        widgets: list[_Widget] = []
-        if not isinstance(spec_root, Mapping):
-            return widgets
-        uploads: list[_Widget] = []
-        for section in ("required", "optional"):
-            inputs = spec_root.get(section)
-            if not isinstance(inputs, Mapping):
-                continue
-            for name in _ordered_names(schema, section, inputs):
-                spec = _spec(inputs[name])
-                if spec is None or not _is_widget(spec):
-                    continue
-                kind, options = spec
-                widgets.append(_Widget(str(name), spec, _companions(str(name), kind, options)))
-                if section == "required" and any(options.get(o) for o in _UPLOAD_OPTIONS):
-                    uploads.append(_Widget("upload", ("IMAGEUPLOAD", {}), 0, sent=False))
-            if section == "required":
-                # The editor appends the upload button after the required inputs.
-                widgets += uploads
-        return widgets
-
-    def _widget_values(self, node: _Exec, widgets: list[_Widget]) -> dict[str, Any]:
-        saved = node.node.get("widgets_values")
-        values: dict[str, Any] = {}
-        position = 0
-        for widget in widgets:
-            if isinstance(saved, Mapping):
-                value = saved[widget.name] if widget.name in saved else _default(widget.spec)
-            elif isinstance(saved, list) and position < len(saved):
-                value = saved[position]
-            else:
-                value = _default(widget.spec)
-            position += 1 + widget.companions
-            if not widget.sent:
-                continue
-            value = self.primitive_values.get((node.id, widget.name), value)
-            if widget.spec[1].get("dynamicPrompts") and isinstance(value, str):
-                value = _dynamic_prompt(value, self.rng)
-            if value is None:
-                continue  # an editor widget without a value is not sent
-            values[widget.name] = {"__value__": copy.deepcopy(value)} if isinstance(value, list) else copy.deepcopy(value)
-        return values
+    def _widgets(self, node: _Exec) -> NodeWidgets:
+        """The node's live widgets, configured with its saved values (built once per node)."""
+        found = self.node_widgets.get(node.id)
+        if found is None:
+            found = NodeWidgets(node.node["type"], self._schema(node), self.rules, node.node.get("properties"))
+            found.configure(node.node.get("widgets_values"))
+            self.node_widgets[node.id] = found
+        return found
 
     def _apply_primitive(self, primitive: _Exec) -> None:
         saved = primitive.node.get("widgets_values")
@@ -346,7 +213,7 @@ class _Converter:
             widget = inputs[slot].get("widget")
             name = widget.get("name") if isinstance(widget, Mapping) else None
             if isinstance(name, str):
-                self.primitive_values[(target.id, name)] = value
+                self.primitive_values.setdefault(target.id, {})[name] = value
 
     def _targets(self, node: _Exec, slot: int, seen: set[str]) -> list[tuple[_Exec, int]]:
         """The nodes an output feeds, looking through reroutes (as a primitive's value travels)."""
@@ -371,26 +238,28 @@ class _Converter:
 
     def _serialize(self, node: _Exec) -> dict[str, Any]:
         widgets = self._widgets(node)
-        inputs = self._widget_values(node, widgets)
+        inputs = widgets.sent_values(self.primitive_values.get(node.id, {}), lambda text: dynamic_prompt(text, self.rng))
         saved_inputs = node.node.get("inputs") or []
         if not isinstance(saved_inputs, list):
-            raise self._error(f"node {node.id}'s 'inputs' is not a list", node.id)
+            raise self._error(f"{_describe(node)}: its 'inputs' is not a list", node.id)
         for index, entry in enumerate(saved_inputs):
             if not isinstance(entry, Mapping) or not isinstance(entry.get("name"), str):
-                raise self._error(f"node {node.id} has a malformed input: {_short(entry)}", node.id)
+                raise self._error(f"{_describe(node)} has a malformed input: {short(entry)}", node.id)
+            if _dropped_child(entry["name"], widgets):
+                continue  # dynamicWidgets.ts → updateWidgets disconnects inputs the chosen option lacks
             resolved = self._resolve_input(node, index, set(), None)
             if resolved is None:
                 continue
             if resolved.is_value:
-                value = resolved.value
-                inputs[entry["name"]] = {"__value__": copy.deepcopy(value)} if isinstance(value, list) else copy.deepcopy(value)
+                value = copy.deepcopy(resolved.value)
+                inputs[entry["name"]] = {"__value__": value} if isinstance(value, list) else value
             else:
                 inputs[entry["name"]] = [resolved.origin, resolved.slot]
         title = node.node.get("title")
         if not isinstance(title, str):
             schema = self._schema(node)
             kind = node.node["type"]
-            title = schema.get("display_name") or EDITOR_DISPLAY_NAMES.get(kind) or schema.get("name") or kind
+            title = self.rules.titles.get(kind) or schema.get("display_name") or schema.get("name") or kind
         return {"inputs": inputs, "class_type": node.node["type"], "_meta": {"title": title}}
 
     def _resolve_input(self, node: _Exec, slot: int, visited: set[str], type_: Any) -> _Resolved | None:
@@ -409,7 +278,13 @@ class _Converter:
             return self._resolve_subgraph_input(node.instance, link.origin_slot, visited)
         origin = self._sibling(node, link.origin_id)
         if origin is None:
-            return None
+            if str(link.origin_id) == str(_SUBGRAPH_INPUT_ID):
+                return None  # a subgraph input link outside a subgraph leads nowhere
+            raise self._error(
+                f"{_describe(node)}: input {entry.get('name')!r} is linked to node {link.origin_id}, which does not exist",
+                node.id,
+                hint="The file is damaged or was edited by hand; open it in the editor, reconnect the input and save it again.",
+            )
         return self._resolve_output(origin, link.origin_slot, type_ if type_ is not None else entry.get("type"), visited)
 
     def _sibling(self, node: _Exec, node_id: Any) -> _Exec | None:
@@ -427,36 +302,41 @@ class _Converter:
         if outer_index is not None and outer_inputs[outer_index].get("link") is not None:
             return self._resolve_input(instance, outer_index, visited, None)
         promoted = self._promoted(instance)
-        if slot not in promoted:
+        if promoted.get(slot) is None:
             return None
         return _Resolved(value=promoted[slot], is_value=True)
 
     def _promoted(self, instance: _Exec) -> dict[int, Any]:
-        """The values of a subgraph instance's widgets: one per boundary input that feeds an inner widget."""
+        """The values of a subgraph instance's promoted widgets, by boundary input slot.
+
+        ``SubgraphNode._applyPromotedWidgetValues``: one saved value per boundary input that
+        reaches an inner widget, in input order, with no companion slots; an instance that saved
+        fewer values leaves the inner widget's own value.
+        """
+        known = self.promoted.get(instance.id)
+        if known is not None:
+            return known
         assert instance.subgraph is not None and instance.subgraph.definition is not None
         declared = _list(instance.subgraph.definition.get("inputs"))
         saved = instance.node.get("widgets_values")
         result: dict[int, Any] = {}
-        sources: list[tuple[int, Any, _Widget | None]] = []
-        for slot, boundary in enumerate(declared):
-            source = self._inner_widget(instance, slot, boundary)
-            if source is not None:
-                sources.append((slot, *source))
-        # Older editors saved a companion value after promoted seeds; only count it when present.
-        with_companions = isinstance(saved, list) and len(saved) > len(sources)
         position = 0
-        for slot, inner_value, widget in sources:
+        for slot, boundary in enumerate(declared):
+            widget = self._inner_widget(instance, boundary, 0)
+            if widget is None:
+                continue
             if isinstance(saved, list) and position < len(saved):
                 result[slot] = saved[position]
-            elif isinstance(saved, Mapping) and isinstance(declared[slot], Mapping) and declared[slot].get("name") in saved:
-                result[slot] = saved[declared[slot]["name"]]
+            elif isinstance(saved, Mapping) and isinstance(boundary, Mapping) and boundary.get("name") in saved:
+                result[slot] = saved[boundary["name"]]
             else:
-                result[slot] = inner_value
-            position += 1 + (widget.companions if with_companions and widget is not None else 0)
+                result[slot] = widget.value
+            position += 1
+        self.promoted[instance.id] = result
         return result
 
-    def _inner_widget(self, instance: _Exec, slot: int, boundary: Any) -> tuple[Any, _Widget | None] | None:
-        """The inner widget a subgraph input is linked to, and its own value, if any."""
+    def _inner_widget(self, instance: _Exec, boundary: Any, depth: int) -> Widget | None:
+        """The inner widget a subgraph input is promoted to: the first of its links that reaches one."""
         assert instance.subgraph is not None
         link_ids = boundary.get("linkIds") if isinstance(boundary, Mapping) else None
         for link_id in _list(link_ids):
@@ -464,7 +344,15 @@ class _Converter:
             if link is None:
                 continue
             inner = self.execs.get(f"{instance.id}:{link.target_id}")
-            if inner is None or inner.subgraph is not None or inner.node["type"] in self.virtual:
+            if inner is None or inner.node["type"] in self.virtual:
+                continue
+            if inner.subgraph is not None:
+                # a nested instance: its own boundary input of that slot, down to a concrete widget
+                boundary_of = self._boundary_input(inner, link.target_slot)
+                if boundary_of is not None and depth < 32:
+                    widget = self._inner_widget(inner, boundary_of, depth + 1)
+                    if widget is not None:
+                        return widget
                 continue
             inputs = _list(inner.node.get("inputs"))
             if not 0 <= link.target_slot < len(inputs) or not isinstance(inputs[link.target_slot], Mapping):
@@ -473,19 +361,29 @@ class _Converter:
             name = widget_ref.get("name") if isinstance(widget_ref, Mapping) else None
             if not isinstance(name, str) or inner.node["type"] not in self.object_info:
                 continue
-            widgets = self._widgets(inner)
-            widget = next((w for w in widgets if w.name == name), None)
-            if widget is None:
-                continue
-            values = self._widget_values(inner, widgets)
-            return values.get(name), widget
+            widget = self._widgets(inner).find(name)
+            if widget is not None:
+                return widget
         return None
+
+    def _boundary_input(self, instance: _Exec, slot: int) -> Mapping[str, Any] | None:
+        """The definition's input behind an instance's input ``slot`` (matched by name: saved lists differ)."""
+        assert instance.subgraph is not None
+        declared = [d for d in _list(instance.subgraph.definition.get("inputs") if instance.subgraph.definition else None)
+                    if isinstance(d, Mapping)]
+        saved = _list(instance.node.get("inputs"))
+        name = saved[slot].get("name") if 0 <= slot < len(saved) and isinstance(saved[slot], Mapping) else None
+        if name is None:
+            return declared[slot] if 0 <= slot < len(declared) else None
+        return next((d for d in declared if d.get("name") == name), None)
 
     def _resolve_output(self, node: _Exec, slot: int, type_: Any, visited: set[str]) -> _Resolved | None:
         key = f"{node.id}[O]{slot}"
         if key in visited:
             raise self._error(f"node {node.id}: its links go round in a circle", node.id)
         visited.add(key)
+        if _mode(node.node) == _MUTED:
+            return None  # ExecutableNodeDTO.resolveOutput: a muted node gives nothing; a widget keeps its value
         if _mode(node.node) == _BYPASSED:
             index = self._bypass_slot(node, slot, type_)
             return None if index < 0 else self._resolve_input(node, index, visited, None)
@@ -536,11 +434,6 @@ class _Converter:
 # ---------------------------------------------------------------------- helpers
 
 
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
 def _list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
@@ -567,51 +460,23 @@ def _is_link(value: Any) -> bool:
     return isinstance(value, list) and len(value) == 2 and isinstance(value[0], str)
 
 
-def _ordered_names(schema: Mapping[str, Any], section: str, inputs: Mapping[str, Any]) -> list[str]:
-    order = schema.get("input_order")
-    listed = order.get(section) if isinstance(order, Mapping) else None
-    if isinstance(listed, list) and set(listed) == set(inputs):
-        return [str(n) for n in listed]
-    return [str(n) for n in inputs]
+def _describe(node: _Exec) -> str:
+    """``node 12 (KSampler "My sampler")``: how errors name a node."""
+    title = node.node.get("title")
+    return f"node {node.id} ({node.node.get('type')}" + (f" {title!r})" if isinstance(title, str) else ")")
 
 
-def _spec(raw: Any) -> tuple[Any, Mapping[str, Any]] | None:
-    if isinstance(raw, str):
-        return raw, {}
-    if not isinstance(raw, (list, tuple)) or not raw:
-        return None
-    options = raw[1] if len(raw) > 1 and isinstance(raw[1], Mapping) else {}
-    return raw[0], options
-
-
-def _is_widget(spec: tuple[Any, Mapping[str, Any]]) -> bool:
-    kind, options = spec
-    if options.get("forceInput"):
+def _dropped_child(name: str, widgets: NodeWidgets) -> bool:
+    """A saved ``N.child`` input whose dynamic combo ``N`` no longer defines it."""
+    if name in widgets.defined or "." not in name:
         return False
-    return isinstance(kind, list) or (isinstance(kind, str) and kind in _WIDGET_TYPES | _EXTENSION_WIDGET_TYPES)
-
-
-def _companions(name: str, kind: Any, options: Mapping[str, Any]) -> int:
-    control = options.get("control_after_generate")
-    if kind == "INT":
-        return 1 if (control if control is not None else name in ("seed", "noise_seed")) else 0
-    if isinstance(kind, list) or kind == "COMBO":
-        return 2 if control else 0  # control_after_generate and control_filter_list
-    return 0
-
-
-def _default(spec: tuple[Any, Mapping[str, Any]]) -> Any:
-    kind, options = spec
-    if "default" in options and options["default"] is not None:
-        return options["default"]
-    if kind in ("INT", "FLOAT"):
-        return 0
-    if kind in ("STRING", "MARKDOWN"):
-        return ""
-    if kind == "BOOLEAN":
-        return False
-    choices = kind if isinstance(kind, list) else options.get("options")
-    return choices[0] if isinstance(choices, list) and choices else None
+    parts = name.split(".")
+    for length in range(len(parts) - 1, 0, -1):
+        prefix = ".".join(parts[:length])
+        if prefix in widgets.defined:
+            parent = widgets.find(prefix)
+            return parent is not None and parent.dynamic is not None
+    return False
 
 
 def _connects(a: Any, b: Any) -> bool:
@@ -625,47 +490,3 @@ def _connects(a: Any, b: Any) -> bool:
         return first == second
     return any(_connects(x, y) for x in first.split(",") for y in second.split(","))
 
-
-def _dynamic_prompt(text: str, rng: random.Random) -> str:
-    """The editor's dynamic prompts: strip C-style comments, pick one option of each ``{a|b}``."""
-    text = _COMMENTS.sub("", text)
-    position = 0
-
-    def choice() -> str:
-        nonlocal position
-        options: list[str] = []
-        current = ""
-        depth = 0
-        while position < len(text):
-            char = text[position]
-            position += 1
-            if char == "\\":
-                current += "\\" + (text[position] if position < len(text) else "")
-                position += 1
-                continue
-            if char == "{":
-                depth += 1
-            elif char == "}":
-                if not depth:
-                    break
-                depth -= 1
-            elif char == "|" and not depth:
-                options.append(current)
-                current = ""
-                continue
-            current += char
-        options.append(current)
-        return _dynamic_prompt(options[int(rng.random() * len(options))], rng)
-
-    result = ""
-    while position < len(text):
-        char = text[position]
-        position += 1
-        if char == "\\":
-            result += "\\" + (text[position] if position < len(text) else "")
-            position += 1
-        elif char == "{":
-            result += choice()
-        else:
-            result += char
-    return re.sub(r"\\([{}|])", r"\1", result)

@@ -17,7 +17,8 @@ from comfykit import ComfyUIClient
 from comfykit.errors import ComfyKitError, ConversionError
 from comfykit.testing import ComfyUISimulator
 from comfykit.testing.catalog import load_object_info
-from comfykit.workflow import load_workflow, ui_to_api
+from comfykit.workflow import load_workflow
+from comfykit_convert import ui_to_api
 
 
 def _shared_pairs() -> Path:
@@ -30,24 +31,29 @@ def _shared_pairs() -> Path:
 
 
 PAIRS = _shared_pairs()
+#: pair folder -> (ComfyUI version whose catalogue the simulator ships, the frontend it expects)
+FOLDERS = {"fe-1.27.10": ("0.3.64", "1.27.10"), "fe-1.49.6": ("0.33.0", "1.49.6")}
 
 
 def _pair_names() -> list[str]:
-    if not PAIRS.is_dir():
-        return ["<absent>"]
-    return sorted(p.name.removesuffix(".ui.json") for p in PAIRS.glob("*.ui.json"))
+    found = [f"{folder}/{p.name.removesuffix('.ui.json')}" for folder in FOLDERS
+             for p in sorted((PAIRS / folder).glob("*.ui.json"))]
+    return found or ["<absent>"]
 
 
 @pytest.mark.parametrize("name", _pair_names())
 def test_real_editor_exports_are_reproduced(name: str) -> None:
-    if not PAIRS.is_dir():
-        pytest.skip(f"{PAIRS} is absent (set COMFYKIT_SHARED to the shared folder)")
-    ui = json.loads((PAIRS / f"{name}.ui.json").read_text())
-    expected = json.loads((PAIRS / f"{name}.api.json").read_text())
-    # The pairs were exported from ComfyUI 0.3.64, whose catalogue the simulator ships.
-    api = ui_to_api(ui, load_object_info("0.3.64"), source=name)
+    if name == "<absent>":
+        pytest.skip(f"{PAIRS} has no pairs (set COMFYKIT_SHARED to the shared folder)")
+    folder = name.split("/")[0]
+    server, frontend = FOLDERS[folder]
+    ui = json.loads((PAIRS / f"{name}.ui.json").read_text(encoding="utf-8"))
+    expected = json.loads((PAIRS / f"{name}.api.json").read_text(encoding="utf-8"))
+    api = ui_to_api(ui, load_object_info(server), source=name, frontend_version=frontend)
     assert api == expected
     assert list(api) == list(expected)  # the same key order too, so saved files diff cleanly
+    for node_id, entry in api.items():
+        assert list(entry["inputs"]) == list(expected[node_id]["inputs"]), node_id
 
 
 # ---------------------------------------------------------------------- a small catalogue of our own
@@ -98,6 +104,15 @@ INFO: dict[str, Any] = {
 }
 
 
+FRONTEND = "1.49.6"
+
+
+def _convert(ui: Any, info: Any = None, **options: Any) -> dict[str, Any]:
+    """``ui_to_api`` with our small catalogue and the newest frontend's rules unless told otherwise."""
+    options.setdefault("frontend_version", FRONTEND)
+    return ui_to_api(ui, INFO if info is None else info, **options)
+
+
 def _node(
     node_id: int, kind: str, widgets: Any = None, *, inputs: list[tuple[Any, ...]] = (),  # type: ignore[assignment]
     outputs: list[tuple[str, str, list[int]]] = (), mode: int = 0, title: str | None = None,  # type: ignore[assignment]
@@ -135,7 +150,7 @@ def test_widgets_follow_the_schema_order_and_skip_the_seed_control_value() -> No
                outputs=[("MODEL", "MODEL", [2])], title="My sampler")],
         [[1, 1, 0, 2, 0, "MODEL"], [2, 2, 0, 9, 0, "MODEL"]],
     )
-    api = ui_to_api(ui, INFO)
+    api = _convert(ui)
     assert api == {
         "1": {"inputs": {"ckpt_name": "b.ckpt"}, "class_type": "Loader", "_meta": {"title": "Load It"}},
         "2": {"inputs": {"seed": 123, "steps": 30, "sampler": "heun", "denoise": 0.5, "model": ["1", 0]},
@@ -148,12 +163,13 @@ def test_widgets_follow_the_schema_order_and_skip_the_seed_control_value() -> No
 def test_legacy_seed_names_upload_buttons_dicts_defaults_and_list_values() -> None:
     ui = _ui([
         _node(1, "OldSeed", [5, "fixed", 2.5], outputs=[("NOISE", "NOISE", [])]),
-        _node(2, "Uploader", ["y.png", "red", "image", "[1, 2]"], outputs=[("MASK", "MASK", [])]),
+        # the upload button comes after the optional widgets (getOrderedInputSpecs)
+        _node(2, "Uploader", ["y.png", "red", "[1, 2]", "image"], outputs=[("MASK", "MASK", [])]),
         _node(3, "Sampler", {"seed": 7, "sampler": "heun", "denoise": [0.1, 0.2]}, inputs=[("model", "MODEL", None)]),
         _node(4, "Save"),
         _node(5, "Recorder", ["take1.wav", 0.5]),
     ], [])
-    api = ui_to_api(ui, INFO)
+    api = _convert(ui)
     # Widgets added by editor extensions (a recorder here) hold a saved value too.
     assert api["5"]["inputs"] == {"audio": "take1.wav", "gain": 0.5}
     assert api["1"]["inputs"] == {"noise_seed": 5, "cfg": 2.5}
@@ -177,7 +193,7 @@ def test_primitive_values_reach_every_target_widget_through_reroutes() -> None:
         _node(9, "Save", ["x"], inputs=[("model", "MODEL", 3)]),
     ], [[1, 1, 0, 2, 0, "MODEL"], [2, 2, 0, 3, 0, "MODEL"], [3, 3, 0, 9, 0, "MODEL"],
         [10, 5, 0, 2, 1, "INT"], [11, 5, 0, 6, 0, "INT"], [12, 6, 0, 3, 1, "INT"]])
-    api = ui_to_api(ui, INFO)
+    api = _convert(ui)
     assert set(api) == {"1", "2", "3", "9"}
     assert api["2"]["inputs"]["steps"] == 42 and api["3"]["inputs"]["steps"] == 42
     assert api["3"]["inputs"]["model"] == ["2", 0]
@@ -190,7 +206,7 @@ def test_links_pass_through_a_chain_of_reroutes() -> None:
          _node(4, "Note", ["a remark"])],
         [[1, 1, 0, 2, 0, "*"], [2, 2, 0, 3, 0, "*"], [3, 3, 0, 9, 0, "MODEL"]],
     )
-    api = ui_to_api(ui, INFO)
+    api = _convert(ui)
     assert set(api) == {"1", "9"}
     assert api["9"]["inputs"]["model"] == ["1", 0]
 
@@ -200,7 +216,7 @@ def test_muted_nodes_are_left_out_with_the_links_from_them() -> None:
         [_node(2, "Filter", [0.3], inputs=[("model", "MODEL", 1)], outputs=[("MODEL", "MODEL", [2])], mode=2)],
         [[1, 1, 0, 2, 0, "MODEL"], [2, 2, 0, 9, 0, "MODEL"]],
     )
-    api = ui_to_api(ui, INFO)
+    api = _convert(ui)
     assert set(api) == {"1", "9"}
     assert api["9"]["inputs"] == {"prefix": "result"}
 
@@ -214,7 +230,7 @@ def test_bypassed_nodes_pass_their_matching_input_through() -> None:
     )
     ui["nodes"][-1]["inputs"] += [{"name": "cond", "type": "CONDITIONING", "link": 5},
                                   {"name": "noise", "type": "NOISE", "link": 4}]
-    api = ui_to_api(ui, INFO)
+    api = _convert(ui)
     assert set(api) == {"1", "9"}
     # Nothing of a matching type upstream of the bypassed nodes: those inputs are dropped.
     assert api["9"]["inputs"] == {"prefix": "result", "model": ["1", 0]}
@@ -257,18 +273,23 @@ def test_subgraphs_flatten_to_chained_ids_and_link_through_their_boundaries() ->
         [[1, 1, 0, 10, 0, "MODEL"], [2, 10, 0, 9, 0, "MODEL"]],
     )
     ui["definitions"] = {"subgraphs": [outer, inner]}
-    api = ui_to_api(ui, INFO)
+    api = _convert(ui, frontend_version="1.27.10")
     assert list(api) == ["1", "9", "10:1", "10:2:3"]
     assert api["10:1"]["inputs"] == {"strength": 0.5, "model": ["1", 0]}  # the instance's widget value wins
     assert api["10:2:3"]["inputs"] == {"strength": 0.25, "model": ["10:1", 0]}
     assert api["9"]["inputs"]["model"] == ["10:2:3", 0]
 
+    # 1.49 renumbers inner node 1, which collides with the root's node 1, past last_node_id (99).
+    renumbered = _convert(ui, frontend_version="1.49.6")
+    assert list(renumbered) == ["1", "9", "10:100", "10:2:3"]
+    assert renumbered["10:2:3"]["inputs"]["model"] == ["10:100", 0]
+
     # A muted instance runs nothing inside; what it fed loses the link.
     ui["nodes"][1]["mode"] = 2
-    assert ui_to_api(ui, INFO) == {"1": api["1"], "9": {**api["9"], "inputs": {"prefix": "result"}}}
+    assert _convert(ui) == {"1": api["1"], "9": {**api["9"], "inputs": {"prefix": "result"}}}
     # A bypassed instance passes its input through.
     ui["nodes"][1]["mode"] = 4
-    assert ui_to_api(ui, INFO)["9"]["inputs"]["model"] == ["1", 0]
+    assert _convert(ui)["9"]["inputs"]["model"] == ["1", 0]
 
 
 def test_dynamic_prompts_drop_comments_and_pick_an_option() -> None:
@@ -276,27 +297,27 @@ def test_dynamic_prompts_drop_comments_and_pick_an_option() -> None:
         _node(1, "Loader", ["a.ckpt"], outputs=[("MODEL", "MODEL", []), ("CLIP", "CLIP", [1])]),
         _node(2, "Text", ["a {red|blue} cat /* draft */ // todo\nin \\{braces\\}"], inputs=[("clip", "CLIP", 1)]),
     ], [[1, 1, 1, 2, 0, "CLIP"]])
-    text = ui_to_api(ui, INFO, rng=random.Random(1))["2"]["inputs"]["text"]
+    text = _convert(ui, rng=random.Random(1))["2"]["inputs"]["text"]
     assert text in ("a red cat  \nin {braces}", "a blue cat  \nin {braces}")
 
 
 def test_unknown_classes_and_group_nodes_are_named_with_a_hint() -> None:
     ui = _ui([_node(7, "FancyUpscaler", [2])], [])
     with pytest.raises(ConversionError) as caught:
-        ui_to_api(ui, INFO, source="flow.json")
+        _convert(ui, source="flow.json")
     message = str(caught.value)
     assert "flow.json" in message and "node 7" in message and "'FancyUpscaler'" in message
     assert "node pack" in (caught.value.hint or "")
     assert caught.value.node_id == "7"
     # Muted or bypassed, an unknown node is not needed (the editor leaves it out too).
     ui["nodes"][0]["mode"] = 2
-    assert ui_to_api(ui, INFO) == {}
+    assert _convert(ui) == {}
     orphan = _ui([_node(4, "0b0e5f6a-1111-4222-8333-444455556666")], [])
     with pytest.raises(ConversionError, match="no definition"):
-        ui_to_api(orphan, INFO)
+        _convert(orphan)
     group = _ui([_node(3, "workflow>MyGroup", [1])], [], extra={"groupNodes": {"MyGroup": {"nodes": []}}})
     with pytest.raises(ConversionError, match="group node") as caught:
-        ui_to_api(group, INFO)
+        _convert(group)
     assert "Convert to nodes" in (caught.value.hint or "")
 
 
@@ -306,7 +327,7 @@ def test_a_ui_workflow_without_object_info_says_what_is_needed(tmp_path: Path) -
     with pytest.raises(ConversionError, match="object_info") as caught:
         load_workflow(path)
     assert "client=" in (caught.value.hint or "") and "--server" in (caught.value.hint or "")
-    assert load_workflow(path, object_info=INFO)["1"]["inputs"] == {"ckpt_name": "a.ckpt"}
+    assert load_workflow(path, object_info=INFO, frontend_version=FRONTEND)["1"]["inputs"] == {"ckpt_name": "a.ckpt"}
 
 
 def test_the_input_is_never_modified_and_nothing_is_shared() -> None:
@@ -316,7 +337,7 @@ def test_the_input_is_never_modified_and_nothing_is_shared() -> None:
     )
     before = copy.deepcopy(ui)
     info_before = copy.deepcopy(INFO)
-    api = ui_to_api(ui, INFO)
+    api = _convert(ui)
     assert ui == before
     assert info_before == INFO
     api["2"]["inputs"]["denoise"]["__value__"].append(9)
@@ -355,7 +376,7 @@ def test_a_png_with_only_the_editor_workflow_converts(tmp_path: Path) -> None:
     chunk = PngImagePlugin.PngInfo()
     chunk.add_text("workflow", json.dumps(_ui([_node(1, "Loader", ["b.ckpt"])], [])))
     Image.new("RGB", (2, 2)).save(tmp_path / "saved.png", pnginfo=chunk)
-    assert load_workflow(tmp_path / "saved.png", object_info=INFO) == {
+    assert load_workflow(tmp_path / "saved.png", object_info=INFO, frontend_version=FRONTEND) == {
         "1": {"inputs": {"ckpt_name": "b.ckpt"}, "class_type": "Loader", "_meta": {"title": "Load It"}},
     }
 
@@ -389,7 +410,7 @@ def test_garbage_only_ever_raises_comfykit_errors(
     ui = {"nodes": nodes, "links": links, "definitions": {"subgraphs": [
         {"id": "sg", "nodes": subgraph_nodes, "links": links, "inputs": sub_io, "outputs": sub_io}]}}
     try:
-        result = ui_to_api(ui, INFO)
+        result = _convert(ui)
     except ComfyKitError:
         return
     assert isinstance(result, dict)
