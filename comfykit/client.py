@@ -24,8 +24,6 @@ import httpx
 from comfykit.config import Config
 from comfykit.errors import (
     ComfyKitError,
-    ExecutionError,
-    ExecutionInterrupted,
     FeatureUnavailable,
     NotFound,
     PromptRejected,
@@ -37,12 +35,13 @@ from comfykit.errors import (
 )
 from comfykit.jobs import new_prompt_id
 from comfykit.plugins import PluginManager, open_session
+from comfykit.tracking import JobTracker, raise_for_outcome
 
 if TYPE_CHECKING:
-    from comfykit.events import Event, EventSource
-    from comfykit.tracking import JobTracker
+    from comfykit.events import Event
+    from comfykit.protocols import EventSource
 
-__all__ = ["ComfyUIClient", "ServerInfo", "raise_for_outcome"]
+__all__ = ["ComfyUIClient", "ServerInfo", "raise_for_outcome"]  # raise_for_outcome lives in tracking
 
 log = logging.getLogger("comfykit.client")
 
@@ -353,7 +352,11 @@ class ComfyUIClient:
         extra_data: Mapping[str, Any] | None = None,
         targets: Iterable[str] | None = None,
     ) -> dict[str, Any]:
-        """Queue an API-format workflow; returns ``{"prompt_id", "number", "node_errors"}``."""
+        """Queue an API-format workflow; returns ``{"prompt_id", "number", "node_errors"}``.
+
+        Only the ``POST /prompt``: nothing is watched.  :meth:`submit` watches the
+        prompt and starts the event source first, so no event of it is missed.
+        """
         prompt = workflow["prompt"] if "prompt" in workflow and isinstance(workflow["prompt"], Mapping) else workflow
         body: dict[str, Any] = {
             "prompt": prompt,
@@ -371,13 +374,21 @@ class ComfyUIClient:
             body["number"] = number
         if targets is not None:
             body["partial_execution_targets"] = list(targets)
-        # Watch before posting and have the event source running: events are never replayed.
-        self.tracker.watch(body["prompt_id"], dict(prompt))
-        self.ensure_event_source()
         result = self._json("POST", "/prompt", json=body)
         if not isinstance(result, dict) or "prompt_id" not in result:
             raise ProtocolError(f"POST /prompt answered an unexpected body: {str(result)[:200]}", url="/prompt")
         return result
+
+    def submit(self, workflow: Mapping[str, Any], *, prompt_id: str | None = None, **options: Any) -> dict[str, Any]:
+        """Watch a new prompt, start the event source, then queue it (:meth:`queue_prompt`'s options and answer).
+
+        Events are never replayed, so whoever waits for a prompt watches it before it is posted.
+        """
+        prompt = workflow["prompt"] if "prompt" in workflow and isinstance(workflow["prompt"], Mapping) else workflow
+        prompt_id = prompt_id or new_prompt_id()
+        self.tracker.watch(prompt_id, dict(prompt))
+        self.ensure_event_source()
+        return self.queue_prompt(prompt, prompt_id=prompt_id, **options)
 
     def get_prompt_status(self) -> dict[str, Any]:
         return dict(self._json("GET", "/prompt"))
@@ -538,7 +549,11 @@ class ComfyUIClient:
     def stream_view(
         self, filename: str, subfolder: str = "", folder_type: str = "output", *, offset: int = 0
     ) -> Iterator[httpx.Response]:
-        """Stream ``/view``; with ``offset`` a Range request (check ``status_code == 206``)."""
+        """Stream ``/view``; with ``offset`` a Range request (check ``status_code == 206``).
+
+        Network errors, also those raised while the body is read inside the ``with``
+        block, are raised as :class:`RequestTimeout` or :class:`ServerUnreachable`.
+        """
         params = {"filename": filename, "subfolder": subfolder, "type": folder_type}
         headers = {"Range": f"bytes={offset}-"} if offset else {}
         request = self._http.build_request("GET", "/view", params=params, headers=headers)
@@ -554,7 +569,13 @@ class ComfyUIClient:
                 body = self._read_body("GET", url, response, MAX_ERROR_BYTES, self.timeout, truncate=True)
                 kept = [(k, v) for k, v in response.headers.multi_items() if k.lower() not in _BODY_HEADERS]
                 self._raise_for_status("GET", url, httpx.Response(response.status_code, headers=kept, content=body))
-            yield response
+            # Errors raised while the caller reads the body arrive here too: they leave as comfykit errors.
+            try:
+                yield response
+            except httpx.TimeoutException:
+                raise RequestTimeout(f"GET /view {filename!r} timed out mid-transfer", url="/view") from None
+            except httpx.TransportError as exc:
+                raise ServerUnreachable(f"the download of {filename!r} broke: {exc}", url="/view") from None
         finally:
             response.close()
 
@@ -567,7 +588,10 @@ class ComfyUIClient:
         when it was interrupted, :class:`JobLost` when the server forgot the job, and
         :class:`WaitTimeout` after ``timeout`` seconds.  Live events come from the
         event source (the WebSocket monitor); without one the server is polled.
+        A prompt posted with :meth:`queue_prompt` rather than :meth:`submit` is
+        watched from here on, and checked against the server at once.
         """
+        self.ensure_event_source()
         return self.tracker.wait(prompt_id, timeout)
 
     # -- live events -------------------------------------------------------------------------------
@@ -575,8 +599,6 @@ class ComfyUIClient:
     @property
     def tracker(self) -> JobTracker:
         if self._tracker is None:
-            from comfykit.tracking import JobTracker
-
             self._tracker = JobTracker(self)
         return self._tracker
 
@@ -617,22 +639,3 @@ class ComfyUIClient:
                 log.exception("an on(%r) callback failed", event.type)
         self.tracker.feed(event)
 
-
-def raise_for_outcome(prompt_id: str, entry: dict[str, Any]) -> dict[str, Any]:
-    """Return a finished history entry, or raise the error or interrupt it records."""
-    status = entry.get("status") or {}
-    if status.get("status_str") == "success":
-        return entry
-    for event, data in reversed(status.get("messages") or []):
-        if event == "execution_error":
-            raise ExecutionError(
-                prompt_id=prompt_id,
-                node_id=data.get("node_id"),
-                node_type=data.get("node_type"),
-                exception_message=str(data.get("exception_message", "")),
-                exception_type=data.get("exception_type"),
-                data=data,
-            )
-        if event == "execution_interrupted":
-            raise ExecutionInterrupted(prompt_id=prompt_id, node_id=data.get("node_id"), node_type=data.get("node_type"))
-    return entry
