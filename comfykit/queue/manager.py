@@ -700,7 +700,9 @@ class QueueManager:
         if isinstance(outcome, finish.ServerDown):
             return self._server_down(attempt, outcome)
         if isinstance(outcome, finish.Finished):
-            unseen_start = job.status is JobStatus.QUEUED
+            unseen_start = job.status is not JobStatus.RUNNING
+            if job.status is JobStatus.PENDING:  # resumed from a journal that recorded only the prompt id
+                job.move(JobStatus.QUEUED)
             if unseen_start:
                 # It ran while no event could tell (a socket gap, or a poll that came after the end):
                 # job_started still comes before job_completed, as it does for every other job.
