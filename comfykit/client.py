@@ -352,11 +352,31 @@ class ComfyUIClient:
         extra_data: Mapping[str, Any] | None = None,
         targets: Iterable[str] | None = None,
     ) -> dict[str, Any]:
-        """Queue an API-format workflow; returns ``{"prompt_id", "number", "node_errors"}``.
+        """Queue an API-format workflow to wait for; returns ``{"prompt_id", "number", "node_errors"}``.
 
-        Only the ``POST /prompt``: nothing is watched.  :meth:`submit` watches the
-        prompt and starts the event source first, so no event of it is missed.
+        The prompt is watched and the event source started *before* it is posted (events
+        are never replayed), so :meth:`wait_for_completion` misses nothing; then
+        :meth:`post_prompt` posts it.
         """
+        prompt = workflow["prompt"] if "prompt" in workflow and isinstance(workflow["prompt"], Mapping) else workflow
+        prompt_id = prompt_id or new_prompt_id()
+        self.tracker.watch(prompt_id, dict(prompt))
+        self.ensure_event_source()
+        return self.post_prompt(
+            prompt, prompt_id=prompt_id, front=front, number=number, extra_data=extra_data, targets=targets
+        )
+
+    def post_prompt(
+        self,
+        workflow: Mapping[str, Any],
+        *,
+        prompt_id: str | None = None,
+        front: bool = False,
+        number: float | None = None,
+        extra_data: Mapping[str, Any] | None = None,
+        targets: Iterable[str] | None = None,
+    ) -> dict[str, Any]:
+        """Only the ``POST /prompt``, nothing watched: for a caller that tracks the prompt itself (the queue)."""
         prompt = workflow["prompt"] if "prompt" in workflow and isinstance(workflow["prompt"], Mapping) else workflow
         body: dict[str, Any] = {
             "prompt": prompt,
@@ -378,17 +398,6 @@ class ComfyUIClient:
         if not isinstance(result, dict) or "prompt_id" not in result:
             raise ProtocolError(f"POST /prompt answered an unexpected body: {str(result)[:200]}", url="/prompt")
         return result
-
-    def submit(self, workflow: Mapping[str, Any], *, prompt_id: str | None = None, **options: Any) -> dict[str, Any]:
-        """Watch a new prompt, start the event source, then queue it (:meth:`queue_prompt`'s options and answer).
-
-        Events are never replayed, so whoever waits for a prompt watches it before it is posted.
-        """
-        prompt = workflow["prompt"] if "prompt" in workflow and isinstance(workflow["prompt"], Mapping) else workflow
-        prompt_id = prompt_id or new_prompt_id()
-        self.tracker.watch(prompt_id, dict(prompt))
-        self.ensure_event_source()
-        return self.queue_prompt(prompt, prompt_id=prompt_id, **options)
 
     def get_prompt_status(self) -> dict[str, Any]:
         return dict(self._json("GET", "/prompt"))
@@ -588,8 +597,8 @@ class ComfyUIClient:
         when it was interrupted, :class:`JobLost` when the server forgot the job, and
         :class:`WaitTimeout` after ``timeout`` seconds.  Live events come from the
         event source (the WebSocket monitor); without one the server is polled.
-        A prompt posted with :meth:`queue_prompt` rather than :meth:`submit` is
-        watched from here on, and checked against the server at once.
+        A prompt posted with :meth:`post_prompt` (not watched) is watched from
+        here on, and checked against the server at once.
         """
         self.ensure_event_source()
         return self.tracker.wait(prompt_id, timeout)

@@ -94,7 +94,7 @@ def post(
 ) -> SubmitOutcome:
     """POST the prompt under ``prompt_id``; after a failure whose answer was lost, ask the server."""
     try:
-        client.queue_prompt(prompt, prompt_id=prompt_id, extra_data=extra_data or None)
+        client.post_prompt(prompt, prompt_id=prompt_id, extra_data=extra_data or None)
     except PromptRejected as exc:
         return Invalid(exc)
     except (TransportError, ServerError) as exc:
