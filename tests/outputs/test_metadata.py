@@ -134,7 +134,7 @@ def test_save_metadata_false_and_sink_selection(sim: ComfyUISimulator, out_dir: 
         assert next(r for r in results if r.plugin == "metadata").stored == ()
     with make_client(sim, out_dir, **{"output.sinks": ["metadata"]}) as client:
         job = run_job(client, "invert_save")
-        results = client.plugin_manager.store_outputs(job, job.outputs, client)
+        results = client.plugin_manager.store_outputs(job, job.outputs, client, sinks=client.config["output.sinks"])
     assert [r.plugin for r in results] == ["metadata"]
     document, _ = _sidecar(results)
     assert "sha256" not in document["outputs"][0]  # nothing was downloaded, so nothing to hash
