@@ -15,22 +15,32 @@ import hashlib
 import json
 import logging
 import queue as queue_module
-import statistics
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from comfykit.config import Config
-from comfykit.errors import ComfyKitError, ConfigError, OutputError, ServerUnreachable, WaitTimeout, WorkflowError
-from comfykit.jobs import Job, JobStatus, new_prompt_id
+from comfykit.errors import ComfyKitError, ConfigError, OutputError, WaitTimeout, WorkflowError
+from comfykit.jobs import Job, JobStatus
 from comfykit.plugins import PluginManager, open_session
 from comfykit.queue import finish, pool, schedule, submit
-from comfykit.queue.state import Attempt, Phase, ServerState
-from comfykit.tracking import queued_ids
+from comfykit.queue.state import (
+    Attempt,
+    Cancelled,
+    Change,
+    GiveUp,
+    Moved,
+    Phase,
+    RetryLater,
+    Sending,
+    Started,
+)
+from comfykit.queue.stats import summarize
+from comfykit.queue.workers import Listener, Workers
 
 if TYPE_CHECKING:
     from comfykit.client import ComfyUIClient
@@ -47,67 +57,11 @@ QUEUE_EVENTS = (
 )
 
 
-@attrs.frozen
-class _Sending:
-    """The prompt id is about to be posted: journal it first."""
-
-
-@attrs.frozen
-class _Started:
-    """The server began executing it."""
-
-
-@attrs.frozen
-class _Cancelled:
-    """The user cancelled it."""
-
-
-@attrs.frozen
-class _Moved:
-    """Its server was gone too long: back to the pending queue (it may have run there: at-least-once)."""
-
-    reason: str
-
-
-@attrs.frozen
-class _RetryLater:
-    error: BaseException
-    delay: float
-
-
-@attrs.frozen
-class _GiveUp:
-    error: BaseException
-
-
-@attrs.frozen
-class _Change:
-    """What :meth:`QueueManager._apply` announces after a move: event, further hook arguments, whether it ended."""
-
-    event: str | None
-    args: tuple[Any, ...] = ()
-    final: bool = False
-    journal: bool = True
-
-
 #: outcomes that end the attempt and ask the retry decision (``Invalid``/``Failed`` answer it: no)
 _ENDS_ATTEMPT = (submit.Rejected, submit.Invalid, finish.Retry, finish.Failed)
 
 
-class _Listener:
-    """Hears the tracker about one server's prompts (on the event source's thread) and tells the queue."""
-
-    def __init__(self, queue: QueueManager, server: ServerState) -> None:
-        self.queue, self.server = queue, server
-
-    def prompt_started(self, prompt_id: str) -> None:
-        self.queue._on_event(self.server, prompt_id, "started")
-
-    def prompt_finished(self, prompt_id: str) -> None:
-        self.queue._on_event(self.server, prompt_id, "finished")
-
-
-class QueueManager:
+class QueueManager(Workers):
     """A batch of jobs run on one or more ComfyUI servers.
 
     :param client: a :class:`comfykit.ComfyUIClient` to run on (its plugins are used).
@@ -167,7 +121,7 @@ class QueueManager:
         self._servers, self._own_clients = pool.build_servers(
             client, servers, config=self.config, plugin_manager=self.plugin_manager, window=self.max_concurrent
         )
-        self._listeners = {server.url: _Listener(self, server) for server in self._servers}
+        self._listeners = {server.url: Listener(self, server) for server in self._servers}
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
         self._jobs: dict[str, Job] = {}
@@ -196,29 +150,6 @@ class QueueManager:
 
             self.journal = Journal(journal_path)
             self._load_journal(retry_failed)
-
-    def _load_journal(self, retry_failed: bool) -> None:
-        assert self.journal is not None
-        by_url = {server.url: server for server in self._servers}
-        for job in self.journal.jobs():
-            self._jobs[job.job_id] = job
-            if retry_failed and job.status is JobStatus.FAILED:
-                job.move(JobStatus.PENDING, prompt_id=None, server=None, finished_at=None)
-                job.warnings.append(f"failed before ({job.error}); run again")
-                self.journal.update(job)
-            if job.done:
-                continue
-            server = by_url.get(job.server or "")
-            if job.prompt_id is not None and server is not None:
-                # It may be queued, running or done there: the supervisor asks before anything is resubmitted.
-                server.attempts[job.prompt_id] = Attempt(job.prompt_id, server, job, Phase.WAITING, polled=True)
-                server.client.tracker.watch(job.prompt_id, None, self._listeners[server.url])
-            else:
-                # Never posted, or posted to a server no longer in the pool (at-least-once).
-                job.move(JobStatus.PENDING, prompt_id=None, server=None)
-                self._pending.append(job.job_id)
-        self._open = sum(1 for job in self._jobs.values() if not job.done)
-        self._was_empty = self._open == 0
 
     # -- adding jobs -------------------------------------------------------------------------------
 
@@ -327,34 +258,7 @@ class QueueManager:
     def get_statistics(self) -> dict[str, Any]:
         """Counts per state, throughput, durations (mean, p50/p90/p99) and per-server counts."""
         with self._lock:
-            jobs = list(self._jobs.values())
-            per_server = {
-                server.url: {
-                    "healthy": server.healthy, "in_flight": len(server.in_flight()), "weight": server.weight,
-                    "window": server.window, **{k: server.counts[k] for k in ("submitted", "completed", "failed")},
-                }
-                for server in self._servers
-            }
-            first, last = self._first_submit, self._last_finish
-            counts = collections.Counter(job.status.value for job in jobs)
-            durations = [d for d in (job.duration for job in jobs if job.status is JobStatus.COMPLETED) if d is not None]
-            all_done = all(job.done for job in jobs)
-            retries = sum(max(0, job.attempts - 1) for job in jobs)
-        finished = counts[JobStatus.COMPLETED.value]
-        end = last if (last is not None and all_done) else time.time()
-        elapsed = (end - first) if first is not None else 0.0
-        return {
-            "total": len(jobs),
-            **{status.value: counts[status.value] for status in JobStatus},
-            "retries": retries,
-            "elapsed": elapsed,
-            "throughput": finished / elapsed if elapsed > 0 else 0.0,
-            "mean_duration": statistics.fmean(durations) if durations else None,
-            "p50_duration": _percentile(durations, 0.5),
-            "p90_duration": _percentile(durations, 0.9),
-            "p99_duration": _percentile(durations, 0.99),
-            "servers": per_server,
-        }
+            return summarize(self.get_all_jobs(), self._servers, self._first_submit, self._last_finish)
 
     # -- callbacks ------------------------------------------------------------------------------------
 
@@ -500,105 +404,6 @@ class QueueManager:
         assert found is not None
         return found
 
-    # -- submitting --------------------------------------------------------------------------------------
-
-    def _dispatch_loop(self) -> None:
-        while True:
-            with self._lock:
-                while True:
-                    if self._stopping:
-                        return
-                    server = None if (self._paused or not self._pending) else pool.pick(self._servers)
-                    if server is not None:
-                        break
-                    self._changed.wait(0.5)
-                job = self._jobs.get(self._pending.popleft())
-                if job is None or job.status is not JobStatus.PENDING:
-                    continue
-                attempt = Attempt(new_prompt_id(), server, job)
-                server.attempts[attempt.prompt_id] = attempt
-            self._submit_queue.put(attempt)
-
-    def _submit_loop(self) -> None:
-        while True:
-            attempt = self._submit_queue.get()
-            if attempt is None:
-                return
-            try:
-                self._submit(attempt)
-            except Exception as exc:  # a bug: the job fails with the reason (or is retried), the queue goes on
-                log.exception("submitting job %s failed unexpectedly", attempt.job.job_id)
-                self._apply(attempt.job, submit.Rejected(exc), attempt)
-
-    def _submit(self, attempt: Attempt) -> None:
-        job, server = attempt.job, attempt.server
-        try:
-            prompt = submit.prepare(
-                job, server.client, server.uploads, plugins=self.plugin_manager, config=self.config,
-                vary_seeds=self.vary_seeds,
-            )
-        except Exception as exc:
-            self._apply(job, submit.prepare_error(exc), attempt)
-            return
-        # Journal the prompt id before posting: a crash after the POST can then be reconciled.
-        if not self._apply(job, _Sending(), attempt):
-            return
-        server.client.tracker.watch(attempt.prompt_id, prompt, self._listeners[server.url])
-        outcome = submit.post(server.client, prompt, attempt.prompt_id, job.extra_data, self._stop_event)
-        self._apply(job, outcome, attempt)
-        if isinstance(outcome, submit.Posted) and job.status is JobStatus.CANCELLED:
-            self._cancel_on_server(attempt)  # cancelled while the POST was on its way: take it off the server again
-        with self._lock:
-            early, attempt.early_events = attempt.early_events, []
-        for what in early:
-            self._on_event(server, attempt.prompt_id, what)
-
-    # -- finishing ------------------------------------------------------------------------------------
-
-    def _on_event(self, server: ServerState, prompt_id: str, what: str) -> None:
-        with self._lock:
-            attempt = server.attempts.get(prompt_id)
-            if attempt is None or attempt.phase is Phase.PREPARING:
-                return
-            if attempt.phase is Phase.POSTING:
-                attempt.early_events.append(what)
-                return
-            if what == "finished":
-                if attempt.phase is Phase.FINISHING:  # already handed to a finisher
-                    return
-                attempt.phase = Phase.FINISHING
-        if what == "started":
-            self._apply(attempt.job, _Started(), attempt)
-        else:
-            self._finish_queue.put(attempt)
-
-    def _finish_loop(self) -> None:
-        while True:
-            attempt = self._finish_queue.get()
-            if attempt is None:
-                return
-            try:
-                self._finish(attempt)
-            except Exception as exc:
-                log.exception("finishing %s failed unexpectedly", attempt.prompt_id)
-                self._apply(attempt.job, finish.Retry(exc), attempt)
-
-    def _finish(self, attempt: Attempt) -> None:
-        client, job = attempt.server.client, attempt.job
-        with self._lock:
-            if job.done or not self._current(attempt):
-                return
-        result = finish.collect(client, attempt.prompt_id, include_temp=bool(self.config["output.include_temp"]))
-        if not isinstance(result, finish.Finished):
-            self._apply(job, result, attempt)
-            return
-        if not self._apply(job, result, attempt):
-            return
-        stored: finish.Completed | finish.ServerDown = finish.Completed()
-        if self.store_outputs:
-            stored = finish.store(self.plugin_manager, job, client, sinks=self.config.get("output.sinks"))
-        self._apply(job, stored, attempt)
-
     # -- the one place a job changes -------------------------------------------------------------------
 
     def _apply(self, job: Job, outcome: object, attempt: Attempt | None = None) -> bool:
@@ -610,7 +415,7 @@ class QueueManager:
         if isinstance(outcome, _ENDS_ATTEMPT):
             with self._lock:
                 if attempt is not None:
-                    if not self._current(attempt):
+                    if not attempt.current:
                         return False
                     if attempt.phase is Phase.PREPARING:  # never posted, so job.attempts does not count it
                         self._unposted[job.job_id] += 1
@@ -625,7 +430,7 @@ class QueueManager:
                 plugins=self.plugin_manager,
             )
             delay = schedule.backoff(failures, error, base=self.retry_delay, cap=self.retry_delay_max)
-            outcome = _RetryLater(error, delay) if retry else _GiveUp(error)
+            outcome = RetryLater(error, delay) if retry else GiveUp(error)
             attempt = None
         with self._lock:
             change = self._move(job, outcome, attempt)
@@ -640,49 +445,49 @@ class QueueManager:
             self._settle()
         return True
 
-    def _move(self, job: Job, outcome: object, attempt: Attempt | None) -> _Change | None:
+    def _move(self, job: Job, outcome: object, attempt: Attempt | None) -> Change | None:
         """The move an outcome makes (the caller holds the lock); ``None`` when it is stale."""
-        if attempt is not None and not self._current(attempt):
+        if attempt is not None and not attempt.current:
             return None
         client = attempt.server.client if attempt is not None else None
         if job.done:  # cancelled meanwhile: whatever this attempt did no longer matters
             if attempt is not None:
                 self._release(attempt)
             return None
-        if isinstance(outcome, _GiveUp):
+        if isinstance(outcome, GiveUp):
             counted = next((s for s in self._servers if s.url == job.server), None)
             if counted is not None:
                 counted.counts["failed"] += 1
             job.move(JobStatus.FAILED, error=_describe(outcome.error), error_type=type(outcome.error).__name__,
                      finished_at=time.time())
             self._last_finish = job.finished_at
-            return _Change("job_failed", (outcome.error, client), final=True)
-        if isinstance(outcome, _RetryLater):
+            return Change("job_failed", (outcome.error, client), final=True)
+        if isinstance(outcome, RetryLater):
             job.move(JobStatus.PENDING, prompt_id=None, server=None, error=_describe(outcome.error),
                      error_type=type(outcome.error).__name__)
             self._delayed.push(job.job_id, outcome.delay)
             log.info("job %s: attempt %d failed (%s); retrying in %.2f s", job.job_id, job.attempts, outcome.error,
                      outcome.delay)
-            return _Change("job_retrying", (outcome.error, outcome.delay))
-        if isinstance(outcome, _Cancelled):
+            return Change("job_retrying", (outcome.error, outcome.delay))
+        if isinstance(outcome, Cancelled):
             job.move(JobStatus.CANCELLED, finished_at=time.time())
-            return _Change("job_cancelled", final=True)
+            return Change("job_cancelled", final=True)
         assert attempt is not None
         server = attempt.server
-        if isinstance(outcome, _Sending):
+        if isinstance(outcome, Sending):
             if job.status is not JobStatus.PENDING:
                 return None
             job.move(JobStatus.PENDING, prompt_id=attempt.prompt_id, server=server.url, attempts=job.attempts + 1)
             attempt.phase = Phase.POSTING
             if self._first_submit is None:
                 self._first_submit = time.time()
-            return _Change(None)
-        if isinstance(outcome, _Moved):
+            return Change(None)
+        if isinstance(outcome, Moved):
             self._release(attempt)
             job.move(JobStatus.PENDING, prompt_id=None, server=None)
             job.warnings.append(outcome.reason)
             self._pending.appendleft(job.job_id)
-            return _Change(None)
+            return Change(None)
         if isinstance(outcome, submit.Unknown):  # stays in flight, polled until the server answers
             self._server_trouble(server, outcome.error)
             attempt.phase, attempt.polled = Phase.WAITING, True
@@ -691,12 +496,12 @@ class QueueManager:
             attempt.phase = Phase.WAITING
             job.move(JobStatus.QUEUED, submitted_at=time.time())
             server.counts["submitted"] += 1
-            return _Change("job_submitted", (client,))
-        if isinstance(outcome, _Started):
+            return Change("job_submitted", (client,))
+        if isinstance(outcome, Started):
             if job.status is not JobStatus.QUEUED:
                 return None
             job.move(JobStatus.RUNNING, started_at=time.time())
-            return _Change("job_started", (client,))
+            return Change("job_started", (client,))
         if isinstance(outcome, finish.ServerDown):
             return self._server_down(attempt, outcome)
         if isinstance(outcome, finish.Finished):
@@ -710,17 +515,17 @@ class QueueManager:
             job.history, job.outputs, job.cached_nodes = outcome.entry, outcome.outputs, outcome.cached_nodes
             job.started_at = job.started_at or outcome.started_at
             job.finished_at, job.stored = outcome.finished_at, []
-            return _Change("job_started" if unseen_start else None, (client,), journal=unseen_start)
+            return Change("job_started" if unseen_start else None, (client,), journal=unseen_start)
         if isinstance(outcome, finish.Completed):
             self._release(attempt)
             job.move(JobStatus.COMPLETED, error=None, error_type=None)
             job.warnings.extend(outcome.warnings)
             server.counts["completed"] += 1
             self._last_finish = time.time()
-            return _Change("job_completed", (client,), final=True)
+            return Change("job_completed", (client,), final=True)
         raise TypeError(f"no move for outcome {outcome!r}")
 
-    def _server_down(self, attempt: Attempt, outcome: finish.ServerDown) -> _Change | None:
+    def _server_down(self, attempt: Attempt, outcome: finish.ServerDown) -> Change | None:
         """Its history or outputs could not be read: finish it again once the server answers (outputs: up to the retries)."""
         server, job, error = attempt.server, attempt.job, outcome.error
         self._server_trouble(server, error)
@@ -733,24 +538,16 @@ class QueueManager:
                          finished_at=time.time())
                 server.counts["failed"] += 1
                 self._last_finish = job.finished_at
-                return _Change("job_failed", (reason, server.client), final=True)
+                return Change("job_failed", (reason, server.client), final=True)
             log.warning("job %s: storing its outputs failed (%s); trying again once %s answers", job.job_id, error,
                         server.url)
         attempt.phase = Phase.WAITING
         server.client.tracker.reopen(attempt.prompt_id)
         return None
 
-    @staticmethod
-    def _current(attempt: Attempt) -> bool:
-        """Whether ``attempt`` is still its server's attempt for its prompt id (not released or moved)."""
-        return attempt.server.attempts.get(attempt.prompt_id) is attempt
-
     def _release(self, attempt: Attempt) -> None:
         """End an attempt (the caller holds the lock)."""
-        server = attempt.server
-        if server.attempts.get(attempt.prompt_id) is attempt:
-            del server.attempts[attempt.prompt_id]
-        server.client.tracker.forget(attempt.prompt_id)
+        attempt.server.release(attempt)
         self._changed.notify_all()
 
     # -- cancelling -------------------------------------------------------------------------------------
@@ -769,131 +566,10 @@ class QueueManager:
             if job_id in self._pending:
                 self._pending.remove(job_id)
             self._delayed.discard(job_id)
-        self._apply(job, _Cancelled())
+        self._apply(job, Cancelled())
         if attempt is not None:
             self._cancel_on_server(attempt)
         return True
-
-    def _cancel_on_server(self, attempt: Attempt) -> None:
-        client = attempt.server.client
-        try:
-            client.delete_from_queue([attempt.prompt_id])
-            if attempt.prompt_id in queued_ids(client.get_queue(), running_only=True):
-                client.interrupt_execution(attempt.prompt_id)
-        except ComfyKitError as exc:
-            log.warning("could not cancel %s on %s: %s", attempt.prompt_id, attempt.server.url, exc)
-            with self._lock:
-                attempt.job.warnings.append(f"cancelling on the server failed: {exc}")
-        with self._lock:
-            self._release(attempt)
-
-    # -- supervision ----------------------------------------------------------------------------------
-
-    def _supervise_loop(self) -> None:
-        # A timer, not the condition: waking on every job event would cost more than the checks.
-        while not self._stop_event.wait(0.1):
-            now = time.monotonic()
-            with self._lock:
-                for job_id in self._delayed.due(now):
-                    job = self._jobs.get(job_id)
-                    if job is not None and job.status is JobStatus.PENDING:
-                        self._pending.append(job_id)
-                        self._changed.notify_all()
-            self._check_timeouts()
-            self._check_all_down(now)
-
-    def _server_loop(self, server: ServerState) -> None:
-        # One thread per server: a server that hangs cannot delay the health checks of the others.
-        while not self._stop_event.wait(0.1):
-            try:
-                self._supervise(server, time.monotonic())
-            except Exception:
-                log.exception("supervising %s failed", server.url)
-
-    def _supervise(self, server: ServerState, now: float) -> None:
-        if not server.healthy:
-            if now < server.next_check:
-                return
-            if server.client.ping(timeout=min(5.0, self.health_interval)):
-                log.warning("server %s answers again; reconciling its %d job(s)", server.url, len(server.attempts))
-                with self._lock:
-                    server.healthy, server.down_since = True, None
-                    server.last_reconcile = 0.0
-                    self._changed.notify_all()
-            else:
-                server.next_check = now + self.health_interval
-                if server.down_since is not None and now - server.down_since > self.down_timeout:
-                    self._reassign(server)
-                return
-        tracker = server.client.tracker
-        with self._lock:
-            waiting = [a for a in server.attempts.values() if a.on_server]
-            unclaimed = [a.prompt_id for a in waiting if a.phase is Phase.WAITING and tracker.is_finished(a.prompt_id)]
-            polled = any(a.polled for a in waiting)
-        for prompt_id in unclaimed:
-            # Its end was seen but never reached a finisher (a listener call was lost): finish it now.
-            log.warning("job %s ended without being finished; finishing it now", prompt_id)
-            self._on_event(server, prompt_id, "finished")
-        if not waiting:
-            return
-        source = server.client.event_source
-        live = source is not None and source.connected and not polled
-        interval = 2.0 if live else float(self.config["batch.poll_interval"])
-        if now - server.last_reconcile < interval:
-            return
-        server.last_reconcile = now
-        try:
-            tracker.reconcile([a.prompt_id for a in waiting], raise_errors=True)
-        except ComfyKitError as exc:
-            with self._lock:
-                self._server_trouble(server, exc)
-
-    def _server_trouble(self, server: ServerState, error: BaseException) -> None:
-        """Mark a server down when it cannot be reached (the caller holds the lock)."""
-        if pool.goes_down(server, error, self.health_interval):
-            log.warning("server %s is unreachable (%s); its jobs wait for it or move after %.0f s",
-                        server.url, error, self.down_timeout)
-
-    def _reassign(self, server: ServerState) -> None:
-        """Send a long-gone server's jobs elsewhere (at-least-once: it may have run some of them)."""
-        with self._lock:
-            moved = [a for a in server.attempts.values() if a.phase is not Phase.PREPARING]
-        reason = f"moved from {server.url}, unreachable for over {self.down_timeout:.0f} s"
-        for attempt in moved:
-            self._apply(attempt.job, _Moved(reason), attempt)
-        if moved:
-            log.warning("moved %d job(s) away from %s", len(moved), server.url)
-
-    def _check_all_down(self, now: float) -> None:
-        with self._lock:
-            if any(s.healthy for s in self._servers):
-                return
-            if not all(s.down_since is not None and now - s.down_since > self.down_timeout for s in self._servers):
-                return
-            waiting = [self._jobs[j] for j in [*self._pending, *self._delayed.drain()] if j in self._jobs]
-            self._pending.clear()
-        error = ServerUnreachable(
-            f"no server of the pool answered for {self.down_timeout:.0f} s: {', '.join(self.servers)}",
-            hint="Start the server(s) and resume the batch from its journal.",
-        )
-        for job in waiting:
-            self._apply(job, finish.Failed(error))
-
-    def _check_timeouts(self) -> None:
-        if self.timeout is None:
-            return
-        limit = float(self.timeout)
-        with self._lock:
-            expired = schedule.timed_out(self._servers, limit, time.time())
-        for attempt in expired:
-            client = attempt.server.client
-            try:
-                client.delete_from_queue([attempt.prompt_id])
-                client.interrupt_execution(attempt.prompt_id)
-            except ComfyKitError as exc:
-                log.warning("could not stop timed-out job %s: %s", attempt.prompt_id, exc)
-            error = WaitTimeout(f"job {attempt.job.job_id} did not finish within {limit} s", prompt_id=attempt.prompt_id)
-            self._apply(attempt.job, finish.Retry(error), attempt)
 
     def _settle(self) -> None:
         """A job ended and everything about it was recorded and announced: only now may waiters wake."""
@@ -915,11 +591,3 @@ class QueueManager:
 def _describe(error: BaseException) -> str:
     text = str(error) or type(error).__name__
     return text if isinstance(error, ComfyKitError) else f"{type(error).__name__}: {text}"
-
-
-def _percentile(values: Sequence[float], fraction: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))
-    return ordered[index]

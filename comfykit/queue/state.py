@@ -1,4 +1,4 @@
-"""The queue's records of where each prompt is: one :class:`Attempt` per prompt, one :class:`ServerState` per server.
+"""The queue's records: one :class:`Attempt` per prompt, one :class:`ServerState` per server, and its own outcomes.
 
 An attempt is born when the dispatcher reserves a slot on a server (its prompt id
 is chosen then, but the job learns it only once it is journaled, just before the
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import collections
 import enum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -21,7 +21,9 @@ if TYPE_CHECKING:
     from comfykit.client import ComfyUIClient
     from comfykit.queue.pool import ServerSpec
 
-__all__ = ["Attempt", "Phase", "ServerState"]
+__all__ = [
+    "Attempt", "Cancelled", "Change", "GiveUp", "Moved", "Phase", "RetryLater", "Sending", "ServerState", "Started",
+]
 
 
 class Phase(enum.Enum):
@@ -48,6 +50,11 @@ class Attempt:
     polled: bool = False
     #: times its outputs could not be stored because the server went away
     store_failures: int = 0
+
+    @property
+    def current(self) -> bool:
+        """Whether this is still its server's attempt for its prompt id (not released, not moved)."""
+        return self.server.attempts.get(self.prompt_id) is self
 
     @property
     def on_server(self) -> bool:
@@ -78,6 +85,62 @@ class ServerState:
     def has_room(self) -> bool:
         return self.healthy and len(self.attempts) < self.window
 
+    def release(self, attempt: Attempt) -> None:
+        """End ``attempt``: drop it and stop tracking its prompt."""
+        if attempt.current:
+            del self.attempts[attempt.prompt_id]
+        self.client.tracker.forget(attempt.prompt_id)
+
     def in_flight(self) -> list[Attempt]:
         """Attempts that are (or may be) on the server: posted, waiting or finishing."""
         return [a for a in self.attempts.values() if a.phase is not Phase.PREPARING]
+
+
+# -- what the queue itself decides (the parts' outcomes are in submit.py and finish.py) ----------------
+
+
+@attrs.frozen
+class Sending:
+    """The prompt id is about to be posted: journal it first."""
+
+
+@attrs.frozen
+class Started:
+    """The server began executing it."""
+
+
+@attrs.frozen
+class Cancelled:
+    """The user cancelled it."""
+
+
+@attrs.frozen
+class Moved:
+    """Its server was gone too long: back to the pending queue (it may have run there: at-least-once)."""
+
+    reason: str
+
+
+@attrs.frozen
+class RetryLater:
+    """Tried again after ``delay`` seconds."""
+
+    error: BaseException
+    delay: float
+
+
+@attrs.frozen
+class GiveUp:
+    """Failed for good."""
+
+    error: BaseException
+
+
+@attrs.frozen
+class Change:
+    """What the queue announces after a move: event, further hook arguments, whether it ended."""
+
+    event: str | None
+    args: tuple[Any, ...] = ()
+    final: bool = False
+    journal: bool = True
