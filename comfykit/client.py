@@ -342,29 +342,18 @@ class ComfyUIClient:
 
     # -- prompts --------------------------------------------------------------------------
 
-    def queue_prompt(
-        self,
-        workflow: Mapping[str, Any],
-        *,
-        prompt_id: str | None = None,
-        front: bool = False,
-        number: float | None = None,
-        extra_data: Mapping[str, Any] | None = None,
-        targets: Iterable[str] | None = None,
-    ) -> dict[str, Any]:
+    def queue_prompt(self, workflow: Mapping[str, Any], *, prompt_id: str | None = None, **options: Any) -> dict[str, Any]:
         """Queue an API-format workflow to wait for; returns ``{"prompt_id", "number", "node_errors"}``.
 
         The prompt is watched and the event source started *before* it is posted (events
         are never replayed), so :meth:`wait_for_completion` misses nothing; then
-        :meth:`post_prompt` posts it.
+        :meth:`post_prompt` posts it (``options``: its ``front``, ``number``, ``extra_data``, ``targets``).
         """
         prompt = workflow["prompt"] if "prompt" in workflow and isinstance(workflow["prompt"], Mapping) else workflow
         prompt_id = prompt_id or new_prompt_id()
         self.tracker.watch(prompt_id, dict(prompt))
         self.ensure_event_source()
-        return self.post_prompt(
-            prompt, prompt_id=prompt_id, front=front, number=number, extra_data=extra_data, targets=targets
-        )
+        return self.post_prompt(prompt, prompt_id=prompt_id, **options)
 
     def post_prompt(
         self,

@@ -296,11 +296,16 @@ class QueueManager(Workers):
             for i, server in enumerate(self._servers)
         ]
         self._threads += [
-            threading.Thread(target=self._finish_loop, name=f"comfykit-finish-{i}", daemon=True) for i in range(workers)
+            threading.Thread(
+                target=self._work_loop, args=(self._finish_queue, "finish"), name=f"comfykit-finish-{i}", daemon=True,
+            )
+            for i in range(workers)
         ]
         # Two submitters per server: one posts while the other prepares (uploads, hooks).
         self._submitters = [
-            threading.Thread(target=self._submit_loop, name=f"comfykit-submit-{i}", daemon=True)
+            threading.Thread(
+                target=self._work_loop, args=(self._submit_queue, "submit"), name=f"comfykit-submit-{i}", daemon=True,
+            )
             for i in range(2 * len(self._servers))
         ]
         for client in self.clients:

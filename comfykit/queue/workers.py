@@ -133,16 +133,19 @@ class Workers:
                 server.attempts[attempt.prompt_id] = attempt
             self._submit_queue.put(attempt)
 
-    def _submit_loop(self) -> None:
+    def _work_loop(self, work: queue_module.Queue[Attempt | None], step: str) -> None:
+        """A submit (``step="submit"``) or finisher thread: run ``step`` for each attempt until told to stop."""
+        handle = self._submit if step == "submit" else self._finish
         while True:
-            attempt = self._submit_queue.get()
+            attempt = work.get()
             if attempt is None:
                 return
             try:
-                self._submit(attempt)
+                handle(attempt)
             except Exception as exc:  # a bug: the job fails with the reason (or is retried), the queue goes on
-                log.exception("submitting job %s failed unexpectedly", attempt.job.job_id)
-                self._apply(attempt.job, submit.Rejected(exc), attempt)
+                log.exception("%s of job %s failed unexpectedly", step, attempt.job.job_id)
+                outcome = submit.Rejected(exc) if step == "submit" else finish.Retry(exc)
+                self._apply(attempt.job, outcome, attempt)
 
     def _submit(self, attempt: Attempt) -> None:
         job, server = attempt.job, attempt.server
@@ -185,17 +188,6 @@ class Workers:
             self._apply(attempt.job, Started(), attempt)
         else:
             self._finish_queue.put(attempt)
-
-    def _finish_loop(self) -> None:
-        while True:
-            attempt = self._finish_queue.get()
-            if attempt is None:
-                return
-            try:
-                self._finish(attempt)
-            except Exception as exc:
-                log.exception("finishing %s failed unexpectedly", attempt.prompt_id)
-                self._apply(attempt.job, finish.Retry(exc), attempt)
 
     def _finish(self, attempt: Attempt) -> None:
         client, job = attempt.server.client, attempt.job
