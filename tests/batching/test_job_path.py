@@ -150,7 +150,8 @@ class VanishingServerSink:
 
 def _one_job(sim: ComfyUISimulator, sink: Any, *, max_retries: int = 3) -> Job:
     events: list[str] = []
-    with ComfyUIClient(url=sim.url, plugins=[sink]) as client:
+    config = load_config(use_file=False, overrides={"output.output_dir": str(sim.files.output_dir.parent / "got")})
+    with ComfyUIClient(url=sim.url, plugins=[sink], config=config) as client:
         queue = QueueManager(client, max_retries=max_retries)
         queue.on("job_completed", lambda job: events.append(f"completed with {len(job.stored)}"))
         job = queue.run_one(unique_workflows(1)[0], timeout=60)
