@@ -250,7 +250,8 @@ class PluginManager:
     def _notify(self, hook_name: str, **kwargs: Any) -> None:
         for impl, outcome in self._call_each(hook_name, kwargs):
             if isinstance(outcome, Exception):
-                log.error("plugin %r failed in %s: %s", impl.plugin_name, hook_name, outcome, exc_info=outcome)
+                log.error("plugin %r failed in %s (%s): %s", impl.plugin_name, hook_name, _where(impl), outcome,
+                          exc_info=outcome)
 
     def _call_each(self, hook_name: str, kwargs: Mapping[str, Any]) -> list[tuple[pluggy.HookImpl, object]]:
         """Call every implementation of ``hook_name`` in pluggy's order, each with only the arguments it names.
@@ -287,13 +288,18 @@ class PluginManager:
             try:
                 stored = impl.function(**{name: kwargs[name] for name in impl.argnames})
             except Exception as exc:
-                log.error("output sink %r failed for job %s: %s", impl.plugin_name, job.job_id, exc)
+                log.error("output sink %r (%s) failed for job %s: %s", impl.plugin_name, _where(impl), job.job_id, exc)
                 results.append(SinkResult(plugin=impl.plugin_name, error=exc))
                 continue
             records = tuple(cast("Sequence[StoredOutput]", stored or ()))
             job.stored.extend(records)
             results.append(SinkResult(plugin=impl.plugin_name, stored=records))
         return results
+
+
+def _where(impl: pluggy.HookImpl) -> str:
+    """Where an implementation lives (a plugin object's registered name alone may be a bare id)."""
+    return f"{impl.function.__module__}.{impl.function.__qualname__}"
 
 
 def _load_module(module_name: str) -> object:

@@ -94,6 +94,7 @@ def test_raising_hooks_and_callbacks_are_logged_and_change_nothing(
     for hook in ("comfykit_job_submitted", "comfykit_job_started", "comfykit_job_completed", "comfykit_queue_empty"):
         assert any(f"plugin {plugin_name!r} failed in {hook}" in m for m in messages), hook
     assert any("on('job_submitted') callback" in m for m in messages)
+    assert any("RaisingHooks.comfykit_job_completed" in m for m in messages)  # findable even with a bare-id name
 
 
 # -- the sinks -----------------------------------------------------------------------------------------
