@@ -22,7 +22,8 @@ if TYPE_CHECKING:
     from comfykit.queue.pool import ServerSpec
 
 __all__ = [
-    "Attempt", "Cancelled", "Change", "GiveUp", "Moved", "Phase", "RetryLater", "Sending", "ServerState", "Started",
+    "Attempt", "Cancelled", "Change", "GiveUp", "Moved", "Phase", "RetryLater", "Seen", "Sending", "ServerState",
+    "Started",
 ]
 
 
@@ -35,6 +36,13 @@ class Phase(enum.Enum):
     FINISHING = "finishing"  # handed to a finisher thread
 
 
+class Seen(enum.Enum):
+    """What the tracker saw of a prompt."""
+
+    STARTED = "started"
+    FINISHED = "finished"
+
+
 @attrs.define(eq=False)
 class Attempt:
     """One try of one job on one server, under one prompt id."""
@@ -43,8 +51,8 @@ class Attempt:
     server: ServerState
     job: Job
     phase: Phase = Phase.PREPARING
-    #: events that came before the POST answered ("started"/"finished"), replayed after it
-    early_events: list[str] = attrs.field(factory=list)
+    #: what the tracker saw before the POST answered, replayed after it
+    early_events: list[Seen] = attrs.field(factory=list)
     #: polled rather than waited on: resumed from a journal (its events went to the old
     #: process's socket), or posted with an answer that was lost and could not be checked
     polled: bool = False

@@ -21,7 +21,7 @@ from comfykit.errors import ComfyKitError, ServerUnreachable, WaitTimeout
 from comfykit.jobs import Job, JobStatus, new_prompt_id
 from comfykit.plugins import PluginManager
 from comfykit.queue import finish, pool, schedule, submit
-from comfykit.queue.state import Attempt, Moved, Phase, Sending, ServerState, Started
+from comfykit.queue.state import Attempt, Moved, Phase, Seen, Sending, ServerState, Started
 from comfykit.tracking import queued_ids
 
 if TYPE_CHECKING:
@@ -40,10 +40,10 @@ class Listener:
         self.queue, self.server = queue, server
 
     def prompt_started(self, prompt_id: str) -> None:
-        self.queue._on_event(self.server, prompt_id, "started")
+        self.queue._on_event(self.server, prompt_id, Seen.STARTED)
 
     def prompt_finished(self, prompt_id: str) -> None:
-        self.queue._on_event(self.server, prompt_id, "finished")
+        self.queue._on_event(self.server, prompt_id, Seen.FINISHED)
 
 
 class Workers:
@@ -167,24 +167,24 @@ class Workers:
             self._cancel_on_server(attempt)  # cancelled while the POST was on its way: take it off the server again
         with self._lock:
             early, attempt.early_events = attempt.early_events, []
-        for what in early:
-            self._on_event(server, attempt.prompt_id, what)
+        for seen in early:
+            self._on_event(server, attempt.prompt_id, seen)
 
     # -- finishing ------------------------------------------------------------------------------------
 
-    def _on_event(self, server: ServerState, prompt_id: str, what: str) -> None:
+    def _on_event(self, server: ServerState, prompt_id: str, seen: Seen) -> None:
         with self._lock:
             attempt = server.attempts.get(prompt_id)
             if attempt is None or attempt.phase is Phase.PREPARING:
                 return
             if attempt.phase is Phase.POSTING:
-                attempt.early_events.append(what)
+                attempt.early_events.append(seen)
                 return
-            if what == "finished":
+            if seen is Seen.FINISHED:
                 if attempt.phase is Phase.FINISHING:  # already handed to a finisher
                     return
                 attempt.phase = Phase.FINISHING
-        if what == "started":
+        if seen is Seen.STARTED:
             self._apply(attempt.job, Started(), attempt)
         else:
             self._finish_queue.put(attempt)
@@ -251,7 +251,7 @@ class Workers:
         for prompt_id in unclaimed:
             # Its end was seen but never reached a finisher (a listener call was lost): finish it now.
             log.warning("job %s ended without being finished; finishing it now", prompt_id)
-            self._on_event(server, prompt_id, "finished")
+            self._on_event(server, prompt_id, Seen.FINISHED)
         if not waiting:
             return
         source = server.client.event_source
