@@ -256,12 +256,14 @@ class PluginManager:
     def _call_each(self, hook_name: str, kwargs: Mapping[str, Any]) -> list[tuple[pluggy.HookImpl, object]]:
         """Call every implementation of ``hook_name`` in pluggy's order, each with only the arguments it names.
 
-        Returns (implementation, its answer or the exception it raised).  Wrappers
-        are not supported on these hooks: they see nothing to wrap.
+        Returns (implementation, its answer or the exception it raised).  Each
+        implementation is called on its own, so there is nothing for a wrapper to
+        wrap: wrappers are skipped, with a warning.
         """
         results: list[tuple[pluggy.HookImpl, object]] = []
         for impl in reversed(getattr(self.pm.hook, hook_name).get_hookimpls()):
             if impl.hookwrapper or impl.wrapper:
+                log.warning("plugin %r (%s): %s does not take wrappers; skipped", impl.plugin_name, _where(impl), hook_name)
                 continue
             try:
                 results.append((impl, impl.function(**{name: kwargs[name] for name in impl.argnames})))
