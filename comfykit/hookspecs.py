@@ -249,9 +249,9 @@ def comfykit_job_started(job: Job, client: Client) -> None:
     """The server began executing a job (``execution_start``).
 
     Runs on the event source's thread (the monitor's WebSocket reader, or the
-    polling thread), on a queue supervisor thread when reconciling found the job
-    running, or on a finisher thread just before ``job_completed`` when the
-    start was never seen (a socket gap).
+    polling thread); on the submit thread when the start came before the POST
+    answered; or on a finisher thread just before ``job_completed`` when the
+    start was never seen (a socket gap, a job resumed from a journal).
 
     :param job: the job.
     :param client: the client that watches it.
