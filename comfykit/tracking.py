@@ -238,10 +238,11 @@ class JobTracker:
             if watch.prompt_id in queued_ids(self.client.get_queue()):
                 return
             entry = self.client.get_history(watch.prompt_id).get(watch.prompt_id)
-        if entry is not None:
-            watch.entry = entry
-        else:
-            watch.lost = True
+        with self._lock:
+            if entry is not None:
+                watch.entry = entry
+            else:
+                watch.lost = True
         self._finish(watch)
 
     # -- waiting --------------------------------------------------------------------
