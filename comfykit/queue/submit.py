@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import random
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -20,6 +19,7 @@ from comfykit.jobs import Job
 from comfykit.queue.inputs import UploadCache, apply_inputs
 from comfykit.tracking import queued_ids
 from comfykit.workflow.manager import validate_before_send
+from comfykit.workflow.templates import randomize_seeds
 
 if TYPE_CHECKING:
     from comfykit.client import ComfyUIClient
@@ -29,8 +29,6 @@ if TYPE_CHECKING:
 __all__ = ["Invalid", "Posted", "Rejected", "SubmitOutcome", "Unknown", "ask", "post", "prepare", "prepare_error"]
 
 log = logging.getLogger("comfykit.queue")
-
-_SEED_INPUTS = ("seed", "noise_seed")
 
 
 @attrs.frozen
@@ -66,13 +64,7 @@ def prepare(
     job: Job, client: ComfyUIClient, uploads: UploadCache, *, plugins: PluginManager, config: Config, vary_seeds: bool
 ) -> dict[str, Any]:
     """The prompt to post for ``job``: fresh seeds (``vary_seeds``), uploaded inputs, the hooks' changes, validated."""
-    prompt = copy.deepcopy(job.workflow)
-    if vary_seeds:
-        rng = random.SystemRandom()
-        for node in prompt.values():
-            for name in _SEED_INPUTS:
-                if isinstance((node.get("inputs") or {}).get(name), int):
-                    node["inputs"][name] = rng.randrange(2**50)
+    prompt = randomize_seeds(job.workflow) if vary_seeds else copy.deepcopy(job.workflow)
     if job.inputs:
         apply_inputs(prompt, job.inputs, client, uploads)
     plugins.prepare_prompt(prompt, job, client)
