@@ -19,8 +19,9 @@ lock and the one function that changes a job), :mod:`~comfykit.queue.state`
 (one ``Attempt`` per prompt, one ``ServerState`` per server),
 :mod:`~comfykit.queue.pool`, :mod:`~comfykit.queue.submit`,
 :mod:`~comfykit.queue.finish` and :mod:`~comfykit.queue.schedule` (which decide
-and answer with values), :mod:`~comfykit.queue.inputs` (local files uploaded per
-server) and :mod:`~comfykit.queue.journal` (the durable record).
+and answer with values), :mod:`~comfykit.queue.workers` (the threads' loops),
+:mod:`~comfykit.queue.stats`, :mod:`~comfykit.queue.inputs` (local files uploaded
+per server) and :mod:`~comfykit.queue.journal` (the durable record).
 """
 
 from comfykit.queue.manager import QUEUE_EVENTS, QueueManager
