@@ -25,8 +25,6 @@ from comfykit.config import Config
 from comfykit.errors import (
     ComfyKitError,
     ConfigError,
-    ExecutionError,
-    ExecutionInterrupted,
     FeatureUnavailable,
     NotFound,
     PromptRejected,
@@ -40,12 +38,13 @@ from comfykit.jobs import new_prompt_id
 from comfykit.parsing import JSONBudgetExceeded, load_json, parse_retry_after
 from comfykit.plugins import PluginManager, open_session
 from comfykit.secrets import SecretMask, secrets_of
+from comfykit.tracking import JobTracker, raise_for_outcome
 
 if TYPE_CHECKING:
-    from comfykit.events import Event, EventSource
-    from comfykit.tracking import JobTracker
+    from comfykit.events import Event
+    from comfykit.protocols import EventSource
 
-__all__ = ["ComfyUIClient", "ServerInfo", "raise_for_outcome"]
+__all__ = ["ComfyUIClient", "ServerInfo", "raise_for_outcome"]  # raise_for_outcome lives in tracking
 
 log = logging.getLogger("comfykit.client")
 
@@ -438,7 +437,20 @@ class ComfyUIClient:
 
     # -- prompts --------------------------------------------------------------------------
 
-    def queue_prompt(
+    def queue_prompt(self, workflow: Mapping[str, Any], *, prompt_id: str | None = None, **options: Any) -> dict[str, Any]:
+        """Queue an API-format workflow to wait for; returns ``{"prompt_id", "number", "node_errors"}``.
+
+        The prompt is watched and the event source started *before* it is posted (events
+        are never replayed), so :meth:`wait_for_completion` misses nothing; then
+        :meth:`post_prompt` posts it (``options``: its ``front``, ``number``, ``extra_data``, ``targets``).
+        """
+        prompt = workflow["prompt"] if "prompt" in workflow and isinstance(workflow["prompt"], Mapping) else workflow
+        prompt_id = prompt_id or new_prompt_id()
+        self.tracker.watch(prompt_id, dict(prompt))
+        self.ensure_event_source()
+        return self.post_prompt(prompt, prompt_id=prompt_id, **options)
+
+    def post_prompt(
         self,
         workflow: Mapping[str, Any],
         *,
@@ -448,7 +460,7 @@ class ComfyUIClient:
         extra_data: Mapping[str, Any] | None = None,
         targets: Iterable[str] | None = None,
     ) -> dict[str, Any]:
-        """Queue an API-format workflow; returns ``{"prompt_id", "number", "node_errors"}``."""
+        """Only the ``POST /prompt``, nothing watched: for a caller that tracks the prompt itself (the queue)."""
         prompt = workflow["prompt"] if "prompt" in workflow and isinstance(workflow["prompt"], Mapping) else workflow
         body: dict[str, Any] = {
             "prompt": prompt,
@@ -466,9 +478,6 @@ class ComfyUIClient:
             body["number"] = number
         if targets is not None:
             body["partial_execution_targets"] = list(targets)
-        # Watch before posting and have the event source running: events are never replayed.
-        self.tracker.watch(body["prompt_id"], dict(prompt))
-        self.ensure_event_source()
         result = self._json("POST", "/prompt", json=body)
         if not isinstance(result, dict) or "prompt_id" not in result:
             raise ProtocolError(f"POST /prompt answered an unexpected body: {str(result)[:200]}", url="/prompt")
@@ -633,7 +642,11 @@ class ComfyUIClient:
     def stream_view(
         self, filename: str, subfolder: str = "", folder_type: str = "output", *, offset: int = 0
     ) -> Iterator[httpx.Response]:
-        """Stream ``/view``; with ``offset`` a Range request (check ``status_code == 206``)."""
+        """Stream ``/view``; with ``offset`` a Range request (check ``status_code == 206``).
+
+        Network errors, also those raised while the body is read inside the ``with``
+        block, are raised as :class:`RequestTimeout` or :class:`ServerUnreachable`.
+        """
         params = {"filename": filename, "subfolder": subfolder, "type": folder_type}
         headers = {"Range": f"bytes={offset}-"} if offset else {}
         request = self._http.build_request("GET", "/view", params=params, headers=headers)
@@ -649,7 +662,13 @@ class ComfyUIClient:
                 body = self._read_body("GET", url, response, MAX_ERROR_BYTES, self.timeout, truncate=True)
                 kept = [(k, v) for k, v in response.headers.multi_items() if k.lower() not in _BODY_HEADERS]
                 self._raise_for_status("GET", url, httpx.Response(response.status_code, headers=kept, content=body))
-            yield response
+            # Errors raised while the caller reads the body arrive here too: they leave as comfykit errors.
+            try:
+                yield response
+            except httpx.TimeoutException:
+                raise RequestTimeout(f"GET /view {filename!r} timed out mid-transfer", url="/view") from None
+            except httpx.TransportError as exc:
+                raise ServerUnreachable(f"the download of {filename!r} broke: {exc}", url="/view") from None
         finally:
             response.close()
 
@@ -662,7 +681,10 @@ class ComfyUIClient:
         when it was interrupted, :class:`JobLost` when the server forgot the job, and
         :class:`WaitTimeout` after ``timeout`` seconds.  Live events come from the
         event source (the WebSocket monitor); without one the server is polled.
+        A prompt posted with :meth:`post_prompt` (not watched) is watched from
+        here on, and checked against the server at once.
         """
+        self.ensure_event_source()
         return self.tracker.wait(prompt_id, timeout)
 
     # -- live events -------------------------------------------------------------------------------
@@ -670,8 +692,6 @@ class ComfyUIClient:
     @property
     def tracker(self) -> JobTracker:
         if self._tracker is None:
-            from comfykit.tracking import JobTracker
-
             self._tracker = JobTracker(self)
         return self._tracker
 
@@ -712,22 +732,3 @@ class ComfyUIClient:
                 log.exception("an on(%r) callback failed", event.type)
         self.tracker.feed(event)
 
-
-def raise_for_outcome(prompt_id: str, entry: dict[str, Any]) -> dict[str, Any]:
-    """Return a finished history entry, or raise the error or interrupt it records."""
-    status = entry.get("status") or {}
-    if status.get("status_str") == "success":
-        return entry
-    for event, data in reversed(status.get("messages") or []):
-        if event == "execution_error":
-            raise ExecutionError(
-                prompt_id=prompt_id,
-                node_id=data.get("node_id"),
-                node_type=data.get("node_type"),
-                exception_message=str(data.get("exception_message", "")),
-                exception_type=data.get("exception_type"),
-                data=data,
-            )
-        if event == "execution_interrupted":
-            raise ExecutionInterrupted(prompt_id=prompt_id, node_id=data.get("node_id"), node_type=data.get("node_type"))
-    return entry

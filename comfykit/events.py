@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import attrs
+
+from comfykit.protocols import EventSource  # re-exported: it lived here before protocols.py
 
 __all__ = [
     "BinaryTextEvent",
@@ -156,24 +158,6 @@ class UnknownEvent(Event):
     """Anything else: kept, never dropped. ``raw`` holds the frame as received."""
 
     raw: str | bytes = attrs.field(default=b"", repr=False)
-
-
-@runtime_checkable
-class EventSource(Protocol):
-    """Delivers a client's live events to ``client.dispatch_event``."""
-
-    name: str
-
-    @property
-    def connected(self) -> bool: ...
-
-    def start(self) -> None: ...
-
-    def stop(self) -> None: ...
-
-    def watch(self, prompt_id: str) -> None: ...
-
-    def unwatch(self, prompt_id: str) -> None: ...
 
 
 def _str(value: Any) -> str | None:

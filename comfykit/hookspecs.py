@@ -29,12 +29,11 @@ import pluggy
 if TYPE_CHECKING:
     import click
 
-    from comfykit.client import ComfyUIClient
     from comfykit.config import Config, ConfigRegistry
-    from comfykit.events import Event, EventSource
+    from comfykit.events import Event
     from comfykit.jobs import Job
     from comfykit.outputs import OutputFile, StoredOutput
-    from comfykit.queue import QueueManager
+    from comfykit.protocols import Client, EventSource, Queue
     from comfykit.workflow.problems import Problem
 
 PROJECT_NAME = "comfykit"
@@ -76,7 +75,7 @@ def comfykit_configure(config: Config) -> None:
 
 
 @hookspec
-def comfykit_session_start(client: ComfyUIClient) -> None:
+def comfykit_session_start(client: Client) -> None:
     """A client has been created and is about to talk to its server.
 
     Called once per client, before the first request.  Good for opening
@@ -88,7 +87,7 @@ def comfykit_session_start(client: ComfyUIClient) -> None:
 
 
 @hookspec
-def comfykit_session_finish(client: ComfyUIClient) -> None:
+def comfykit_session_finish(client: Client) -> None:
     """A client is closing: release what ``comfykit_session_start`` opened.
 
     Called once per client from ``client.close()``, also after errors.
@@ -179,7 +178,7 @@ def comfykit_validate_workflow(
 
 
 @hookspec
-def comfykit_prepare_prompt(prompt: dict[str, Any], job: Job, client: ComfyUIClient) -> None:
+def comfykit_prepare_prompt(prompt: dict[str, Any], job: Job, client: Client) -> None:
     """Change a prompt just before it is posted, in place.
 
     Runs after templating, before validate-before-send, for every job a
@@ -201,7 +200,7 @@ def comfykit_prepare_prompt(prompt: dict[str, Any], job: Job, client: ComfyUICli
 
 
 @hookspec(firstresult=True)
-def comfykit_event_source(client: ComfyUIClient) -> EventSource | None:
+def comfykit_event_source(client: Client) -> EventSource | None:
     """Provide the object that delivers the server's live events to ``client``.
 
     The bundled ``monitor`` plugin returns a WebSocket source; core's
@@ -215,7 +214,7 @@ def comfykit_event_source(client: ComfyUIClient) -> EventSource | None:
 
 
 @hookspec
-def comfykit_handle_event(event: Event, client: ComfyUIClient) -> None:
+def comfykit_handle_event(event: Event, client: Client) -> None:
     """See every live event a client receives, typed.
 
     Called from the event source's thread for every event, before
@@ -234,8 +233,12 @@ def comfykit_handle_event(event: Event, client: ComfyUIClient) -> None:
 
 
 @hookspec
-def comfykit_job_submitted(job: Job, client: ComfyUIClient) -> None:
+def comfykit_job_submitted(job: Job, client: Client) -> None:
     """A job was accepted by a server (``POST /prompt`` answered 200).
+
+    Runs on the queue's submit thread that posted the job, after the journal
+    recorded it.  Like every ``job_*`` hook, an implementation that raises is
+    logged with its plugin's name and changes nothing about the job.
 
     :param job: the job; ``job.prompt_id`` and ``job.server`` are set.
     :param client: the client that posted it.
@@ -244,8 +247,13 @@ def comfykit_job_submitted(job: Job, client: ComfyUIClient) -> None:
 
 
 @hookspec
-def comfykit_job_started(job: Job, client: ComfyUIClient) -> None:
+def comfykit_job_started(job: Job, client: Client) -> None:
     """The server began executing a job (``execution_start``).
+
+    Runs on the event source's thread (the monitor's WebSocket reader, or the
+    polling thread); on the submit thread when the start came before the POST
+    answered; or on a finisher thread just before ``job_completed`` when the
+    start was never seen (a socket gap, a job resumed from a journal).
 
     :param job: the job.
     :param client: the client that watches it.
@@ -254,10 +262,12 @@ def comfykit_job_started(job: Job, client: ComfyUIClient) -> None:
 
 
 @hookspec
-def comfykit_job_completed(job: Job, client: ComfyUIClient) -> None:
+def comfykit_job_completed(job: Job, client: Client) -> None:
     """A job finished successfully; its outputs are known (``job.outputs``).
 
-    Called after the output sinks ran, so ``job.stored`` lists what they stored.
+    Called after the output sinks ran, so ``job.stored`` lists what they stored,
+    and after the journal recorded the job as completed.  Runs on the queue's
+    finisher thread that ran the sinks.
 
     :param job: the finished job.
     :param client: the client that ran it.
@@ -266,8 +276,12 @@ def comfykit_job_completed(job: Job, client: ComfyUIClient) -> None:
 
 
 @hookspec
-def comfykit_job_failed(job: Job, error: BaseException, client: ComfyUIClient | None) -> None:
+def comfykit_job_failed(job: Job, error: BaseException, client: Client | None) -> None:
     """A job failed for good (no retry left, or the retry hook said no).
+
+    Runs on whichever queue thread saw the failure: a submit thread (the
+    prompt was rejected), a finisher thread (the execution failed), or a
+    supervisor thread (a timeout, or every server gone too long).
 
     :param job: the job; ``job.error`` holds a readable reason.
     :param error: the exception that ended it.
@@ -297,6 +311,8 @@ def comfykit_should_retry(job: Job, error: BaseException, attempt: int) -> bool 
 def comfykit_job_retrying(job: Job, error: BaseException, delay: float) -> None:
     """A failed attempt will be retried after ``delay`` seconds.
 
+    Runs on the queue thread that saw the failure (submit, finisher or supervisor).
+
     :param job: the job (``job.attempts`` counts the attempts made).
     :param error: why the attempt failed.
     :param delay: seconds until the next attempt.
@@ -308,14 +324,18 @@ def comfykit_job_retrying(job: Job, error: BaseException, delay: float) -> None:
 def comfykit_job_cancelled(job: Job) -> None:
     """A job was cancelled (dropped before sending, deleted from a server queue, or interrupted).
 
+    Runs on the thread that called :meth:`comfykit.QueueManager.cancel_job` (or ``stop``).
+
     :param job: the job.
     :return: nothing.
     """
 
 
 @hookspec
-def comfykit_queue_empty(queue: QueueManager) -> None:
+def comfykit_queue_empty(queue: Queue) -> None:
     """A :class:`comfykit.QueueManager` has no job left waiting or in flight.
+
+    Runs on the thread that ended the last job, after that job's own hook.
 
     :param queue: the queue manager.
     :return: nothing.
@@ -329,13 +349,19 @@ def comfykit_queue_empty(queue: QueueManager) -> None:
 
 @hookspec
 def comfykit_store_outputs(
-    job: Job, outputs: Sequence[OutputFile], client: ComfyUIClient
+    job: Job, outputs: Sequence[OutputFile], client: Client
 ) -> Sequence[StoredOutput] | None:
     """Store a finished job's outputs somewhere (disk, S3, a database, a webhook...).
 
     Every sink runs, each in isolation: one that raises is reported and the
-    others still run.  The bundled ``download`` and ``metadata`` plugins are
-    sinks too.
+    others still run.  ``job.stored`` grows as each sink returns, so a sink
+    registered ``trylast`` (the bundled ``metadata`` sidecar) sees the records
+    of the sinks that ran before it.  A sink that fails because the server went
+    away (a comfykit transport error, a timeout, a 5xx) makes the queue wait
+    for the server and run the sinks again; the job is not completed until
+    they succeed.  Any other error is a warning on the job.  The bundled
+    ``download`` and ``metadata`` plugins are sinks too.  Runs on the queue's
+    finisher thread; an implementation may name only the arguments it uses.
 
     :param job: the finished job (prompt, metadata, timings).
     :param outputs: every output the server reported, as :class:`comfykit.outputs.OutputFile`.

@@ -1,8 +1,9 @@
 """The job record: one workflow to run, its state, where it ran, and what it produced.
 
-Used by ``QueueManager`` for batches and by ``comfykit send`` for single jobs;
-the lifecycle hooks receive it.  It is mutable on purpose (its
-status moves on), unlike the frozen event and output records.
+Used by ``QueueManager`` for batches and for single jobs (``comfykit send`` is a
+one-job queue); the lifecycle hooks receive it.  It is mutable on purpose (its
+status moves on), unlike the frozen event and output records, but its status
+moves only through :meth:`Job.move`, along the edges of :data:`MOVES`.
 """
 
 from __future__ import annotations
@@ -10,13 +11,14 @@ from __future__ import annotations
 import enum
 import time
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
 
 from comfykit.outputs import OutputFile, StoredOutput
 
-__all__ = ["FINAL_STATES", "Job", "JobStatus", "new_prompt_id"]
+__all__ = ["FINAL_STATES", "MOVES", "IllegalMove", "Job", "JobStatus", "new_prompt_id"]
 
 
 def new_prompt_id() -> str:
@@ -39,6 +41,26 @@ class JobStatus(str, enum.Enum):
 
 
 FINAL_STATES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
+
+_P, _Q, _R = JobStatus.PENDING, JobStatus.QUEUED, JobStatus.RUNNING
+_C, _F, _X = JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED
+
+#: The moves a job's status may make.  Back to ``PENDING`` is a retry (or a job taken off a
+#: dead server); ``PENDING -> PENDING`` is a retry of an attempt the server never accepted.
+#: A job reaches ``COMPLETED`` only from ``RUNNING``, so ``job_started`` always comes first.
+#: ``FAILED -> PENDING`` is a resumed journal's failed job run again; the other ends are final.
+MOVES: Mapping[JobStatus, frozenset[JobStatus]] = {
+    _P: frozenset({_P, _Q, _F, _X}),
+    _Q: frozenset({_P, _R, _F, _X}),
+    _R: frozenset({_P, _C, _F, _X}),
+    _F: frozenset({_P}),
+    _C: frozenset(),
+    _X: frozenset(),
+}
+
+
+class IllegalMove(RuntimeError):
+    """A job was asked to make a move :data:`MOVES` does not allow (a bug in whoever asked)."""
 
 
 @attrs.define(eq=False)
@@ -69,6 +91,21 @@ class Job:
     #: things that went wrong without failing the job (a sink that failed, a job moved off a dead server)
     warnings: list[str] = attrs.field(factory=list)
 
+    def move(self, to: JobStatus, **fields: Any) -> None:
+        """Change the status to ``to`` and set ``fields``; raise :class:`IllegalMove` for an edge not in :data:`MOVES`.
+
+        The queue calls this under its lock, so a reader holding the lock sees a
+        status and the fields that go with it together.
+        """
+        if to not in MOVES[self.status]:
+            raise IllegalMove(f"job {self.job_id}: {self.status.value} -> {to.value} is not a move a job can make")
+        unknown = set(fields) - _FIELDS
+        if unknown:
+            raise TypeError(f"Job has no field(s) {', '.join(sorted(unknown))}")
+        self.status = to
+        for name, value in fields.items():
+            setattr(self, name, value)
+
     @property
     def done(self) -> bool:
         return self.status in FINAL_STATES
@@ -80,3 +117,6 @@ class Job:
         if start is None or self.finished_at is None:
             return None
         return max(0.0, self.finished_at - start)
+
+
+_FIELDS = frozenset(field.name for field in attrs.fields(Job)) - {"status", "job_id"}

@@ -25,7 +25,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -39,12 +39,11 @@ from comfykit.errors import PluginError
 if TYPE_CHECKING:
     import click
 
-    from comfykit.client import ComfyUIClient
     from comfykit.config import Config, ConfigRegistry
-    from comfykit.events import Event, EventSource
+    from comfykit.events import Event
     from comfykit.jobs import Job
     from comfykit.outputs import OutputFile, StoredOutput
-    from comfykit.queue import QueueManager
+    from comfykit.protocols import Client, EventSource, Queue
     from comfykit.session import open_session as open_session
     from comfykit.workflow.problems import Problem
 
@@ -197,10 +196,10 @@ class PluginManager:
     def configure(self, config: Config) -> None:
         self.pm.hook.comfykit_configure(config=config)
 
-    def session_start(self, client: ComfyUIClient) -> None:
+    def session_start(self, client: Client) -> None:
         self.pm.hook.comfykit_session_start(client=client)
 
-    def session_finish(self, client: ComfyUIClient) -> None:
+    def session_finish(self, client: Client) -> None:
         self.pm.hook.comfykit_session_finish(client=client)
 
     def register_commands(self, cli: click.Group) -> list[CommandConflict]:
@@ -252,69 +251,102 @@ class PluginManager:
                 problems.extend(found)
         return problems
 
-    def prepare_prompt(self, prompt: dict[str, Any], job: Job, client: ComfyUIClient) -> None:
+    def prepare_prompt(self, prompt: dict[str, Any], job: Job, client: Client) -> None:
         self.pm.hook.comfykit_prepare_prompt(prompt=prompt, job=job, client=client)
 
     # -- events -------------------------------------------------------
 
-    def event_source(self, client: ComfyUIClient) -> EventSource | None:
+    def event_source(self, client: Client) -> EventSource | None:
         source: EventSource | None = self.pm.hook.comfykit_event_source(client=client)
         return source
 
-    def handle_event(self, event: Event, client: ComfyUIClient) -> None:
+    def handle_event(self, event: Event, client: Client) -> None:
         self.pm.hook.comfykit_handle_event(event=event, client=client)
 
     # -- job lifecycle ------------------------------------------------
+    # Notifications: each implementation runs in isolation, so one that raises is logged with
+    # its plugin's name and cannot change what happens to the job or stop the others.
 
-    def job_submitted(self, job: Job, client: ComfyUIClient) -> None:
-        self.pm.hook.comfykit_job_submitted(job=job, client=client)
+    def job_submitted(self, job: Job, client: Client) -> None:
+        self._notify("comfykit_job_submitted", job=job, client=client)
 
-    def job_started(self, job: Job, client: ComfyUIClient) -> None:
-        self.pm.hook.comfykit_job_started(job=job, client=client)
+    def job_started(self, job: Job, client: Client) -> None:
+        self._notify("comfykit_job_started", job=job, client=client)
 
-    def job_completed(self, job: Job, client: ComfyUIClient) -> None:
-        self.pm.hook.comfykit_job_completed(job=job, client=client)
+    def job_completed(self, job: Job, client: Client) -> None:
+        self._notify("comfykit_job_completed", job=job, client=client)
 
-    def job_failed(self, job: Job, error: BaseException, client: ComfyUIClient | None) -> None:
-        self.pm.hook.comfykit_job_failed(job=job, error=error, client=client)
+    def job_failed(self, job: Job, error: BaseException, client: Client | None) -> None:
+        self._notify("comfykit_job_failed", job=job, error=error, client=client)
 
     def should_retry(self, job: Job, error: BaseException, attempt: int) -> bool:
         answer = self.pm.hook.comfykit_should_retry(job=job, error=error, attempt=attempt)
         return bool(answer)
 
     def job_retrying(self, job: Job, error: BaseException, delay: float) -> None:
-        self.pm.hook.comfykit_job_retrying(job=job, error=error, delay=delay)
+        self._notify("comfykit_job_retrying", job=job, error=error, delay=delay)
 
     def job_cancelled(self, job: Job) -> None:
-        self.pm.hook.comfykit_job_cancelled(job=job)
+        self._notify("comfykit_job_cancelled", job=job)
 
-    def queue_empty(self, queue: QueueManager) -> None:
-        self.pm.hook.comfykit_queue_empty(queue=queue)
+    def queue_empty(self, queue: Queue) -> None:
+        self._notify("comfykit_queue_empty", queue=queue)
+
+    def _notify(self, hook_name: str, **kwargs: Any) -> None:
+        for impl, outcome in self._call_each(hook_name, kwargs):
+            if isinstance(outcome, Exception):
+                log.error("plugin %r failed in %s (%s): %s", impl.plugin_name, hook_name, _where(impl), outcome,
+                          exc_info=outcome)
+
+    def _call_each(self, hook_name: str, kwargs: Mapping[str, Any]) -> list[tuple[pluggy.HookImpl, object]]:
+        """Call every implementation of ``hook_name`` in pluggy's order, each with only the arguments it names.
+
+        Returns (implementation, its answer or the exception it raised).  Each
+        implementation is called on its own, so there is nothing for a wrapper to
+        wrap: wrappers are skipped, with a warning.
+        """
+        results: list[tuple[pluggy.HookImpl, object]] = []
+        for impl in reversed(getattr(self.pm.hook, hook_name).get_hookimpls()):
+            if impl.hookwrapper or impl.wrapper:
+                log.warning("plugin %r (%s): %s does not take wrappers; skipped", impl.plugin_name, _where(impl), hook_name)
+                continue
+            try:
+                results.append((impl, impl.function(**{name: kwargs[name] for name in impl.argnames})))
+            except Exception as exc:
+                results.append((impl, exc))
+        return results
 
     # -- outputs ------------------------------------------------------
 
     def store_outputs(
-        self, job: Job, outputs: Sequence[OutputFile], client: ComfyUIClient
+        self, job: Job, outputs: Sequence[OutputFile], client: Client, *, sinks: Collection[str] | None = None
     ) -> list[SinkResult]:
         """Run every output sink in isolation, so one broken sink cannot silence the rest.
 
-        When the client's ``output.sinks`` lists names, only those plugins run.
+        ``sinks`` names the plugins to run (the ``output.sinks`` config key); ``None`` runs all.
+        ``job.stored`` is extended as each sink returns, so a ``trylast`` sink sees the
+        records of the others.
         """
         results: list[SinkResult] = []
-        config = getattr(client, "config", None)
-        chosen = config.get("output.sinks") if isinstance(config, Mapping) else None
+        kwargs = {"job": job, "outputs": outputs, "client": client}
         for impl in reversed(self.pm.hook.comfykit_store_outputs.get_hookimpls()):
-            if chosen is not None and impl.plugin_name not in chosen:
+            if sinks is not None and impl.plugin_name not in sinks:
                 continue
             try:
-                stored = impl.function(job=job, outputs=outputs, client=client)
+                stored = impl.function(**{name: kwargs[name] for name in impl.argnames})
             except Exception as exc:
-                log.error("output sink %r failed for job %s: %s", impl.plugin_name, job.job_id, exc)
+                log.error("output sink %r (%s) failed for job %s: %s", impl.plugin_name, _where(impl), job.job_id, exc)
                 results.append(SinkResult(plugin=impl.plugin_name, error=exc))
                 continue
-            records = cast("Sequence[StoredOutput]", stored or ())
-            results.append(SinkResult(plugin=impl.plugin_name, stored=tuple(records)))
+            records = tuple(cast("Sequence[StoredOutput]", stored or ()))
+            job.stored.extend(records)
+            results.append(SinkResult(plugin=impl.plugin_name, stored=records))
         return results
+
+
+def _where(impl: pluggy.HookImpl) -> str:
+    """Where an implementation lives (a plugin object's registered name alone may be a bare id)."""
+    return f"{impl.function.__module__}.{impl.function.__qualname__}"
 
 
 def _load_module(module_name: str) -> object:

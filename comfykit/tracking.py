@@ -14,12 +14,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from comfykit.errors import ComfyKitError, JobLost, WaitTimeout
+from comfykit.errors import ComfyKitError, ExecutionError, ExecutionInterrupted, JobLost, WaitTimeout
 from comfykit.events import (
     Event,
     ExecutedEvent,
@@ -32,15 +32,12 @@ from comfykit.events import (
     ProgressEvent,
     ProgressStateEvent,
 )
+from comfykit.protocols import WatchListener
 
 if TYPE_CHECKING:
-    from comfykit.client import ComfyUIClient
+    from comfykit.protocols import Client
 
-__all__ = ["JobProgress", "JobTracker", "WatchListener"]
-
-#: ``listener(prompt_id, what)`` with ``what`` one of ``"started"`` and ``"finished"``;
-#: called from the event source's thread (or the reconciling one), so it must be quick.
-WatchListener = Callable[[str, str], None]
+__all__ = ["JobProgress", "JobTracker", "WatchListener", "queued_ids", "raise_for_outcome"]
 
 log = logging.getLogger("comfykit.tracking")
 
@@ -90,7 +87,7 @@ class JobTracker:
     #: seconds between server checks while waiting with a connected event source
     RECONCILE_INTERVAL = 2.0
 
-    def __init__(self, client: ComfyUIClient) -> None:
+    def __init__(self, client: Client) -> None:
         self.client = client
         self._lock = threading.Lock()
         self._watches: dict[str, _Watch] = {}
@@ -150,7 +147,7 @@ class JobTracker:
             return
         watch.finished.set()
         if watch.listener is not None:
-            watch.listener(watch.prompt_id, "finished")
+            watch.listener.prompt_finished(watch.prompt_id)
 
     # -- events -------------------------------------------------------------------
 
@@ -158,17 +155,29 @@ class JobTracker:
         prompt_id = event.prompt_id
         if prompt_id is None:
             return
+        # The watch is changed under the lock (the supervisor and the finishers read it);
+        # the listener is called after it is released, as it takes the queue's lock.
         with self._lock:
             watch = self._watches.get(prompt_id)
-        if watch is None or watch.finished.is_set():
-            return
+            if watch is None or watch.finished.is_set():
+                return
+            started, finished = self._record(watch, event)
+            listener = watch.listener
+        if started and listener is not None:
+            listener.prompt_started(prompt_id)
+        if finished:
+            self._finish(watch)
+
+    @staticmethod
+    def _record(watch: _Watch, event: Event) -> tuple[bool, bool]:
+        """Fold one event into ``watch``; return (it started now, it ended now)."""
+        prompt_id = watch.prompt_id
         if isinstance(event, ExecutionStartEvent):
             watch.started = True
             watch.started_at = time.time()
             watch.messages.append(("execution_start", {"prompt_id": prompt_id, "timestamp": event.timestamp}))
-            if watch.listener is not None:
-                watch.listener(prompt_id, "started")
-        elif isinstance(event, ExecutionCachedEvent):
+            return True, False
+        if isinstance(event, ExecutionCachedEvent):
             watch.cached = event.nodes
             watch.messages.append(("execution_cached", {"nodes": list(event.nodes), "prompt_id": prompt_id}))
             for node in event.nodes:
@@ -176,8 +185,7 @@ class JobTracker:
         elif isinstance(event, ExecutingEvent):
             if event.is_done:
                 watch.succeeded = watch.error is None and watch.interrupted is None
-                self._finish(watch)
-                return
+                return False, True
             watch.node = event.node
             watch.step = watch.steps = None
         elif isinstance(event, ProgressEvent):
@@ -194,6 +202,7 @@ class JobTracker:
         elif isinstance(event, ExecutionSuccessEvent):
             watch.succeeded = True
             watch.messages.append(("execution_success", {"prompt_id": prompt_id, "timestamp": event.timestamp}))
+        return False, False
 
     # -- reconciliation -------------------------------------------------------------
 
@@ -212,11 +221,7 @@ class JobTracker:
         if not watches:
             return
         try:
-            queue = self.client.get_queue()
-            queued = {
-                item[1] for key in ("queue_running", "queue_pending") for item in queue.get(key, [])
-                if isinstance(item, list) and len(item) > 1
-            }
+            queued = queued_ids(self.client.get_queue())
             for watch in watches:
                 if watch.prompt_id not in queued:
                     self._reconcile_one(watch)
@@ -230,23 +235,31 @@ class JobTracker:
         if entry is None:
             # Not queued and no history: it may be finishing right now (history is written just
             # before the final event), so look at the queue and history once more before calling it lost.
-            queue = self.client.get_queue()
-            if any(item[1] == watch.prompt_id for key in ("queue_running", "queue_pending") for item in queue.get(key, [])):
+            if watch.prompt_id in queued_ids(self.client.get_queue()):
                 return
             entry = self.client.get_history(watch.prompt_id).get(watch.prompt_id)
-        if entry is not None:
-            watch.entry = entry
-        else:
-            watch.lost = True
+        with self._lock:
+            if entry is not None:
+                watch.entry = entry
+            else:
+                watch.lost = True
         self._finish(watch)
 
     # -- waiting --------------------------------------------------------------------
 
     def wait(self, prompt_id: str, timeout: float | None = None) -> dict[str, Any]:
-        """Block until ``prompt_id`` ends; return its history entry or raise what ended it."""
+        """Block until ``prompt_id`` ends; return its history entry or raise what ended it.
+
+        A prompt not watched before (posted without :meth:`watch`) is checked against the
+        server at once: it may have ended before this call.
+        """
+        with self._lock:
+            known = prompt_id in self._watches
         self.watch(prompt_id)
         with self._lock:
             watch = self._watches[prompt_id]
+        if not known:
+            self.reconcile([prompt_id])
         deadline = None if timeout is None else time.monotonic() + timeout
         source = self.client.event_source
         poll_interval = float(self.client.config["websocket.poll_interval"])
@@ -310,8 +323,6 @@ class JobTracker:
         entry = watch.entry
         if entry is None:
             entry = self._history_with_retry(prompt_id)
-        from comfykit.client import raise_for_outcome
-
         return raise_for_outcome(prompt_id, entry)
 
     def _history_with_retry(self, prompt_id: str) -> dict[str, Any]:
@@ -341,3 +352,35 @@ class JobTracker:
             fraction=fraction,
         )
 
+
+
+def queued_ids(queue: Mapping[str, Any], *, running_only: bool = False) -> set[str]:
+    """The prompt ids a ``GET /queue`` answer lists as running (and pending, unless ``running_only``).
+
+    Entries are ``[number, prompt_id, prompt, extra_data, outputs]``; anything else is skipped.
+    """
+    keys = ("queue_running",) if running_only else ("queue_running", "queue_pending")
+    return {
+        str(item[1]) for key in keys for item in queue.get(key) or []
+        if isinstance(item, (list, tuple)) and len(item) > 1
+    }
+
+
+def raise_for_outcome(prompt_id: str, entry: dict[str, Any]) -> dict[str, Any]:
+    """Return a finished history entry, or raise the error or interrupt it records."""
+    status = entry.get("status") or {}
+    if status.get("status_str") == "success":
+        return entry
+    for event, data in reversed(status.get("messages") or []):
+        if event == "execution_error":
+            raise ExecutionError(
+                prompt_id=prompt_id,
+                node_id=data.get("node_id"),
+                node_type=data.get("node_type"),
+                exception_message=str(data.get("exception_message", "")),
+                exception_type=data.get("exception_type"),
+                data=data,
+            )
+        if event == "execution_interrupted":
+            raise ExecutionInterrupted(prompt_id=prompt_id, node_id=data.get("node_id"), node_type=data.get("node_type"))
+    return entry

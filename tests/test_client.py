@@ -79,6 +79,15 @@ def test_run_a_workflow_and_read_everything_back(client: ComfyUIClient, sim: Com
     assert client.get_history() == {}
 
 
+
+def test_a_download_that_breaks_mid_body_raises_a_comfykit_error(client: ComfyUIClient, sim: ComfyUISimulator) -> None:
+    entry = client.wait_for_completion(client.queue_prompt(_workflow("invert_save"))["prompt_id"], timeout=20)
+    [image] = extract_output_images(entry)
+    sim.knobs.break_views, sim.knobs.break_view_after = 1, 16
+    # Raised while the caller reads the body, yet a comfykit error: plugins need not know httpx.
+    with pytest.raises(ServerUnreachable, match="broke"), client.stream_view(image["filename"], image["subfolder"]) as response:
+        b"".join(response.iter_bytes())
+
 def test_client_prompt_id_and_queue_controls(client: ComfyUIClient, sim: ComfyUISimulator) -> None:
     sim.knobs.node_seconds = 0.2
     first = client.queue_prompt(_workflow("scale_save"))["prompt_id"]

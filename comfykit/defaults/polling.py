@@ -61,12 +61,6 @@ class PollingEventSource:
         if self._thread is not None:
             self._thread.join(5)
 
-    def watch(self, prompt_id: str) -> None:
-        """Prompts are watched through the client's tracker."""
-
-    def unwatch(self, prompt_id: str) -> None:
-        """Prompts are watched through the client's tracker."""
-
     def _run(self) -> None:
         interval = self.first_interval
         while not self._stopping.wait(interval):

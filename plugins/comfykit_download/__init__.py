@@ -239,8 +239,6 @@ def _total_size(response: httpx.Response, offset: int) -> tuple[int, int | None]
 def _download(
     client: ComfyUIClient, output: OutputFile, target: Path, root: Path, *, verify_size: bool, attempts: int
 ) -> StoredOutput:
-    import httpx  # here, not at the top: loading the plugin must not slow `comfykit --version`
-
     assert output.filename is not None
     name = f"{output.filename!r} (node {output.node_id})"
     _make_parent(target, root)
@@ -281,7 +279,7 @@ def _download(
                     f"the server has no file {name} in {output.folder_type}/{output.subfolder}",
                     hint="It may have been deleted, or (temp files) the server restarted.",
                 ) from None
-            except (httpx.TransportError, ServerUnreachable, RequestTimeout, ServerError, _Incomplete) as exc:
+            except (ServerUnreachable, RequestTimeout, ServerError, _Incomplete) as exc:
                 if isinstance(exc, ServerError) and exc.status_code < 500:
                     raise OutputError(f"the server refused to send {name}: {exc.message}") from exc
                 if attempt >= attempts:

@@ -82,12 +82,6 @@ class WebSocketEventSource:
         if self._thread is not None:
             self._thread.join(5)
 
-    def watch(self, prompt_id: str) -> None:
-        """Every event of this client arrives on the one socket: nothing to subscribe."""
-
-    def unwatch(self, prompt_id: str) -> None:
-        """See :meth:`watch`."""
-
     def _run(self) -> None:
         failures = 0
         while not self._stopping.is_set():

@@ -358,15 +358,13 @@ def test_bad_arguments_are_clear() -> None:
 
 def test_retry_delays_grow_with_jitter_and_honour_retry_after() -> None:
     from comfykit.errors import ServerError
+    from comfykit.queue.schedule import backoff
 
-    queue = QueueManager(servers=["http://127.0.0.1:9"])
-    queue.retry_delay, queue.retry_delay_max = 1.0, 10.0
     plain = RuntimeError("boom")
-    assert [0.5 <= queue._backoff(n, plain) / 2 ** (n - 1) <= 1.0 for n in (1, 2, 3)] == [True] * 3
-    assert queue._backoff(10, plain) <= 10.0
+    assert [0.5 <= backoff(n, plain, base=1.0, cap=10.0) / 2 ** (n - 1) <= 1.0 for n in (1, 2, 3)] == [True] * 3
+    assert backoff(10, plain, base=1.0, cap=10.0) <= 10.0
     busy = ServerError("busy", status_code=503, retry_after=30.0)
-    assert queue._backoff(1, busy) == 30.0
-    queue.close()
+    assert backoff(1, busy, base=1.0, cap=10.0) == 30.0
 
 
 def test_the_pool_can_come_from_the_config_file(tmp_path: Path) -> None:

@@ -151,7 +151,7 @@ def test_save_metadata_false_and_sink_selection(sim: ComfyUISimulator, out_dir: 
         assert next(r for r in results if r.plugin == "metadata").stored == ()
     with make_client(sim, out_dir, **{"output.sinks": ["metadata"]}) as client:
         job = run_job(client, "invert_save")
-        results = client.plugin_manager.store_outputs(job, job.outputs, client)
+        results = client.plugin_manager.store_outputs(job, job.outputs, client, sinks=client.config["output.sinks"])
     assert [r.plugin for r in results] == ["metadata"]
     document, _ = _sidecar(results)
     assert "sha256" not in document["outputs"][0]  # nothing was downloaded, so nothing to hash
@@ -252,10 +252,6 @@ def test_a_batch_writes_sidecars_of_completed_jobs_in_our_clock(
         assert 0 <= document["durations"]["total"] <= after - before + 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs the queue branch: PluginManager.store_outputs fills job.stored as each sink returns",
-)
 def test_a_batch_sidecar_lists_the_downloaded_files(sim: ComfyUISimulator, out_dir: Path) -> None:
     with make_client(sim, out_dir) as client:
         queue = QueueManager(client, max_concurrent=1)

@@ -1,0 +1,314 @@
+"""The threads of a :class:`~comfykit.queue.QueueManager`: dispatch, submit, finish and supervise.
+
+Each loop asks the deciding parts (:mod:`~comfykit.queue.submit`,
+:mod:`~comfykit.queue.finish`, :mod:`~comfykit.queue.schedule`,
+:mod:`~comfykit.queue.pool`) and hands what they answer to ``_apply``, the one
+method that changes a job.  Which hook runs on which of these threads is written
+in each ``comfykit_job_*`` hookspec.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import queue as queue_module
+import threading
+import time
+from typing import TYPE_CHECKING
+
+from comfykit.config import Config
+from comfykit.errors import ComfyKitError, ServerUnreachable, WaitTimeout
+from comfykit.jobs import Job, JobStatus, new_prompt_id
+from comfykit.plugins import PluginManager
+from comfykit.queue import finish, pool, schedule, submit
+from comfykit.queue.state import Attempt, Moved, Phase, Seen, Sending, ServerState, Started
+from comfykit.tracking import queued_ids
+
+if TYPE_CHECKING:
+    from comfykit.queue.journal import Journal
+    from comfykit.queue.manager import QueueManager
+
+__all__ = ["Listener", "Workers"]
+
+log = logging.getLogger("comfykit.queue")
+
+
+class Listener:
+    """Hears the tracker about one server's prompts (on the event source's thread) and tells the queue."""
+
+    def __init__(self, queue: QueueManager, server: ServerState) -> None:
+        self.queue, self.server = queue, server
+
+    def prompt_started(self, prompt_id: str) -> None:
+        self.queue._on_event(self.server, prompt_id, Seen.STARTED)
+
+    def prompt_finished(self, prompt_id: str) -> None:
+        self.queue._on_event(self.server, prompt_id, Seen.FINISHED)
+
+
+class Workers:
+    """The loops of the queue's threads; the state they read belongs to :class:`~comfykit.queue.QueueManager`."""
+
+    config: Config
+    plugin_manager: PluginManager
+    vary_seeds: bool
+    store_outputs: bool
+    timeout: float | None
+    health_interval: float
+    down_timeout: float
+    journal: Journal | None
+    _servers: list[ServerState]
+    _listeners: dict[str, Listener]
+    _lock: threading.RLock
+    _changed: threading.Condition
+    _jobs: dict[str, Job]
+    _pending: collections.deque[str]
+    _delayed: schedule.Delayed
+    _finish_queue: queue_module.Queue[Attempt | None]
+    _submit_queue: queue_module.Queue[Attempt | None]
+    _stopping: bool
+    _paused: bool
+    _stop_event: threading.Event
+
+    def _apply(self, job: Job, outcome: object, attempt: Attempt | None = None) -> bool:
+        raise NotImplementedError
+
+    def _release(self, attempt: Attempt) -> None:
+        raise NotImplementedError
+
+    # -- resuming ------------------------------------------------------------------------------------
+
+    def _load_journal(self, retry_failed: bool) -> None:
+        assert self.journal is not None
+        by_url = {server.url: server for server in self._servers}
+        for job in self.journal.jobs():
+            self._jobs[job.job_id] = job
+            if retry_failed and job.status is JobStatus.FAILED:
+                job.move(JobStatus.PENDING, prompt_id=None, server=None, finished_at=None)
+                job.warnings.append(f"failed before ({job.error}); run again")
+                self.journal.update(job)
+            if job.done:
+                continue
+            server = by_url.get(job.server or "")
+            if job.prompt_id is not None and server is not None:
+                # It may be queued, running or done there: the supervisor asks before anything is resubmitted.
+                server.attempts[job.prompt_id] = Attempt(job.prompt_id, server, job, Phase.WAITING, polled=True)
+                server.client.tracker.watch(job.prompt_id, None, self._listeners[server.url])
+            else:
+                # Never posted, or posted to a server no longer in the pool (at-least-once).
+                job.move(JobStatus.PENDING, prompt_id=None, server=None)
+                self._pending.append(job.job_id)
+        self._open = sum(1 for job in self._jobs.values() if not job.done)
+        self._was_empty = self._open == 0
+
+    def _cancel_on_server(self, attempt: Attempt) -> None:
+        client = attempt.server.client
+        try:
+            client.delete_from_queue([attempt.prompt_id])
+            if attempt.prompt_id in queued_ids(client.get_queue(), running_only=True):
+                client.interrupt_execution(attempt.prompt_id)
+        except ComfyKitError as exc:
+            log.warning("could not cancel %s on %s: %s", attempt.prompt_id, attempt.server.url, exc)
+            with self._lock:
+                attempt.job.warnings.append(f"cancelling on the server failed: {exc}")
+        with self._lock:
+            self._release(attempt)
+
+    # -- submitting --------------------------------------------------------------------------------------
+
+    def _dispatch_loop(self) -> None:
+        while True:
+            with self._lock:
+                while True:
+                    if self._stopping:
+                        return
+                    server = None if (self._paused or not self._pending) else pool.pick(self._servers)
+                    if server is not None:
+                        break
+                    self._changed.wait(0.5)
+                job = self._jobs.get(self._pending.popleft())
+                if job is None or job.status is not JobStatus.PENDING:
+                    continue
+                attempt = Attempt(new_prompt_id(), server, job)
+                server.attempts[attempt.prompt_id] = attempt
+            self._submit_queue.put(attempt)
+
+    def _work_loop(self, work: queue_module.Queue[Attempt | None], step: str) -> None:
+        """A submit (``step="submit"``) or finisher thread: run ``step`` for each attempt until told to stop."""
+        handle = self._submit if step == "submit" else self._finish
+        while True:
+            attempt = work.get()
+            if attempt is None:
+                return
+            try:
+                handle(attempt)
+            except Exception as exc:  # a bug: the job fails with the reason (or is retried), the queue goes on
+                log.exception("%s of job %s failed unexpectedly", step, attempt.job.job_id)
+                outcome = submit.Rejected(exc) if step == "submit" else finish.Retry(exc)
+                self._apply(attempt.job, outcome, attempt)
+
+    def _submit(self, attempt: Attempt) -> None:
+        job, server = attempt.job, attempt.server
+        try:
+            prompt = submit.prepare(
+                job, server.client, server.uploads, plugins=self.plugin_manager, config=self.config,
+                vary_seeds=self.vary_seeds,
+            )
+        except Exception as exc:
+            self._apply(job, submit.prepare_error(exc), attempt)
+            return
+        # Journal the prompt id before posting: a crash after the POST can then be reconciled.
+        if not self._apply(job, Sending(), attempt):
+            return
+        server.client.tracker.watch(attempt.prompt_id, prompt, self._listeners[server.url])
+        outcome = submit.post(server.client, prompt, attempt.prompt_id, job.extra_data, self._stop_event)
+        self._apply(job, outcome, attempt)
+        if isinstance(outcome, submit.Posted) and job.status is JobStatus.CANCELLED:
+            self._cancel_on_server(attempt)  # cancelled while the POST was on its way: take it off the server again
+        with self._lock:
+            early, attempt.early_events = attempt.early_events, []
+        for seen in early:
+            self._on_event(server, attempt.prompt_id, seen)
+
+    # -- finishing ------------------------------------------------------------------------------------
+
+    def _on_event(self, server: ServerState, prompt_id: str, seen: Seen) -> None:
+        with self._lock:
+            attempt = server.attempts.get(prompt_id)
+            if attempt is None or attempt.phase is Phase.PREPARING:
+                return
+            if attempt.phase is Phase.POSTING:
+                attempt.early_events.append(seen)
+                return
+            if seen is Seen.FINISHED:
+                if attempt.phase is Phase.FINISHING:  # already handed to a finisher
+                    return
+                attempt.phase = Phase.FINISHING
+        if seen is Seen.STARTED:
+            self._apply(attempt.job, Started(), attempt)
+        else:
+            self._finish_queue.put(attempt)
+
+    def _finish(self, attempt: Attempt) -> None:
+        client, job = attempt.server.client, attempt.job
+        with self._lock:
+            if job.done or not attempt.current:
+                return
+        result = finish.collect(client, attempt.prompt_id, include_temp=bool(self.config["output.include_temp"]))
+        if not isinstance(result, finish.Finished):
+            self._apply(job, result, attempt)
+            return
+        if not self._apply(job, result, attempt):
+            return
+        stored: finish.Completed | finish.ServerDown = finish.Completed()
+        if self.store_outputs:
+            stored = finish.store(self.plugin_manager, job, client, sinks=self.config.get("output.sinks"))
+        self._apply(job, stored, attempt)
+
+    # -- supervision ----------------------------------------------------------------------------------
+
+    def _supervise_loop(self) -> None:
+        # A timer, not the condition: waking on every job event would cost more than the checks.
+        while not self._stop_event.wait(0.1):
+            now = time.monotonic()
+            with self._lock:
+                for job_id in self._delayed.due(now):
+                    job = self._jobs.get(job_id)
+                    if job is not None and job.status is JobStatus.PENDING:
+                        self._pending.append(job_id)
+                        self._changed.notify_all()
+            self._check_timeouts()
+            self._check_all_down(now)
+
+    def _server_loop(self, server: ServerState) -> None:
+        # One thread per server: a server that hangs cannot delay the health checks of the others.
+        while not self._stop_event.wait(0.1):
+            try:
+                self._supervise(server, time.monotonic())
+            except Exception:
+                log.exception("supervising %s failed", server.url)
+
+    def _supervise(self, server: ServerState, now: float) -> None:
+        if not server.healthy:
+            if now < server.next_check:
+                return
+            if server.client.ping(timeout=min(5.0, self.health_interval)):
+                log.warning("server %s answers again; reconciling its %d job(s)", server.url, len(server.attempts))
+                with self._lock:
+                    server.healthy, server.down_since = True, None
+                    server.last_reconcile = 0.0
+                    self._changed.notify_all()
+            else:
+                server.next_check = now + self.health_interval
+                if server.down_since is not None and now - server.down_since > self.down_timeout:
+                    self._reassign(server)
+                return
+        tracker = server.client.tracker
+        with self._lock:
+            waiting = [a for a in server.attempts.values() if a.on_server]
+            unclaimed = [a.prompt_id for a in waiting if a.phase is Phase.WAITING and tracker.is_finished(a.prompt_id)]
+            polled = any(a.polled for a in waiting)
+        for prompt_id in unclaimed:
+            # Its end was seen but never reached a finisher (a listener call was lost): finish it now.
+            log.warning("job %s ended without being finished; finishing it now", prompt_id)
+            self._on_event(server, prompt_id, Seen.FINISHED)
+        if not waiting:
+            return
+        source = server.client.event_source
+        live = source is not None and source.connected and not polled
+        interval = 2.0 if live else float(self.config["batch.poll_interval"])
+        if now - server.last_reconcile < interval:
+            return
+        server.last_reconcile = now
+        try:
+            tracker.reconcile([a.prompt_id for a in waiting], raise_errors=True)
+        except ComfyKitError as exc:
+            with self._lock:
+                self._server_trouble(server, exc)
+
+    def _server_trouble(self, server: ServerState, error: BaseException) -> None:
+        """Mark a server down when it cannot be reached (the caller holds the lock)."""
+        if pool.goes_down(server, error, self.health_interval):
+            log.warning("server %s is unreachable (%s); its jobs wait for it or move after %.0f s",
+                        server.url, error, self.down_timeout)
+
+    def _reassign(self, server: ServerState) -> None:
+        """Send a long-gone server's jobs elsewhere (at-least-once: it may have run some of them)."""
+        with self._lock:
+            moved = [a for a in server.attempts.values() if a.phase is not Phase.PREPARING]
+        reason = f"moved from {server.url}, unreachable for over {self.down_timeout:.0f} s"
+        for attempt in moved:
+            self._apply(attempt.job, Moved(reason), attempt)
+        if moved:
+            log.warning("moved %d job(s) away from %s", len(moved), server.url)
+
+    def _check_all_down(self, now: float) -> None:
+        with self._lock:
+            if any(s.healthy for s in self._servers):
+                return
+            if not all(s.down_since is not None and now - s.down_since > self.down_timeout for s in self._servers):
+                return
+            waiting = [self._jobs[j] for j in [*self._pending, *self._delayed.drain()] if j in self._jobs]
+            self._pending.clear()
+        error = ServerUnreachable(
+            f"no server of the pool answered for {self.down_timeout:.0f} s: {', '.join(server.url for server in self._servers)}",
+            hint="Start the server(s) and resume the batch from its journal.",
+        )
+        for job in waiting:
+            self._apply(job, finish.Failed(error))
+
+    def _check_timeouts(self) -> None:
+        if self.timeout is None:
+            return
+        limit = float(self.timeout)
+        with self._lock:
+            expired = schedule.timed_out(self._servers, limit, time.time())
+        for attempt in expired:
+            client = attempt.server.client
+            try:
+                client.delete_from_queue([attempt.prompt_id])
+                client.interrupt_execution(attempt.prompt_id)
+            except ComfyKitError as exc:
+                log.warning("could not stop timed-out job %s: %s", attempt.prompt_id, exc)
+            error = WaitTimeout(f"job {attempt.job.job_id} did not finish within {limit} s", prompt_id=attempt.prompt_id)
+            self._apply(attempt.job, finish.Retry(error), attempt)
