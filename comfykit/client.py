@@ -21,6 +21,7 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 import attrs
 import httpx
 
+from comfykit.answers import check_history, check_list, check_mapping, check_prompt_answer, check_queue
 from comfykit.config import Config
 from comfykit.errors import (
     ComfyKitError,
@@ -420,7 +421,8 @@ class ComfyUIClient:
                 has_jobs = True
             except NotFound:
                 has_jobs = False
-            version = (stats.get("system") or {}).get("comfyui_version") if isinstance(stats, dict) else None
+            system = stats.get("system")
+            version = system.get("comfyui_version") if isinstance(system, Mapping) else None
             self._info = ServerInfo(version=version, has_jobs_api=has_jobs, features=features or {}, system_stats=stats)
         return self._info
 
@@ -478,16 +480,13 @@ class ComfyUIClient:
             body["number"] = number
         if targets is not None:
             body["partial_execution_targets"] = list(targets)
-        result = self._json("POST", "/prompt", json=body)
-        if not isinstance(result, dict) or "prompt_id" not in result:
-            raise ProtocolError(f"POST /prompt answered an unexpected body: {str(result)[:200]}", url="/prompt")
-        return result
+        return check_prompt_answer(self._json("POST", "/prompt", json=body), "POST /prompt")
 
     def get_prompt_status(self) -> dict[str, Any]:
-        return dict(self._json("GET", "/prompt"))
+        return check_mapping(self._json("GET", "/prompt"), "GET /prompt")
 
     def get_queue(self) -> dict[str, Any]:
-        return dict(self._json("GET", "/queue"))
+        return check_queue(self._json("GET", "/queue"), "GET /queue")
 
     def delete_from_queue(self, prompt_ids: Iterable[str]) -> None:
         self._request("POST", "/queue", json={"delete": list(prompt_ids)})
@@ -499,9 +498,9 @@ class ComfyUIClient:
         self, prompt_id: str | None = None, max_items: int | None = None, offset: int | None = None
     ) -> dict[str, Any]:
         if prompt_id is not None:
-            return dict(self._json("GET", f"/history/{quote(prompt_id, safe='')}") or {})
+            return check_history(self._json("GET", f"/history/{quote(prompt_id, safe='')}"), "GET /history/{id}")
         params = {k: v for k, v in {"max_items": max_items, "offset": offset}.items() if v is not None}
-        return dict(self._json("GET", "/history", params=params) or {})
+        return check_history(self._json("GET", "/history", params=params), "GET /history")
 
     def delete_history(self, prompt_ids: Iterable[str]) -> None:
         self._request("POST", "/history", json={"delete": list(prompt_ids)})
@@ -518,20 +517,20 @@ class ComfyUIClient:
     # -- information -------------------------------------------------------------------------
 
     def get_system_stats(self) -> dict[str, Any]:
-        return dict(self._json("GET", "/system_stats"))
+        return check_mapping(self._json("GET", "/system_stats"), "GET /system_stats")
 
     def get_features(self) -> dict[str, Any]:
-        return dict(self._json("GET", "/features") or {})
+        return check_mapping(self._json("GET", "/features"), "GET /features")
 
     def get_embeddings(self) -> list[str]:
-        return list(self._json("GET", "/embeddings") or [])
+        return check_list(self._json("GET", "/embeddings"), "GET /embeddings")
 
     def get_extensions(self) -> list[str]:
-        return list(self._json("GET", "/extensions") or [])
+        return check_list(self._json("GET", "/extensions"), "GET /extensions")
 
     def get_models(self, folder: str | None = None) -> list[str]:
         path = "/models" if folder is None else f"/models/{quote(folder, safe='')}"
-        return list(self._json("GET", path) or [])
+        return check_list(self._json("GET", path), f"GET {path}")
 
     def get_object_info(self, node_class: str | None = None, *, refresh: bool = False) -> dict[str, Any]:
         """The node catalogue (cached per client), or one class's entry (``{}`` when unknown)."""
@@ -540,9 +539,9 @@ class ComfyUIClient:
         if node_class is not None:
             if self._object_info is not None and node_class in self._object_info:
                 return {node_class: self._object_info[node_class]}
-            return dict(self._json("GET", f"/object_info/{quote(node_class, safe='')}") or {})
+            return check_mapping(self._json("GET", f"/object_info/{quote(node_class, safe='')}"), "GET /object_info/{class}")
         if self._object_info is None:
-            self._object_info = dict(self._json("GET", "/object_info"))
+            self._object_info = check_mapping(self._json("GET", "/object_info"), "GET /object_info")
         return self._object_info
 
     def invalidate_object_info(self) -> None:
@@ -579,19 +578,21 @@ class ComfyUIClient:
             }.items()
             if v is not None
         }
-        return dict(self._json("GET", "/api/jobs", params=params))
+        return check_mapping(self._json("GET", "/api/jobs", params=params), "GET /api/jobs")
 
     def get_job(self, job_id: str) -> dict[str, Any]:
         self._require_jobs_api()
-        return dict(self._json("GET", f"/api/jobs/{quote(job_id, safe='')}"))
+        return check_mapping(self._json("GET", f"/api/jobs/{quote(job_id, safe='')}"), "GET /api/jobs/{id}")
 
     def cancel_job(self, job_id: str) -> bool:
         self._require_jobs_api()
-        return bool(self._json("POST", f"/api/jobs/{quote(job_id, safe='')}/cancel").get("cancelled"))
+        answer = check_mapping(self._json("POST", f"/api/jobs/{quote(job_id, safe='')}/cancel"), "POST /api/jobs/{id}/cancel")
+        return bool(answer.get("cancelled"))
 
     def cancel_jobs(self, job_ids: Iterable[str]) -> bool:
         self._require_jobs_api()
-        return bool(self._json("POST", "/api/jobs/cancel", json={"job_ids": list(job_ids)}).get("cancelled"))
+        answer = check_mapping(self._json("POST", "/api/jobs/cancel", json={"job_ids": list(job_ids)}), "POST /api/jobs/cancel")
+        return bool(answer.get("cancelled"))
 
     # -- files ------------------------------------------------------------------------------------
 
@@ -614,7 +615,8 @@ class ComfyUIClient:
             filename = filename or "upload.png"
         else:
             raise TypeError(f"cannot upload a {type(data).__name__}: give a path, bytes or a PIL image")
-        return dict(self._json("POST", path, files={"image": (filename, content, "application/octet-stream")}, data=fields))
+        return check_mapping(self._json("POST", path, files={"image": (filename, content, "application/octet-stream")},
+                                        data=fields), f"POST {path}")
 
     def upload_image(
         self, path_or_bytes: Any, subfolder: str = "", overwrite: bool = False, type: str = "input", *,

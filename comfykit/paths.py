@@ -26,7 +26,9 @@ from comfykit.errors import OutputError, UnsafePathError
 
 __all__ = [
     "MAX_COMPONENT_BYTES",
+    "MAX_DEPTH",
     "MAX_EXTENSION_BYTES",
+    "MAX_RELATIVE_BYTES",
     "atomic_file",
     "atomic_write",
     "safe_output_path",
@@ -48,6 +50,11 @@ _UNSAFE_CHARS = re.compile(r'[\x00-\x1f\x7f/\\:<>"|?*]')
 _SEPARATORS = re.compile(r"[/\\]+")
 #: Longest extension kept when a name is cut short, in UTF-8 bytes.
 MAX_EXTENSION_BYTES = 32
+
+#: Deepest folder nesting, and longest path, an output may have under the output folder:
+#: real outputs sit a few levels down; thousands of levels only exhaust the file system's limits.
+MAX_DEPTH = 32
+MAX_RELATIVE_BYTES = 1024
 
 
 def _cap(name: str, limit: int) -> str:
@@ -165,6 +172,14 @@ def safe_output_path(root: Path | str, template: str, fields: Mapping[str, Any])
         raise UnsafePathError(
             f"the naming template {template!r} gives an empty path for {where}",
             hint="Make output.naming include {filename}.",
+        )
+    relative = "/".join(parts)
+    if len(parts) > MAX_DEPTH or len(relative.encode("utf-8")) > MAX_RELATIVE_BYTES:
+        raise UnsafePathError(
+            f"refusing to write {where}: the path is {len(parts)} levels and {len(relative.encode('utf-8'))} bytes "
+            f"deep (at most {MAX_DEPTH} levels and {MAX_RELATIVE_BYTES} bytes)",
+            hint="The server reported an absurd subfolder; check the node that saved it, or use a naming "
+                 "template without {subfolder}.",
         )
     candidate = root_path.joinpath(*parts)
     resolved = candidate.resolve()

@@ -14,11 +14,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from comfykit.answers import queued_ids
 from comfykit.errors import ComfyKitError, ExecutionError, ExecutionInterrupted, JobLost, WaitTimeout
 from comfykit.events import (
     Event,
@@ -37,7 +37,7 @@ from comfykit.protocols import WatchListener
 if TYPE_CHECKING:
     from comfykit.protocols import Client
 
-__all__ = ["JobProgress", "JobTracker", "WatchListener", "queued_ids", "raise_for_outcome"]
+__all__ = ["JobProgress", "JobTracker", "WatchListener", "raise_for_outcome"]
 
 log = logging.getLogger("comfykit.tracking")
 
@@ -352,18 +352,6 @@ class JobTracker:
             fraction=fraction,
         )
 
-
-
-def queued_ids(queue: Mapping[str, Any], *, running_only: bool = False) -> set[str]:
-    """The prompt ids a ``GET /queue`` answer lists as running (and pending, unless ``running_only``).
-
-    Entries are ``[number, prompt_id, prompt, extra_data, outputs]``; anything else is skipped.
-    """
-    keys = ("queue_running",) if running_only else ("queue_running", "queue_pending")
-    return {
-        str(item[1]) for key in keys for item in queue.get(key) or []
-        if isinstance(item, (list, tuple)) and len(item) > 1
-    }
 
 
 def raise_for_outcome(prompt_id: str, entry: dict[str, Any]) -> dict[str, Any]:

@@ -20,6 +20,7 @@ import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from comfykit.answers import queued_ids
 from comfykit.errors import ComfyKitError
 from comfykit.events import parse_message
 from comfykit.hookspecs import hookimpl
@@ -78,8 +79,7 @@ class PollingEventSource:
     def poll(self, watched: list[str]) -> bool:
         """Ask the server about ``watched`` prompts once; dispatch what changed.  True when something did."""
         queue = self.client.get_queue()
-        running = {item[1] for item in queue.get("queue_running", []) if isinstance(item, list) and len(item) > 1}
-        pending = {item[1] for item in queue.get("queue_pending", []) if isinstance(item, list) and len(item) > 1}
+        running, pending = queued_ids(queue, running_only=True), queued_ids(queue)
         changed = False
         for prompt_id in watched:
             if prompt_id in running:

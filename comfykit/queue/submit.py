@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from comfykit.answers import queued_ids
 from comfykit.errors import ComfyKitError, NotFound, PromptRejected, ServerError, TransportError, WorkflowError
 from comfykit.jobs import Job
 from comfykit.queue.inputs import UploadCache, apply_inputs
-from comfykit.tracking import queued_ids
 from comfykit.workflow.manager import validate_before_send
 from comfykit.workflow.templates import randomize_seeds
 

@@ -16,13 +16,13 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
+from comfykit.answers import queued_ids
 from comfykit.config import Config
 from comfykit.errors import ComfyKitError, ServerUnreachable, WaitTimeout
 from comfykit.jobs import Job, JobStatus, new_prompt_id
 from comfykit.plugins import PluginManager
 from comfykit.queue import finish, pool, schedule, submit
 from comfykit.queue.state import Attempt, Moved, Phase, Seen, Sending, ServerState, Started
-from comfykit.tracking import queued_ids
 
 if TYPE_CHECKING:
     from comfykit.queue.journal import Journal

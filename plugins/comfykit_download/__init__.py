@@ -197,7 +197,21 @@ def download_outputs(
 
 
 def _make_parent(target: Path, root: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        blocking = next((p for p in (target.parent, *target.parent.parents) if p.is_file()), target.parent)
+        raise OutputError(
+            f"cannot store {target.name!r}: {blocking} is a file, and this output needs a folder of that name",
+            hint="Two outputs are named so that one is the other's folder (e.g. 'a' and 'a/b.png'); "
+                 "put {node_id} or {index} into output.naming to tell them apart.",
+        ) from None
+    if target.is_dir():
+        raise OutputError(
+            f"cannot store {target.name!r}: {target} is a folder",
+            hint="Two outputs are named so that one is the other's folder (e.g. 'a/b.png' and 'a'); "
+                 "put {node_id} or {index} into output.naming to tell them apart.",
+        )
     # A folder swapped for a symlink between planning and writing must not redirect the file.
     real_parent = target.parent.resolve()
     if os.path.commonpath([str(real_parent), str(root)]) != str(root):

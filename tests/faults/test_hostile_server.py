@@ -82,7 +82,7 @@ def test_a_body_just_under_the_limit_is_read(sim: ComfyUISimulator, monkeypatch:
     sim.knobs.hostile_body = "huge_chunked"
     sim.knobs.hostile_bytes = 2 * MB
     with ComfyUIClient(url=sim.url) as client:
-        assert client.get_history() == {"padding": 0}
+        assert client.get_object_info() == {"padding": 0}
 
 
 @pytest.mark.timeout(30)
