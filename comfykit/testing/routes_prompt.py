@@ -7,6 +7,7 @@ import heapq
 import json
 import time
 import uuid
+from typing import Any
 
 from aiohttp import web
 
@@ -97,11 +98,11 @@ def add_prompt_routes(server: SimServer, routes: Routes) -> None:
 
     @route("POST", "/queue")
     async def post_queue(request: web.Request) -> web.Response:
-        body = await read_json_body(request)
+        clear, doomed = await _clear_and_delete(request)
         with server.lock:
-            if body.get("clear"):
+            if clear:
                 server.pending.clear()
-            server.remove_pending(body.get("delete", []) or [])
+            server.remove_pending(doomed)
             server.broadcast_status()
         return web.Response(status=200)
 
@@ -129,11 +130,9 @@ def add_prompt_routes(server: SimServer, routes: Routes) -> None:
 
     @route("POST", "/history")
     async def post_history(request: web.Request) -> web.Response:
-        body = await read_json_body(request)
+        clear, doomed = await _clear_and_delete(request)
         with server.lock:
-            if body.get("clear"):
-                server.history.clear()
-            for prompt_id in body.get("delete", []) or []:
+            for prompt_id in list(server.history) if clear else doomed:
                 server.history.pop(prompt_id, None)
         return web.Response(status=200)
 
@@ -152,3 +151,9 @@ def add_prompt_routes(server: SimServer, routes: Routes) -> None:
         if body.get("free_memory"):
             server.executor.free_memory()
         return web.Response(status=200)
+
+
+async def _clear_and_delete(request: web.Request) -> tuple[bool, Any]:
+    """What a ``POST /queue`` or ``POST /history`` body asks: whether to clear all, and the ids to delete."""
+    body = await read_json_body(request)
+    return bool(body.get("clear")), body.get("delete", []) or []
