@@ -3,7 +3,8 @@
 The executor owns the node-output cache (identical node + inputs = cached, as in
 ComfyUI), interrupt semantics (checked when a node starts and inside progress steps),
 and the 0.33 progress throttling.  Routing events to sockets is the server's job: the
-executor hands every event of a job to a sink.
+executor hands every event of a job to a sink.  At each node start and sampler step it
+checks its ``pauses``, where a test may hold it (see ``pauses.py``).
 """
 
 from __future__ import annotations

@@ -144,7 +144,9 @@ class ComfyUISimulator:
 
     async def _close(self) -> None:
         # Open WebSockets would hold the shutdown for its whole grace period: a dying server just drops them.
-        for socket in list(self.server.all_sockets):
+        with self.server.lock:
+            sockets = list(self.server.all_sockets)
+        for socket in sockets:
             await socket.ws.close()
         if self._runner is not None:
             await self._runner.cleanup()
@@ -182,17 +184,20 @@ def serve(
     """
     knobs = Knobs(**knob_values)
     simulator = ComfyUISimulator(host=host, port=port, comfyui_version=comfyui_version, root=root, knobs=knobs)
-    simulator.start()
     stopping = threading.Event()
+    # Before start(): a SIGTERM at any moment from here on stops the simulator through stop(), which cleans up.
     previous = _on_sigterm(lambda *_: stopping.set())
     try:
-        print(f"comfykit simulator posing as ComfyUI {comfyui_version} at {simulator.url} (files in {simulator.root})",
-              flush=True)
-        stopping.wait()
-    except KeyboardInterrupt:
-        pass
+        simulator.start()
+        try:
+            print(f"comfykit simulator posing as ComfyUI {comfyui_version} at {simulator.url} "
+                  f"(files in {simulator.root})", flush=True)
+            stopping.wait()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            simulator.stop()
     finally:
-        simulator.stop()
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
 

@@ -2,6 +2,8 @@
 
 Both are a user's situation, not a bug, so each is a ``SimulatorError`` (a ``ComfyKitError``,
 which ``comfykit serve`` prints as one paragraph with its hint) instead of a traceback.
+``comfykit.errors`` is the one module of comfykit the simulator imports: the exception tree
+alone (standard library only), so the simulator still shares no behaviour with the client.
 """
 
 from __future__ import annotations
