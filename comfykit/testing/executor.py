@@ -3,7 +3,8 @@
 The executor owns the node-output cache (identical node + inputs = cached, as in
 ComfyUI), interrupt semantics (checked when a node starts and inside progress steps),
 and the 0.33 progress throttling.  Routing events to sockets is the server's job: the
-executor hands every event of a job to a sink.
+executor hands every event of a job to a sink.  At each node start and sampler step it
+checks its ``pauses``, where a test may hold it (see ``pauses.py``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from PIL import Image
 from comfykit.testing.files import SimFiles
 from comfykit.testing.knobs import Knobs
 from comfykit.testing.nodes import NodeFailure, NodeResult, run_node
+from comfykit.testing.pauses import Pauses
 
 __all__ = ["EventSink", "ExecJob", "ExecOutcome", "Executor"]
 
@@ -74,6 +76,8 @@ class Executor:
         self._cache: dict[str, tuple[NodeResult, dict[str, Any] | None]] = {}
         self._lock = threading.Lock()
         self.current_node: tuple[str, str] | None = None
+        #: where tests hold this thread (see ``pauses``)
+        self.pauses = Pauses()
 
     def free_memory(self) -> None:
         with self._lock:
@@ -239,6 +243,7 @@ class Executor:
                 self.current_node = (pid, node_id)
                 if sink.interrupted():
                     raise _Interrupted(node_id)
+                self.pauses.reach(pid, node_id)
                 inputs = {
                     name: results[value[0]].outputs[value[1]] if _is_link(value) else value
                     for name, value in node.get("inputs", {}).items()
@@ -396,8 +401,11 @@ class _Context:
             raise _Interrupted(self.node_id)
         if preview is None and self.executor.knobs.preview_method == "latent2rgb":
             preview = (_sampler_preview(self.executor.knobs.preview_size, value), "JPEG")
-        if not self.throttle.allow(value, maximum, preview is not None):
-            return
+        if self.throttle.allow(value, maximum, preview is not None):
+            self._send_step(value, maximum, preview)
+        self.executor.pauses.reach(self.prompt_id, self.node_id, value)
+
+    def _send_step(self, value: int, maximum: int, preview: tuple[bytes, str] | None) -> None:
         metadata = {
             "node_id": self.node_id,
             "prompt_id": self.prompt_id,

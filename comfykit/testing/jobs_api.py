@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from comfykit.testing.validation import UUID_RE
+
 if TYPE_CHECKING:
     from comfykit.testing.server import SimServer
 
@@ -175,8 +177,6 @@ def add_job_routes(server: SimServer, routes: list[tuple[str, str, Handler]]) ->
         return _json({"cancelled": cancel(request.match_info["job_id"])})
 
     async def cancel_many(request: web.Request) -> web.Response:
-        from comfykit.testing.server import UUID_RE
-
         try:
             body = json.loads(await request.text())
         except ValueError:

@@ -4,6 +4,10 @@
         run_my_script(server=comfyui_simulator.url)
 
 Parametrize the version indirectly: ``@pytest.mark.parametrize("comfyui_simulator", ["0.3.64"], indirect=True)``.
+
+pytest loads this module in every environment where comfykit is installed, so it imports
+nothing of the simulator: a project without the ``[simulator]`` extra runs its tests as
+usual, and only a test that uses the fixture fails, saying what to install.
 """
 
 from __future__ import annotations
@@ -15,6 +19,9 @@ import pytest
 
 @pytest.fixture
 def comfyui_simulator(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    from comfykit.testing.startup import require_extra
+
+    require_extra()
     from comfykit.testing.catalog import DEFAULT_VERSION
     from comfykit.testing.simulator import ComfyUISimulator
 

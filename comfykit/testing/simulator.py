@@ -1,13 +1,15 @@
 """``ComfyUISimulator``: the simulated server running on its own event loop in a background thread.
 
 Use it as a context manager in tests (``with ComfyUISimulator(port=0) as sim: sim.url``)
-or block on ``serve()`` (what ``comfykit serve`` runs).
+or block on ``serve()`` (what ``comfykit serve`` runs: it stops cleanly on Ctrl-C and on
+SIGTERM, removing its temporary folder).
 """
 
 from __future__ import annotations
 
 import asyncio
 import shutil
+import signal
 import tempfile
 import threading
 from collections.abc import Mapping, Sequence
@@ -16,10 +18,13 @@ from typing import Any
 
 from aiohttp import web
 
+from comfykit.testing.app import build_app
 from comfykit.testing.catalog import DEFAULT_VERSION, SUPPORTED_VERSIONS
 from comfykit.testing.files import SimFiles
 from comfykit.testing.knobs import Knobs
-from comfykit.testing.server import SimServer, build_app
+from comfykit.testing.pauses import Pause
+from comfykit.testing.server import SimServer
+from comfykit.testing.startup import SimulatorError, port_in_use
 
 __all__ = ["ComfyUISimulator", "serve"]
 
@@ -66,7 +71,16 @@ class ComfyUISimulator:
     @property
     def execution_counts(self) -> dict[str, int]:
         """How many times each prompt_id was executed (proves that no work ran twice)."""
-        return dict(self.server.execution_counts)
+        with self.server.lock:
+            return dict(self.server.execution_counts)
+
+    def pause(self, *, node: str | None = None, step: int | None = None, prompt_id: str | None = None) -> Pause:
+        """Hold the executor once it reaches ``node`` (any node when None), or that node's sampler ``step``.
+
+        Ask before posting the job; ``wait()`` on the answer, act, then ``release()`` it (or use it
+        as a context manager, which releases on exit). See :mod:`comfykit.testing.pauses`.
+        """
+        return self.server.executor.pauses.add(Pause(node=node, step=step, prompt_id=prompt_id))
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -74,8 +88,13 @@ class ComfyUISimulator:
         self._thread = threading.Thread(target=self._run, name="comfykit-simulator", daemon=True)
         self._thread.start()
         self._ready.wait(30)
-        if self._startup_error is not None:
-            raise RuntimeError(f"simulator failed to start: {self._startup_error}") from self._startup_error
+        error = self._startup_error
+        if error is not None:
+            self.stop()
+            clear = port_in_use(error, self.host, self.port)
+            if clear is not None:
+                raise clear from error
+            raise SimulatorError(f"simulator failed to start: {error}") from error
         return self
 
     def _run(self) -> None:
@@ -125,7 +144,9 @@ class ComfyUISimulator:
 
     async def _close(self) -> None:
         # Open WebSockets would hold the shutdown for its whole grace period: a dying server just drops them.
-        for socket in list(self.server.all_sockets):
+        with self.server.lock:
+            sockets = list(self.server.all_sockets)
+        for socket in sockets:
             await socket.ws.close()
         if self._runner is not None:
             await self._runner.cleanup()
@@ -157,15 +178,33 @@ def serve(
     root: str | Path | None = None,
     **knob_values: Any,
 ) -> None:
-    """Run a simulator in the foreground until interrupted (Ctrl-C)."""
+    """Run a simulator in the foreground until Ctrl-C or SIGTERM, then stop it and remove its temporary folder.
+
+    Raises ``SimulatorError`` (with a hint) when the port is taken.
+    """
     knobs = Knobs(**knob_values)
     simulator = ComfyUISimulator(host=host, port=port, comfyui_version=comfyui_version, root=root, knobs=knobs)
-    simulator.start()
-    print(f"comfykit simulator posing as ComfyUI {comfyui_version} at {simulator.url} (files in {simulator.root})",
-          flush=True)
+    stopping = threading.Event()
+    # Before start(): a SIGTERM at any moment from here on stops the simulator through stop(), which cleans up.
+    previous = _on_sigterm(lambda *_: stopping.set())
     try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        pass
+        simulator.start()
+        try:
+            print(f"comfykit simulator posing as ComfyUI {comfyui_version} at {simulator.url} "
+                  f"(files in {simulator.root})", flush=True)
+            stopping.wait()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            simulator.stop()
     finally:
-        simulator.stop()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _on_sigterm(handler: Any) -> Any:
+    """Install ``handler`` for SIGTERM and return the previous one; None where that is impossible (not the main thread)."""
+    try:
+        return signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # signal handlers can only be set from the main thread; Ctrl-C still works there
+        return None

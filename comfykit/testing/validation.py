@@ -7,6 +7,7 @@ that were dropped), or 500 where the real server crashes.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -14,7 +15,10 @@ import attrs
 
 from comfykit.testing.files import PathEscape, SimFiles
 
-__all__ = ["PromptCheck", "check_prompt", "input_spec", "output_types"]
+__all__ = ["UUID_RE", "PromptCheck", "check_prompt", "input_spec", "output_types"]
+
+#: a prompt id or job id as ComfyUI 0.33 accepts it: a canonical lowercase hyphenated UUID
+UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 #: ComfyUI's traceback lines are kept in the recordings with the source elided; we answer alike.
 _TRACEBACK = [

@@ -383,21 +383,22 @@ def test_queue_runs_by_number_then_prompt_id_as_recorded(version: str, tmp_path:
     recording = load_http(version, "queue_execution_order")
     slow = json.loads((RECORDINGS / version / "workflows" / "slow.json").read_text())
     with ComfyUISimulator(port=0, comfyui_version=version, root=tmp_path) as simulator:
-        simulator.knobs.node_seconds = 0.2
         for _ in range(recording["numbers_returned"]["plain_1"] - 1):  # rejected posts advance the counter too
             assert httpx.post(simulator.url + "/prompt", json={"prompt": {}}).status_code == 400
-        first = httpx.post(simulator.url + "/prompt", json={"prompt": slow}).json()["prompt_id"]
-        names = {first: "slow_running"}
-        numbers = {}
-        for name in recording["posted_order"]:
-            body: dict[str, Any] = {"prompt": _text_prompt(name)}
-            if name == "front_true":
-                body["front"] = True
-            elif name.startswith("number_"):
-                body["number"] = float(name.removeprefix("number_"))
-            answer = httpx.post(simulator.url + "/prompt", json=body).json()
-            names[answer["prompt_id"]] = name
-            numbers[name] = answer["number"]
+        with simulator.pause() as slow_running:  # everything else is queued behind the running slow job
+            first = httpx.post(simulator.url + "/prompt", json={"prompt": slow}).json()["prompt_id"]
+            slow_running.wait()
+            names = {first: "slow_running"}
+            numbers = {}
+            for name in recording["posted_order"]:
+                body: dict[str, Any] = {"prompt": _text_prompt(name)}
+                if name == "front_true":
+                    body["front"] = True
+                elif name.startswith("number_"):
+                    body["number"] = float(name.removeprefix("number_"))
+                answer = httpx.post(simulator.url + "/prompt", json=body).json()
+                names[answer["prompt_id"]] = name
+                numbers[name] = answer["number"]
         history = _wait_for_history(simulator, len(names))
     assert [names[prompt_id] for prompt_id in history] == recording["completion_order"]
     assert numbers == recording["numbers_returned"]

@@ -165,9 +165,10 @@ def test_jobs_api_replays_the_recorded_lifecycle(tmp_path: Path) -> None:
         _post(sim, "completed_two_outputs", _workflow("two_outputs"))
         _wait(sim, _idle)
 
-        sim.knobs.node_seconds = 0.4  # the running job must outlast the whole busy snapshot
+        # The running job holds at its first node through the whole busy snapshot, until it is cancelled.
+        running = sim.pause(prompt_id=IDS["running"])
         _post(sim, "running", _workflow("interruptible_chain", unique=True), extra_data=_with_workflow_id("wf-A"))
-        _wait(sim, lambda queue: bool(queue["queue_running"]))
+        running.wait()
         _post(sim, "pending_1", _workflow("preview_image", unique=True), extra_data=_with_workflow_id("wf-A"))
         _post(sim, "pending_2", _workflow("preview_image", unique=True))
         _post(sim, "pending_front", _workflow("preview_image", unique=True), front=True)
@@ -176,30 +177,28 @@ def test_jobs_api_replays_the_recorded_lifecycle(tmp_path: Path) -> None:
               extra_data={"api_key_comfy_org": "secret", "auth_token_comfy_org": "token", "comfykit": 1})
         for name in BUSY + CANCELS:
             _compare(sim, name)
-        sim.knobs.node_seconds = 0.0
         _compare(sim, "jobs_cancel_running")
+        running.release()
         _wait(sim, lambda queue: IDS["running"] not in [item[1] for item in queue["queue_running"]])
         _wait(sim, _idle)
         _compare(sim, "jobs_get_cancelled_via_cancel")
 
-        sim.knobs.node_seconds = 0.2
-        _post(sim, "interrupted", _workflow("interruptible_chain", unique=True))
-        _wait(sim, lambda queue: bool(queue["queue_running"]))
-        httpx.post(sim.url + "/interrupt", json={"prompt_id": IDS["interrupted"]})
+        with sim.pause(prompt_id=IDS["interrupted"]) as interrupted_running:
+            _post(sim, "interrupted", _workflow("interruptible_chain", unique=True))
+            interrupted_running.wait()
+            httpx.post(sim.url + "/interrupt", json={"prompt_id": IDS["interrupted"]})
         _wait(sim, _idle)
         for name in FINAL:
             _compare(sim, name)
         httpx.post(sim.url + "/history", json={"delete": [IDS["completed_two_outputs"]]})
         _compare(sim, "jobs_get_after_history_delete")
 
-        ws.settimeout(0.5)
-        try:
-            while True:
-                payload = ws.recv()
-                if isinstance(payload, str):
-                    frames.append({"kind": "text", "msg": json.loads(payload)})
-        except websocket.WebSocketTimeoutException:
-            pass
+        # Every job has ended: the socket's frames end with the last one's ``executing {node: null}``.
+        last_end = {"node": None, "prompt_id": IDS["interrupted"]}
+        while not frames or frames[-1]["msg"] != {"type": "executing", "data": last_end}:
+            payload = ws.recv()
+            if isinstance(payload, str):
+                frames.append({"kind": "text", "msg": json.loads(payload)})
         ws.close()
     [socket] = TRANSCRIPT["sockets"].values()
     assert _events(frames) == _events(socket["frames"])

@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from comfykit.testing import ComfyUISimulator
+from comfykit.testing.pauses import Pause
 from testing.recordings import RECORDINGS, load_http, shape
 
 VERSIONS = ["0.3.64", "0.33.0"]
@@ -25,14 +26,6 @@ def _quiet(sim: ComfyUISimulator) -> None:
             return
         time.sleep(0.01)
     raise AssertionError("the simulator never became idle")
-
-
-def _running(sim: ComfyUISimulator) -> None:
-    for _ in range(3000):
-        if httpx.get(sim.url + "/queue").json()["queue_running"]:
-            return
-        time.sleep(0.01)
-    raise AssertionError("nothing started running")
 
 
 def _submit(sim: ComfyUISimulator, item: list[Any], *, number: bool = False) -> None:
@@ -80,14 +73,14 @@ def _run_history(sim: ComfyUISimulator, entries: dict[str, Any]) -> None:
 
 
 def _run_entry(sim: ComfyUISimulator, entry: dict[str, Any]) -> None:
-    interrupted = entry["status"]["messages"][-1][0] == "execution_interrupted"
-    sim.knobs.node_seconds = 0.1 if interrupted else 0.0
-    _submit(sim, entry["prompt"])
-    if interrupted:
-        _running(sim)
-        httpx.post(sim.url + "/interrupt", json={"prompt_id": entry["prompt"][1]})
+    if entry["status"]["messages"][-1][0] == "execution_interrupted":
+        with sim.pause(prompt_id=entry["prompt"][1]) as running:  # interrupted while its first node runs
+            _submit(sim, entry["prompt"])
+            running.wait()
+            httpx.post(sim.url + "/interrupt", json={"prompt_id": entry["prompt"][1]})
+    else:
+        _submit(sim, entry["prompt"])
     _quiet(sim)
-    sim.knobs.node_seconds = 0.0
 
 
 HISTORY = ["get_history_all", "get_history_by_id", "get_history_max_items_1", "get_history_max_items_2_offset_0",
@@ -135,14 +128,18 @@ def test_deleted_history_answers_like_the_recording(version: str, name: str, tmp
     assert response.status_code == recording["status"] and response.json() == recording["body"]["json"] == {}
 
 
-def _busy(sim: ComfyUISimulator, queue: dict[str, Any]) -> None:
-    """One slow job running and the recorded pending items queued behind it, with their recorded numbers."""
-    sim.knobs.node_seconds = 0.3
-    for item in queue["queue_running"]:
-        _submit(sim, item, number=True)
-        _running(sim)
+def _busy(sim: ComfyUISimulator, queue: dict[str, Any]) -> Pause:
+    """The recorded running job held at its first node, and the recorded pending items queued behind it.
+
+    Returns the pause holding the running job: release it to let the queue run.
+    """
+    [item] = queue["queue_running"]
+    running = sim.pause(prompt_id=item[1])
+    _submit(sim, item, number=True)
+    running.wait()
     for item in queue["queue_pending"]:
         _submit(sim, item, number=True)
+    return running
 
 
 def _assert_queue_like(actual: dict[str, Any], expected: dict[str, Any]) -> None:
@@ -158,8 +155,7 @@ def _assert_queue_like(actual: dict[str, Any], expected: dict[str, Any]) -> None
 @pytest.mark.parametrize("name", ["get_queue_running_and_pending", "get_api_queue_running_and_pending"])
 def test_busy_queue_answers_like_the_recording(version: str, name: str, tmp_path: Path) -> None:
     recording = load_http(version, name)
-    with ComfyUISimulator(port=0, comfyui_version=version, root=tmp_path) as sim:
-        _busy(sim, recording["body"]["json"])
+    with ComfyUISimulator(port=0, comfyui_version=version, root=tmp_path) as sim, _busy(sim, recording["body"]["json"]):
         response = httpx.get(sim.url + recording["request"]["path"])
         busy = httpx.get(sim.url + "/prompt").json()
         httpx.post(sim.url + "/queue", json={"clear": True})
@@ -185,7 +181,7 @@ def test_queue_delete_clear_and_interrupt_act_like_the_recording(version: str, t
         doomed = [1, "comfykit-deleted", after_delete["queue_pending"][0][2], {}, after_delete["queue_pending"][0][4]]
         if version != "0.3.64":
             doomed[1] = "00000000-0000-4000-8000-000000000001"
-        _busy(sim, {"queue_running": [running], "queue_pending": [*after_delete["queue_pending"], doomed]})
+        held = _busy(sim, {"queue_running": [running], "queue_pending": [*after_delete["queue_pending"], doomed]})
         httpx.post(sim.url + "/queue", json={"delete": [doomed[1]]})
         _assert_queue_like(httpx.get(sim.url + "/queue").json(), after_delete)
         response = httpx.request("POST", sim.url + delete_running["request"]["path"], json=delete_running["request"]["json"])
@@ -194,8 +190,8 @@ def test_queue_delete_clear_and_interrupt_act_like_the_recording(version: str, t
         _assert_queue_like(httpx.get(sim.url + "/queue").json(), after_clear)  # the running job survives both
         response = httpx.request("POST", sim.url + interrupt["request"]["path"], json=interrupt["request"]["json"])
         assert response.status_code == interrupt["status"] and response.content == b""
+        held.release()
         _quiet(sim)
-        sim.knobs.node_seconds = 0.0
         history = httpx.get(f"{sim.url}/history/{running[1]}").json()
     expected = interrupted_entry["history_entry_after_interrupt"]
     assert list(history) == list(expected) == [running[1]]

@@ -264,16 +264,13 @@ def test_interrupt_lands_at_the_next_node_as_recorded(version: str, tmp_path: Pa
     transcript = _transcript(version, "interrupted")
     prompt = json.loads((RECORDINGS / version / "workflows" / "interruptible_chain.json").read_text())
     with ComfyUISimulator(port=0, comfyui_version=version, root=tmp_path) as sim:
-        sim.knobs.node_seconds = 0.4  # the interrupt must arrive while the node runs
         ws = websocket.create_connection(sim.url.replace("http://", "ws://") + "/ws?clientId=me", timeout=20)
         ws.recv()
-        prompt_id = httpx.post(sim.url + "/prompt", json={"prompt": prompt, "client_id": "me"}).json()["prompt_id"]
-
-        def third_node_started(message: dict[str, Any]) -> bool:
-            return message["type"] == "executing" and message["data"].get("node") == "3"
-
-        frames = _collect(ws, third_node_started)
-        httpx.post(sim.url + "/interrupt", json={"prompt_id": prompt_id})
+        with sim.pause(node="3") as third_node_running:  # the interrupt arrives while node 3 runs, as recorded
+            prompt_id = httpx.post(sim.url + "/prompt", json={"prompt": prompt, "client_id": "me"}).json()["prompt_id"]
+            frames = _collect(ws, lambda m: m["type"] == "executing" and m["data"].get("node") == "3")
+            third_node_running.wait()
+            httpx.post(sim.url + "/interrupt", json={"prompt_id": prompt_id})
         frames += _collect(ws, lambda m: m["type"] == "executing" and m["data"].get("node") is None)
         ws.close()
     assert frames == _socket_frames(transcript, "A")
@@ -350,22 +347,22 @@ def test_a_new_socket_with_the_same_client_id_takes_over(version: str, tmp_path:
                        if e["kind"] == "text" and e["msg"]["type"] == "executing" and "prompt_id" not in e["msg"]["data"]]
     prompt = json.loads((RECORDINGS / version / "workflows" / f"{transcript['workflow']}.json").read_text())
     with ComfyUISimulator(port=0, comfyui_version=version, root=tmp_path) as sim:
-        sim.knobs.node_seconds = 0.5  # time to open the second socket while the node runs ...
         base = sim.url.replace("http://", "ws://") + "/ws?clientId=same"
         first = _connect(sim, "same", timeout=10)
-        prompt_id = httpx.post(sim.url + "/prompt", json={"prompt": prompt, "client_id": "same"}).json()["prompt_id"]
-        first_frames = _collect(first, lambda m: m["type"] == "executing" and m["data"].get("node") == taken_over_at)
-        second = websocket.create_connection(base, timeout=10)
-        second_frames = _collect(second, lambda m: m["type"] == "executing" and m["data"].get("node") == taken_over_at)
-        sim.knobs.node_seconds = 0.02  # ... and no need to wait after
+        with sim.pause(node=taken_over_at) as node_running:  # the second socket opens while the node runs
+            prompt_id = httpx.post(sim.url + "/prompt", json={"prompt": prompt, "client_id": "same"}).json()["prompt_id"]
+            first_frames = _collect(first, lambda m: m["type"] == "executing" and m["data"].get("node") == taken_over_at)
+            node_running.wait()
+            second = websocket.create_connection(base, timeout=10)
+            second_frames = _collect(second, lambda m: m["type"] == "executing" and m["data"].get("node") == taken_over_at)
         second_frames += _collect(second, lambda m: m["type"] == "executing" and m["data"].get("node") is None)
-        # The replaced socket stays open but hears nothing more, not even the status broadcasts.
-        first.settimeout(0.2)
-        with pytest.raises(websocket.WebSocketTimeoutException):
-            first.recv()
+        assert httpx.get(f"{sim.url}/history/{prompt_id}").json()[prompt_id]["status"]["completed"]
+        # The replaced socket stays open but hears nothing more, not even the status broadcasts: a restart
+        # closes it, and the close comes after anything that was queued for it.
+        sim.restart()
+        assert first.recv_data(control_frame=True)[0] == websocket.ABNF.OPCODE_CLOSE
         first.close()
         second.close()
-        assert httpx.get(f"{sim.url}/history/{prompt_id}").json()[prompt_id]["status"]["completed"]
     assert first_frames == recorded_first
     assert second_frames == recorded_second
 
@@ -397,15 +394,16 @@ def test_deleted_and_cleared_prompts_leave_no_trace(version: str, tmp_path: Path
     slow = json.loads((RECORDINGS / version / "workflows" / "slow.json").read_text())
     quick = json.loads((RECORDINGS / version / "workflows" / "invert_save.json").read_text())
     with ComfyUISimulator(port=0, comfyui_version=version, root=tmp_path) as sim:
-        sim.knobs.node_seconds = 0.1
         ws = _connect(sim, "q", timeout=10)
         messages: list[dict[str, Any]] = []
-        ids = [httpx.post(sim.url + "/prompt", json={"prompt": slow, "client_id": "q"}).json()["prompt_id"]]
-        # As recorded, the others are posted while the slow job runs.
-        frames = _collect(ws, lambda m: m["type"] == "execution_start", messages=messages)
-        ids += [httpx.post(sim.url + "/prompt", json={"prompt": quick, "client_id": "q"}).json()["prompt_id"] for _ in range(2)]
-        httpx.post(sim.url + "/queue", json={"delete": [ids[1]]})
-        httpx.post(sim.url + "/queue", json={"clear": True})
+        with sim.pause(node="1") as slow_job_running:  # as recorded, the others are posted while the slow job runs
+            ids = [httpx.post(sim.url + "/prompt", json={"prompt": slow, "client_id": "q"}).json()["prompt_id"]]
+            frames = _collect(ws, lambda m: m["type"] == "execution_start", messages=messages)
+            slow_job_running.wait()
+            ids += [httpx.post(sim.url + "/prompt", json={"prompt": quick, "client_id": "q"}).json()["prompt_id"]
+                    for _ in range(2)]
+            httpx.post(sim.url + "/queue", json={"delete": [ids[1]]})
+            httpx.post(sim.url + "/queue", json={"clear": True})
         frames += _collect(ws, lambda m: m["type"] == "executing" and m["data"].get("node") is None, messages=messages)
         ws.close()
         assert {m["data"].get("prompt_id") for m in messages if m["type"] != "status"} == {ids[0]}
@@ -575,11 +573,11 @@ def test_an_interrupt_stops_the_sampler_mid_steps_as_recorded(version: str, name
     with ComfyUISimulator(port=0, comfyui_version=version, root=tmp_path) as sim:
         sim.knobs.preview_method = "latent2rgb" if "latent2rgb" in name else "none"
         _prerun(sim, transcript, prompt)
-        # Steps long enough that the interrupt, posted when a step's frames arrived, lands before the next step.
+        # Steps slower than 0.33's 100 ms progress throttle, so that each step sends its frames as recorded
+        # (a lower bound: a loaded machine only makes the steps slower).
         sim.knobs.step_seconds = 0.15
         ws = websocket.create_connection(sim.url.replace("http://", "ws://") + "/ws?clientId=sampler", timeout=20)
         ws.recv()
-        prompt_id = httpx.post(sim.url + "/prompt", json={"prompt": prompt, "client_id": "sampler"}).json()["prompt_id"]
         progressed = 0
         previews = "latent2rgb" in name
 
@@ -590,8 +588,12 @@ def test_an_interrupt_stops_the_sampler_mid_steps_as_recorded(version: str, name
             progressed += message["type"] == "progress"
             return progressed == 3 and (not previews or message["type"] == "binary:1")
 
-        before = _collect(ws, third_step_done)
-        httpx.post(sim.url + "/interrupt", json={"prompt_id": prompt_id})
+        # The sampler holds after its third step, so the interrupt lands before the fourth, as recorded.
+        with sim.pause(step=3) as third_step:
+            prompt_id = httpx.post(sim.url + "/prompt", json={"prompt": prompt, "client_id": "sampler"}).json()["prompt_id"]
+            before = _collect(ws, third_step_done)
+            third_step.wait()
+            httpx.post(sim.url + "/interrupt", json={"prompt_id": prompt_id})
         after = _collect(ws, lambda m: m["type"] == "executing" and m["data"].get("node") is None)
         ws.close()
     assert _collapsed(before) == _collapsed(recorded_before)
@@ -616,18 +618,19 @@ def test_clientless_job_interrupt_is_broadcast_as_recorded(version: str, tmp_pat
     transcript = _transcript(version, "job_without_client_id_interrupted")
     recorded_before, recorded_after = _until_action(transcript, "POST /interrupt")
     with ComfyUISimulator(port=0, comfyui_version=version, root=tmp_path) as sim:
-        sim.knobs.node_seconds = 0.4  # the interrupt must arrive while the node runs
         ws = websocket.create_connection(sim.url.replace("http://", "ws://") + "/ws?clientId=bystander", timeout=20)
         ws.recv()
         prompt = json.loads((RECORDINGS / version / "workflows" / f"{transcript['workflow']}.json").read_text())
-        httpx.post(sim.url + "/prompt", json={"prompt": prompt})
         running = _running_at_interrupt(transcript)
 
         def recorded_node_running(message: dict[str, Any]) -> bool:  # where the recorded interrupt landed
             return message["type"] == "progress_state" and message["data"]["nodes"].get(running, {}).get("state") == "running"
 
-        before = _collect(ws, recorded_node_running)
-        httpx.post(sim.url + "/interrupt")
+        with sim.pause(node=running) as node_running:  # the interrupt arrives while that node runs
+            httpx.post(sim.url + "/prompt", json={"prompt": prompt})
+            before = _collect(ws, recorded_node_running)
+            node_running.wait()
+            httpx.post(sim.url + "/interrupt")
         after = _collect(ws, lambda m: m["type"] == "status" and m["data"]["status"]["exec_info"]["queue_remaining"] == 0)
         ws.close()
     assert _collapsed(before) == _collapsed(recorded_before)
@@ -642,11 +645,12 @@ def test_two_jobs_back_to_back_run_in_order_as_recorded(version: str, tmp_path: 
     first, second = (json.loads((RECORDINGS / version / "workflows" / f"{name.strip()}.json").read_text())
                      for name in transcript["workflow"].split("+"))
     with ComfyUISimulator(port=0, comfyui_version=version, root=tmp_path) as sim:
-        sim.knobs.node_seconds = 0.02
         ws = websocket.create_connection(sim.url.replace("http://", "ws://") + "/ws?clientId=pair", timeout=20)
         ws.recv()
-        ids = [httpx.post(sim.url + "/prompt", json={"prompt": p, "client_id": "pair"}).json()["prompt_id"]
-               for p in (first, second)]
+        with sim.pause() as first_job_running:  # as recorded, the second job is posted while the first runs
+            ids = [httpx.post(sim.url + "/prompt", json={"prompt": first, "client_id": "pair"}).json()["prompt_id"]]
+            first_job_running.wait()
+            ids.append(httpx.post(sim.url + "/prompt", json={"prompt": second, "client_id": "pair"}).json()["prompt_id"])
         frames = _collect(ws, lambda m: m["type"] == "executing" and m["data"] == {"node": None, "prompt_id": ids[1]})
         ws.close()
     assert [frame for frame in frames if frame[0] != "status"] == recorded
