@@ -52,7 +52,7 @@ from comfykit.jobs import Job, JobStatus, new_prompt_id
 from comfykit.outputs import discover_outputs
 from comfykit.plugins import PluginManager, open_session
 from comfykit.uploads import UploadCache, apply_inputs
-from comfykit.workflow.manager import validate_before_send
+from comfykit.workflow.api import validate_before_send
 
 if TYPE_CHECKING:
     from comfykit.client import ComfyUIClient

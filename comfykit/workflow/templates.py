@@ -16,7 +16,8 @@ A template file ``txt2img.template.yaml`` looks like::
         default: 0
         min: 0
 
-A target is ``NODE.INPUT`` with the node addressed as in :func:`comfykit.workflow.edit.find_node`
+A target is ``NODE.INPUT`` (or, as the original tool wrote it, ``node_id`` and
+``input_name`` fields) with the node addressed as in :func:`comfykit.workflow.edit.find_node`
 (id, ``_meta.title`` or a class used once).  A parameter without ``default`` is required.
 :func:`instantiate` checks the values (unknown, missing, mistyped, out of range, not a
 choice) and returns a new API graph; values given as text (from the command line) are
@@ -38,7 +39,9 @@ import attrs
 import yaml
 
 from comfykit.errors import TemplateError, WorkflowError
+from comfykit.paths import atomic_write
 from comfykit.utils import plain_data_problem
+from comfykit.workflow.api import load_workflow
 from comfykit.workflow.edit import find_node, parse_update
 from comfykit.workflow.loader import dump_yaml
 
@@ -175,6 +178,8 @@ def _as_parameter(workflow: Mapping[str, Any], name: str, spec: Parameter | Mapp
         data = dict(spec)
         if "target" in data:
             data["targets"] = data.pop("target")
+        if "node_id" in data or "input_name" in data:
+            data["targets"] = [_original_target(data, name, where)]
         unknown = set(data) - {f.name for f in attrs.fields(Parameter)}
         if unknown:
             fields = [f.name for f in attrs.fields(Parameter)]
@@ -198,6 +203,17 @@ def _as_parameter(workflow: Mapping[str, Any], name: str, spec: Parameter | Mapp
     targets = _targets(spec)
     current = _current_value(workflow, targets, name, where)
     return Parameter(targets=targets, type=_inferred(current, name, where), default=current)
+
+
+def _original_target(data: dict[str, Any], name: str, where: tuple[str, str | None]) -> str:
+    """The ``NODE.INPUT`` target of the original tool's ``{"node_id": "6", "input_name": "text"}`` (both keys popped)."""
+    node_id, input_name = data.pop("node_id", None), data.pop("input_name", None)
+    if "targets" in data or node_id is None or input_name is None:
+        raise _error(*where, f"parameter {name!r} needs both node_id and input_name, and no other target",
+                     hint='Write {"node_id": "6", "input_name": "text"} or targets: [6.text].')
+    node = str(node_id)
+    # A quoted id survives the '.' and '=' that NODE.INPUT parsing splits on (merged graphs have such ids).
+    return f'"{node}".{input_name}' if any(c in node for c in '.="') and '"' not in node else f"{node}.{input_name}"
 
 
 def _current_value(workflow: Mapping[str, Any], targets: tuple[str, ...], name: str, where: tuple[str, str | None]) -> Any:
@@ -471,8 +487,7 @@ def save_template(template: Template, path: str | Path, *, workflow_file: str | 
         if not workflow_path.is_absolute():
             workflow_path = target.parent / workflow_path
         if not workflow_path.exists():
-            workflow_path.parent.mkdir(parents=True, exist_ok=True)
-            workflow_path.write_text(json.dumps(template.workflow, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+            atomic_write(workflow_path, (json.dumps(template.workflow, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
         try:
             data["workflow"] = workflow_path.resolve().relative_to(target.parent.resolve()).as_posix()
         except ValueError:
@@ -480,10 +495,7 @@ def save_template(template: Template, path: str | Path, *, workflow_file: str | 
     else:
         data["workflow"] = template.workflow
     data["parameters"] = {key: param.to_dict() for key, param in template.parameters.items()}
-    text = dump_yaml(data)
-    temporary = target.with_name(f".{target.name}.tmp")
-    temporary.write_text(text, encoding="utf-8")
-    temporary.replace(target)
+    atomic_write(target, dump_yaml(data).encode("utf-8"))
     return target
 
 
@@ -491,8 +503,6 @@ def load_template(
     path: str | Path, *, client: Any = None, object_info: Mapping[str, Any] | None = None
 ) -> Template:
     """Read and check a template file; a referenced UI-format workflow is converted with ``client``/``object_info``."""
-    from comfykit.workflow.manager import load_workflow
-
     file = Path(path)
     source = str(file)
     default_name = file.name.removesuffix(TEMPLATE_SUFFIX).removesuffix(".template.yml").removesuffix(file.suffix)
