@@ -10,13 +10,15 @@ from __future__ import annotations
 import enum
 import time
 import uuid
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import attrs
 
+from comfykit.errors import WorkflowError
 from comfykit.outputs import OutputFile, StoredOutput
 
-__all__ = ["FINAL_STATES", "Job", "JobStatus", "new_prompt_id"]
+__all__ = ["FINAL_STATES", "Job", "JobRequest", "JobStatus", "job_arguments", "job_requests", "new_prompt_id"]
 
 
 def new_prompt_id() -> str:
@@ -80,3 +82,54 @@ class Job:
         if start is None or self.finished_at is None:
             return None
         return max(0.0, self.finished_at - start)
+
+
+_ADD_JOB_USAGE = ("Call add_job(workflow), add_job(job_id, workflow) as the original tool did, "
+                  "or add_job(workflow, job_id=...); load files with comfykit.workflow.load_workflow() first.")
+
+
+def job_arguments(workflow: object, job_id: object) -> tuple[dict[str, Any], str | None]:
+    """The API graph and the job id of an ``add_job`` call, whichever order they were given in.
+
+    ``add_job(workflow)``, ``add_job(workflow, job_id)`` and the original tool's
+    ``add_job(job_id, workflow)`` all work, as do keywords; a ``{"prompt": graph}``
+    wrapper is unwrapped.  Anything else raises :class:`WorkflowError` with a hint.
+    """
+    if isinstance(workflow, (str, int)) and isinstance(job_id, Mapping):
+        workflow, job_id = job_id, workflow
+    if not isinstance(workflow, Mapping):
+        raise WorkflowError(f"add_job got a {type(workflow).__name__} where the workflow goes", hint=_ADD_JOB_USAGE)
+    prompt = workflow["prompt"] if isinstance(workflow.get("prompt"), Mapping) else workflow
+    if not prompt:
+        raise WorkflowError("add_job needs an API-format workflow ({node_id: {class_type, inputs}})", hint=_ADD_JOB_USAGE)
+    if job_id is not None and not isinstance(job_id, (str, int)):
+        raise WorkflowError(f"the job id must be a text, not a {type(job_id).__name__}", hint=_ADD_JOB_USAGE)
+    return dict(prompt), None if job_id is None else str(job_id)
+
+
+@attrs.frozen
+class JobRequest:
+    """One item of an ``add_jobs_from_list`` call, ready for ``add_job``."""
+
+    workflow: Mapping[str, Any]
+    job_id: str | None = None
+    metadata: Mapping[str, Any] | None = None
+    params: Mapping[str, Any] | None = None
+    extra_data: Mapping[str, Any] | None = None
+    inputs: Mapping[str, Any] | None = None
+
+
+def job_requests(workflows: Iterable[Mapping[str, Any]], job_prefix: str | None = "job") -> Iterator[JobRequest]:
+    """The jobs of an ``add_jobs_from_list`` call: the i-th gets the id ``f"{job_prefix}_{i}"`` (``job_0``, ``job_1``...).
+
+    An item is a workflow, or ``{"workflow": ..., "job_id"?, "metadata"?, "params"?,
+    "extra_data"?, "inputs"?}`` whose own ``job_id`` wins.  With ``job_prefix=None`` the
+    queue chooses the ids, as for ``add_job(workflow)``.
+    """
+    for index, item in enumerate(workflows):
+        numbered = None if job_prefix is None else f"{job_prefix}_{index}"
+        if isinstance(item, Mapping) and isinstance(item.get("workflow"), Mapping):
+            yield JobRequest(item["workflow"], item.get("job_id", numbered), item.get("metadata"), item.get("params"),
+                             item.get("extra_data"), item.get("inputs"))
+        else:
+            yield JobRequest(item, numbered)

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING
 from comfykit._lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from comfykit.workflow.convert import ui_to_api
     from comfykit.workflow.api import (
         check_workflow,
         load_workflow,
@@ -24,6 +23,7 @@ if TYPE_CHECKING:
         validate_workflow,
     )
     from comfykit.workflow.compat import WorkflowManager
+    from comfykit.workflow.convert import ui_to_api
     from comfykit.workflow.edit import (
         Update,
         apply_updates,

@@ -59,7 +59,7 @@ class WorkflowManager:
                 object_info = config["workflow.object_info"]
         self.plugin_manager: PluginManager = plugin_manager
         self.object_info: Mapping[str, Any] | None = (
-            saved_object_info(object_info) if isinstance(object_info, (str, Path)) else object_info
+            object_info if isinstance(object_info, Mapping) or object_info is None else saved_object_info(object_info)
         )
         self._registry: dict[str, dict[str, Any]] = {}
         self._templates: dict[str, Template] = {}

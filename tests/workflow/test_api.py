@@ -1,0 +1,160 @@
+"""The workflow API's own guarantees: PNG text without Pillow or pixels, the shared catalogue cache, atomic saves."""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import subprocess
+import sys
+import threading
+import zlib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from comfykit import WorkflowManager
+from comfykit.errors import WorkflowLoadError, WorkflowValidationError
+from comfykit.plugins import get_plugin_manager
+from comfykit.testing.catalog import load_object_info
+from comfykit.workflow import load_workflow, save_template, validate_before_send
+from comfykit.workflow.api import saved_object_info
+from comfykit.workflow.templates import create_template
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+INVERT = json.loads((ROOT / "tests" / "fixtures" / "recordings" / "0.33.0" / "workflows" / "invert_save.json").read_text())
+
+
+def _chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def _png(width: int, height: int, *texts: bytes) -> bytes:
+    """A valid grey PNG of the given size, all black, with the given text chunks before the image data."""
+    pixels = zlib.compressobj(9)
+    row = bytes(width + 1)  # filter byte 0, then one byte per pixel
+    data = b"".join(pixels.compress(row) for _ in range(height)) + pixels.flush()
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + b"".join(texts)
+            + _chunk(b"IDAT", data) + _chunk(b"IEND", b""))
+
+
+def _text(keyword: str, text: str) -> bytes:
+    return _chunk(b"tEXt", keyword.encode("latin-1") + b"\0" + text.encode("latin-1"))
+
+
+def test_a_huge_png_costs_its_text_not_its_pixels(tmp_path: Path) -> None:
+    # 13000 x 13000 grey is 169 MB of pixels once decoded, in a file of a few hundred KB.
+    image = tmp_path / "huge.png"
+    image.write_bytes(_png(13000, 13000, _text("prompt", json.dumps(INVERT))))
+    assert image.stat().st_size < 1024 * 1024
+    script = (
+        "import sys; sys.modules['PIL'] = None\n"  # no Pillow: importing it fails
+        "from comfykit.workflow import load_workflow\n"
+        f"print(len(load_workflow({str(image)!r})))\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(child.pid, 0)
+    out = child.stdout.read().decode() if child.stdout else ""
+    err = child.stderr.read().decode() if child.stderr else ""
+    assert os.waitstatus_to_exitcode(status) == 0, err
+    assert out.strip() == str(len(INVERT))
+    peak_mb = usage.ru_maxrss / 1024  # kilobytes on Linux
+    assert peak_mb < 150, f"loading the workflow of a huge PNG peaked at {peak_mb:.0f} MB"
+
+
+def test_png_text_chunks_of_every_kind_are_read(tmp_path: Path) -> None:
+    text = json.dumps(INVERT).encode()
+    chunks = {
+        "ztxt": _chunk(b"zTXt", b"prompt\0\0" + zlib.compress(text)),
+        "itxt": _chunk(b"iTXt", b"prompt\0\0\0en\0Prompt\0" + text),
+        "itxt-compressed": _chunk(b"iTXt", b"prompt\0\1\0\0\0" + zlib.compress(text)),
+    }
+    for name, chunk in chunks.items():
+        path = tmp_path / f"{name}.png"
+        path.write_bytes(_png(2, 2, _text("Software", "test"), chunk))
+        assert load_workflow(path) == INVERT, name
+
+
+def test_a_damaged_png_text_chunk_is_a_clear_error(tmp_path: Path) -> None:
+    good = _text("prompt", json.dumps(INVERT))
+    damaged = good[:-1] + bytes([good[-1] ^ 0xFF])  # a wrong checksum
+    path = tmp_path / "damaged.png"
+    path.write_bytes(_png(2, 2, damaged))
+    with pytest.raises(WorkflowLoadError, match=r"damaged\.png.*damaged"):
+        load_workflow(path)
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(_png(2, 2, _chunk(b"zTXt", b"prompt\0\0" + b"not zlib")))
+    with pytest.raises(WorkflowLoadError, match="cannot be decompressed"):
+        load_workflow(bomb)
+    plain = tmp_path / "plain.png"
+    plain.write_bytes(_png(2, 2, _text("Software", "x")))
+    with pytest.raises(WorkflowLoadError, match="carries no ComfyUI workflow"):
+        load_workflow(plain)
+
+
+def _catalogue_without(name: str) -> dict[str, Any]:
+    info = load_object_info("0.3.64")
+    return {key: info[key] for key in ("EmptyImage", "ImageInvert", "SaveImage") if key != name}
+
+
+def test_two_threads_with_two_saved_catalogues_each_get_their_own(tmp_path: Path) -> None:
+    # Submitter threads of two batches check against different saved files at the same time;
+    # each must always see its own file, never fail because the other replaced the cached one.
+    full, partial = tmp_path / "full.json", tmp_path / "partial.json"
+    full.write_text(json.dumps(_catalogue_without("")))
+    partial.write_text(json.dumps(_catalogue_without("ImageInvert")))
+    manager = get_plugin_manager(autoload=False)
+    failures: list[BaseException] = []
+    verdicts: dict[str, set[str]] = {"full": set(), "partial": set()}
+    start = threading.Barrier(2)
+
+    def check(name: str, path: Path) -> None:
+        settings = {"workflow.validate_before_send": True, "workflow.object_info": str(path)}
+        start.wait()
+        try:
+            for _ in range(200):
+                assert ("ImageInvert" in saved_object_info(path)) == (name == "full")
+                try:
+                    validate_before_send(INVERT, config=settings, plugin_manager=manager)
+                    verdicts[name].add("valid")
+                except WorkflowValidationError:
+                    verdicts[name].add("invalid")
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=check, args=item) for item in (("full", full), ("partial", partial))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not failures, failures
+    assert verdicts == {"full": {"valid"}, "partial": {"invalid"}}
+
+
+def test_concurrent_saves_of_one_file_never_collide(tmp_path: Path) -> None:
+    # The old fixed ".name.tmp" file made two writers rename each other's temp file away.
+    big = {str(i): {"class_type": "EmptyImage", "inputs": {"width": i, "height": 64, "batch_size": 1, "color": 0}}
+           for i in range(1, 3000)}
+    target = tmp_path / "shared.json"
+    template = create_template(INVERT, {"width": "1.width"}, name="shared")
+    manager = WorkflowManager(tmp_path)
+    failures: list[BaseException] = []
+
+    def save(n: int) -> None:
+        try:
+            for _ in range(15):
+                manager.save_workflow(big, target)
+                save_template(template, tmp_path)
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=save, args=(n,)) for n in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not failures, failures
+    assert json.loads(target.read_text()) == big
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["shared.json", "shared.template.yaml"]
