@@ -174,6 +174,9 @@ def _as_parameter(workflow: Mapping[str, Any], name: str, spec: Parameter | Mapp
     """Build a parameter from its record, YAML mapping, or bare target(s); bare targets take the workflow's value as default."""
     if isinstance(spec, Parameter):
         return spec
+    if isinstance(spec, Mapping) and spec and set(spec) <= {"node_id", "input_name"}:
+        # The original tool's whole parameter: a bare target, so the workflow's value is its default.
+        spec = _original_target(dict(spec), name, where)
     if isinstance(spec, Mapping):
         data = dict(spec)
         if "target" in data:
