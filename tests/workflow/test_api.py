@@ -158,3 +158,37 @@ def test_concurrent_saves_of_one_file_never_collide(tmp_path: Path) -> None:
     assert not failures, failures
     assert json.loads(target.read_text()) == big
     assert sorted(p.name for p in tmp_path.iterdir()) == ["shared.json", "shared.template.yaml"]
+
+
+def test_a_saved_catalogue_path_gives_the_full_checks(tmp_path: Path) -> None:
+    from comfykit.workflow import validate_workflow
+
+    saved = tmp_path / "object_info.json"
+    saved.write_text(json.dumps(load_object_info("0.3.64")))
+    graph = {"3": {"class_type": "KSampler", "inputs": {}}}
+    ok, problems = validate_workflow(graph)
+    assert ok and [p.code for p in problems] == ["schema_not_checked"]
+    ok, problems = validate_workflow(graph, object_info=saved)
+    assert not ok and "required_input_missing" in {p.code for p in problems}
+    assert "schema_not_checked" not in {p.code for p in problems}
+
+
+# Lowest first: a module may import (at its top, or anywhere) only the workflow modules before it.
+# (convert and plugin may move out of the folder; a module added to it must be placed here.)
+LAYERS = ["problems", "loader", "edit", "validate", "convert", "plugin", "api", "info", "templates", "sweep", "compat"]
+
+
+def test_workflow_modules_import_only_the_layers_below_them() -> None:
+    import ast
+
+    folder = ROOT / "comfykit" / "workflow"
+    present = {p.stem for p in folder.glob("*.py")} - {"__init__"}
+    assert present <= set(LAYERS), f"place {sorted(present - set(LAYERS))} in LAYERS"
+    for index, name in enumerate(LAYERS):
+        if name not in present:
+            continue
+        tree = ast.parse((folder / f"{name}.py").read_text())
+        imported = {node.module.rsplit(".", 1)[-1] for node in ast.walk(tree)
+                    if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("comfykit.workflow.")}
+        above = imported - set(LAYERS[:index])
+        assert not above, f"workflow/{name}.py imports {sorted(above)}, which sit above it"
