@@ -8,11 +8,11 @@ The only changes made to the README's code (``_as_comfykit``):
 
 The progress example sends a ``workflow`` it leaves to the reader; it gets the graph of
 the block before with another seed (the same graph again would be served from the
-server's cache, with no sampler steps to report).  ``ComfyUIClient()`` with no arguments finds the simulator through the README's own
-``config.yaml`` in the working folder, and the workflow files the README names
-(``workflows/my_workflow.json``, ``workflows/base.json``, ``workflow.json``) hold the
-text-to-image graph with the KSampler as node "3" (see ``readme_folder``).  The blocks
-share one namespace, as in a script pasted together from the README.
+server's cache, with no sampler steps to report).  ``ComfyUIClient()`` with no arguments
+finds the simulator through the README's own ``config.yaml`` in the working folder, and
+the workflow files the README names (``workflows/my_workflow.json``, ``workflows/base.json``,
+``workflow.json``) hold the text-to-image graph with the KSampler as node "3" (see
+``readme_folder``).  The blocks share one namespace, as in a script pasted together from the README.
 """
 
 from __future__ import annotations
