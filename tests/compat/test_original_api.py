@@ -74,22 +74,25 @@ def _wait_until(condition: Callable[[], bool], timeout: float = 20.0) -> None:
         threading.Event().wait(0.01)
 
 
-def _drop_and_run_one_job(simulator: ComfyUISimulator, auto_reconnect: bool, workflow: dict[str, Any]) -> int:
-    """Connect, let the server drop the socket, run one job; the number of reconnects the monitor made."""
+def _drop_and_run_one_job(simulator: ComfyUISimulator, auto_reconnect: bool, workflow: dict[str, Any]) -> Any:
+    """Connect, let the server drop the socket, run one job to its end; the event source."""
     simulator.knobs.drop_websocket_after = 0.1
     with ComfyUIClient(url=simulator.url) as client:
         source = client.connect_websocket(auto_reconnect=auto_reconnect)
         assert source is not None
         # The server drops the socket on its own clock: wait until the monitor saw it (closed or reopened).
-        _wait_until(lambda: not source.connected or int(source.reconnects) > 0)
+        _wait_until(lambda: not source.connected or source.reconnects > 0)
         simulator.knobs.drop_websocket_after = None
         assert client.wait_for_completion(client.queue_prompt(workflow)["prompt_id"], timeout=30)
-        return int(source.reconnects)
+        if auto_reconnect:
+            _wait_until(lambda: source.reconnects > 0)
+        return source
 
 
 def test_auto_reconnect_false_really_stays_closed(comfyui_simulator: ComfyUISimulator, txt2img: dict[str, Any]) -> None:
-    assert _drop_and_run_one_job(comfyui_simulator, False, txt2img) == 0
-    assert _drop_and_run_one_job(comfyui_simulator, True, txt2img) >= 1
+    closed = _drop_and_run_one_job(comfyui_simulator, False, txt2img)
+    assert closed.reconnects == 0 and not closed.connected
+    assert _drop_and_run_one_job(comfyui_simulator, True, txt2img).reconnects >= 1
 
 
 def test_without_the_monitor_connect_websocket_falls_back_to_polling(
