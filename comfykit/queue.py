@@ -293,10 +293,11 @@ class QueueManager:
     ) -> str:
         """Add one API-format workflow; return its job id.
 
-        The workflow is copied, so the caller may change and re-add the same dict.
-        With a journal, a job already journaled (same ``job_id``, or same content
-        added in the same order when no id is given) is not added again: re-running
-        a killed script with the same journal resumes it.
+        The original tool's order, ``add_job(job_id, workflow)``, works too.  The
+        workflow is copied, so the caller may change and re-add the same dict.  With a
+        journal, a job already journaled (same ``job_id``, or same content added in the
+        same order when no id is given) is not added again: re-running a killed script
+        with the same journal resumes it.
         """
         prompt, job_id = job_arguments(workflow, job_id)  # the original tool's add_job(job_id, workflow) too
         job = Job(

@@ -6,8 +6,8 @@ credentials as HTTP.  A reader thread parses every frame and hands it to
 ``client.dispatch_event``.  When the socket drops it reconnects with backoff and
 asks the tracker to reconcile every watched job, because a server never replays
 what it sent during the gap; with ``client.auto_reconnect`` off
-(``connect_websocket(auto_reconnect=False)``) it stays closed and waits poll.  Disable it with ``-p no:monitor`` or
-``websocket.enable: false``; comfykit then polls.
+(``connect_websocket(auto_reconnect=False)``) it stays closed and waits poll.
+Disable it with ``-p no:monitor`` or ``websocket.enable: false``; comfykit then polls.
 """
 
 from __future__ import annotations
