@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from comfykit import WorkflowManager
 from comfykit.errors import WorkflowLoadError, WorkflowValidationError
@@ -20,6 +22,7 @@ from comfykit.plugins import get_plugin_manager
 from comfykit.testing.catalog import load_object_info
 from comfykit.workflow import load_workflow, save_template, validate_before_send
 from comfykit.workflow.api import saved_object_info
+from comfykit.workflow.loader import png_text
 from comfykit.workflow.templates import create_template
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -192,3 +195,38 @@ def test_workflow_modules_import_only_the_layers_below_them() -> None:
                     if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("comfykit.workflow.")}
         above = imported - set(LAYERS[:index])
         assert not above, f"workflow/{name}.py imports {sorted(above)}, which sit above it"
+
+
+@settings(max_examples=150, deadline=None)
+@given(chunks=st.lists(st.tuples(st.sampled_from([b"tEXt", b"zTXt", b"iTXt", b"IDAT", b"abcd"]), st.binary(max_size=60),
+                                 st.booleans()), max_size=5))
+def test_any_chunk_sequence_reads_or_fails_with_a_load_error(tmp_path_factory: pytest.TempPathFactory,
+                                                             chunks: list[tuple[bytes, bytes, bool]]) -> None:
+    body = b"".join(_chunk(kind, data) if good_crc else _chunk(kind, data)[:-1] + b"\0" for kind, data, good_crc in chunks)
+    path = tmp_path_factory.mktemp("png") / "fuzz.png"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + body)
+    with open(path, "rb") as handle:
+        handle.seek(8)
+        try:
+            texts = png_text(handle, path)
+        except WorkflowLoadError:
+            return
+    assert set(texts) <= {"prompt", "workflow"} and all(isinstance(t, str) for t in texts.values())
+
+
+@settings(max_examples=60, deadline=None)
+@given(text=st.text(max_size=200), kind=st.sampled_from(["tEXt", "zTXt", "iTXt", "iTXt-z"]))
+def test_the_text_of_every_chunk_kind_comes_back_as_written(tmp_path_factory: pytest.TempPathFactory, text: str,
+                                                            kind: str) -> None:
+    latin = text.encode("latin-1", errors="replace").decode("latin-1")
+    chunk = {
+        "tEXt": _chunk(b"tEXt", b"workflow\0" + latin.encode("latin-1")),
+        "zTXt": _chunk(b"zTXt", b"workflow\0\0" + zlib.compress(latin.encode("latin-1"))),
+        "iTXt": _chunk(b"iTXt", b"workflow\0\0\0\0\0" + text.encode("utf-8")),
+        "iTXt-z": _chunk(b"iTXt", b"workflow\0\1\0de\0Arbeit\0" + zlib.compress(text.encode("utf-8"))),
+    }[kind]
+    path = tmp_path_factory.mktemp("png") / "text.png"
+    path.write_bytes(_png(1, 1, chunk))
+    with open(path, "rb") as handle:
+        handle.seek(8)
+        assert png_text(handle, path) == {"workflow": latin if kind in ("tEXt", "zTXt") else text}
