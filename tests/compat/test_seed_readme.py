@@ -60,6 +60,7 @@ def _blocks() -> dict[str, str]:
     return blocks
 
 
+@pytest.mark.parametrize("comfyui_simulator", ["0.3.64", "0.33.0"], indirect=True)
 def test_the_readme_python_blocks_run_with_the_effects_it_describes(
     readme_folder: Path, comfyui_simulator: ComfyUISimulator, capsys: pytest.CaptureFixture[str]
 ) -> None:
