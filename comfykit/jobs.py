@@ -88,23 +88,39 @@ _ADD_JOB_USAGE = ("Call add_job(workflow), add_job(job_id, workflow) as the orig
                   "or add_job(workflow, job_id=...); load files with comfykit.workflow.load_workflow() first.")
 
 
-def job_arguments(workflow: object, job_id: object) -> tuple[dict[str, Any], str | None]:
-    """The API graph and the job id of an ``add_job`` call, whichever order they were given in.
+def job_arguments(
+    positional: tuple[object, ...], *, workflow: object = None, job_id: object = None, metadata: object = None
+) -> tuple[dict[str, Any], str | None, Mapping[str, Any] | None]:
+    """The API graph, job id and metadata of an ``add_job`` call, whichever form it was written in.
 
-    ``add_job(workflow)``, ``add_job(workflow, job_id)`` and the original tool's
-    ``add_job(job_id, workflow)`` all work, as do keywords; a ``{"prompt": graph}``
-    wrapper is unwrapped.  Anything else raises :class:`WorkflowError` with a hint.
+    Positionally the workflow comes first (``add_job(workflow, job_id, metadata)``), or
+    the job id does, as in the original tool (``add_job(job_id, workflow, metadata)``);
+    ``workflow=``, ``job_id=`` and ``metadata=`` may name any of them.  A ``{"prompt":
+    graph}`` wrapper is unwrapped.  Anything else raises :class:`WorkflowError` with a hint.
     """
-    if isinstance(workflow, (str, int)) and isinstance(job_id, Mapping):
-        workflow, job_id = job_id, workflow
-    if not isinstance(workflow, Mapping):
-        raise WorkflowError(f"add_job got a {type(workflow).__name__} where the workflow goes", hint=_ADD_JOB_USAGE)
-    prompt = workflow["prompt"] if isinstance(workflow.get("prompt"), Mapping) else workflow
+    given = list(positional)
+    while given and given[-1] is None:
+        given.pop()
+    order = ("job_id", "workflow", "metadata") if given and isinstance(given[0], (str, int)) else (
+        "workflow", "job_id", "metadata")
+    values: dict[str, object] = dict(zip(order, given, strict=False))
+    for name, value in (("workflow", workflow), ("job_id", job_id), ("metadata", metadata)):
+        if value is not None:
+            if values.get(name) is not None:
+                raise WorkflowError(f"add_job got the {name.replace('_', ' ')} twice", hint=_ADD_JOB_USAGE)
+            values[name] = value
+    graph, chosen_id, extra = values.get("workflow"), values.get("job_id"), values.get("metadata")
+    if not isinstance(graph, Mapping):
+        raise WorkflowError(f"add_job got {'no' if graph is None else 'a ' + type(graph).__name__} workflow",
+                            hint=_ADD_JOB_USAGE)
+    prompt = graph["prompt"] if isinstance(graph.get("prompt"), Mapping) else graph
     if not prompt:
         raise WorkflowError("add_job needs an API-format workflow ({node_id: {class_type, inputs}})", hint=_ADD_JOB_USAGE)
-    if job_id is not None and not isinstance(job_id, (str, int)):
-        raise WorkflowError(f"the job id must be a text, not a {type(job_id).__name__}", hint=_ADD_JOB_USAGE)
-    return dict(prompt), None if job_id is None else str(job_id)
+    if chosen_id is not None and not isinstance(chosen_id, (str, int)):
+        raise WorkflowError(f"the job id must be a text, not a {type(chosen_id).__name__}", hint=_ADD_JOB_USAGE)
+    if extra is not None and not isinstance(extra, Mapping):
+        raise WorkflowError(f"the metadata must be a mapping, not a {type(extra).__name__}", hint=_ADD_JOB_USAGE)
+    return dict(prompt), None if chosen_id is None else str(chosen_id), extra
 
 
 @attrs.frozen

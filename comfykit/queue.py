@@ -283,23 +283,29 @@ class QueueManager:
 
     def add_job(
         self,
-        workflow: Mapping[str, Any] | str,
-        job_id: str | Mapping[str, Any] | None = None,
-        metadata: Mapping[str, Any] | None = None,
+        first: Mapping[str, Any] | str | None = None,
+        second: Mapping[str, Any] | str | None = None,
+        third: Mapping[str, Any] | None = None,
+        /,
         *,
+        workflow: Mapping[str, Any] | None = None,
+        job_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
         params: Mapping[str, Any] | None = None,
         extra_data: Mapping[str, Any] | None = None,
         inputs: Mapping[str, str | Path] | None = None,
     ) -> str:
         """Add one API-format workflow; return its job id.
 
-        The original tool's order, ``add_job(job_id, workflow)``, works too.  The
+        ``add_job(workflow, job_id, metadata)``, or in the original tool's order
+        ``add_job(job_id, workflow, metadata)``; each may also be named.  The
         workflow is copied, so the caller may change and re-add the same dict.  With a
         journal, a job already journaled (same ``job_id``, or same content added in the
         same order when no id is given) is not added again: re-running a killed script
         with the same journal resumes it.
         """
-        prompt, job_id = job_arguments(workflow, job_id)  # the original tool's add_job(job_id, workflow) too
+        prompt, job_id, metadata = job_arguments((first, second, third), workflow=workflow, job_id=job_id,
+                                                 metadata=metadata)
         job = Job(
             workflow=copy.deepcopy(prompt),
             metadata=dict(metadata or {}),

@@ -67,7 +67,7 @@ def test_connect_and_disconnect_are_safe_twice_and_reconnectable(comfyui_simulat
         assert again is not None and again is not first and again.connected
 
 
-def _wait_until(condition: Callable[[], bool], timeout: float = 20.0) -> None:
+def _wait_until(condition: Callable[[], bool], timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, "the condition did not come true"
@@ -215,9 +215,14 @@ def test_add_job_in_the_original_order_and_comfykit_order(txt2img: dict[str, Any
         assert queue.add_job("readme", txt2img) == "readme"
         assert queue.add_job(txt2img, "comfykit") == "comfykit"
         assert queue.add_job(job_id="keywords", workflow=txt2img, metadata={"n": 1}) == "keywords"
+        assert queue.add_job("mixed", workflow=txt2img) == "mixed"
+        assert queue.add_job("with-metadata", txt2img, {"n": 2}) == "with-metadata"
         chosen = queue.add_job(txt2img)
-        assert chosen not in ("readme", "comfykit", "keywords")
+        assert chosen not in ("readme", "comfykit", "keywords", "mixed", "with-metadata")
         assert queue.get_job("keywords").metadata == {"n": 1}  # type: ignore[union-attr]
+        assert queue.get_job("with-metadata").metadata == {"n": 2}  # type: ignore[union-attr]
+        with pytest.raises(WorkflowError, match="job id twice"):
+            queue.add_job("one", txt2img, job_id="two")
         for wrong in ("just-an-id", ["3", "seed"], 42):
             with pytest.raises(WorkflowError) as caught:
                 queue.add_job(wrong)  # type: ignore[arg-type]
