@@ -91,8 +91,8 @@ def _plain(data: Any, path: Path) -> Any:
 def png_text(handle: BinaryIO, path: Path) -> dict[str, str]:
     """The workflow text chunks of a PNG (the handle is just past the signature), by keyword.
 
-    Chunks are walked by their length fields; image data is skipped with a seek, never
-    read or decoded.  A damaged chunk raises :class:`WorkflowLoadError`.
+    Chunks are walked by their length fields; image data and other texts are skipped
+    with a seek, never read or decoded.  A damaged chunk raises :class:`WorkflowLoadError`.
     """
     found: dict[str, str] = {}
     while True:
@@ -102,20 +102,21 @@ def png_text(handle: BinaryIO, path: Path) -> dict[str, str]:
         length, kind = struct.unpack(">I4s", header)
         if kind == b"IEND":
             return found
-        if kind not in PNG_TEXT_CHUNKS:
-            handle.seek(length + 4, 1)  # the data and its CRC
+        # A keyword is at most 79 bytes: its NUL is within the first 80, so other texts are skipped unread.
+        head = handle.read(min(length, 80)) if kind in PNG_TEXT_CHUNKS else b""
+        if head.partition(b"\0")[0].decode("latin-1") not in WORKFLOW_KEYWORDS:
+            handle.seek(length - len(head) + 4, 1)  # the rest of the data, and its CRC
             continue
         if length > MAX_PNG_TEXT:
             raise WorkflowLoadError(f"a {kind.decode()} chunk of {length} bytes is larger than any workflow",
                                     path=str(path))
-        body = handle.read(length)
+        body = head + handle.read(length - len(head))
         crc = handle.read(4)
         if len(body) < length or len(crc) < 4 or struct.unpack(">I", crc)[0] != zlib.crc32(kind + body):
             raise WorkflowLoadError(f"the PNG's {kind.decode()} chunk is damaged (truncated or a bad checksum)",
                                     path=str(path), hint="Save the image from ComfyUI again.")
         keyword, text = _text_chunk(kind, body, path)
-        if keyword in WORKFLOW_KEYWORDS and keyword not in found:
-            found[keyword] = text
+        found.setdefault(keyword, text)
 
 
 def _text_chunk(kind: bytes, body: bytes, path: Path) -> tuple[str, str]:

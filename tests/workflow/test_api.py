@@ -77,7 +77,8 @@ def test_png_text_chunks_of_every_kind_are_read(tmp_path: Path) -> None:
     }
     for name, chunk in chunks.items():
         path = tmp_path / f"{name}.png"
-        path.write_bytes(_png(2, 2, _text("Software", "test"), chunk))
+        other = _text("parameters", "x" * 200_000)  # another tool's text: skipped, not read
+        path.write_bytes(_png(2, 2, _text("Software", "test"), other, chunk))
         assert load_workflow(path) == INVERT, name
 
 
