@@ -23,6 +23,7 @@ __all__ = [
     "merge_workflows",
     "node_address",
     "parse_update",
+    "resolve_input",
     "set_node_input",
 ]
 
@@ -79,6 +80,21 @@ def find_node(workflow: Mapping[str, Any], node: str) -> str:
     raise WorkflowError(
         f"no node {node!r} (by id, title or class)", hint="See the node ids and titles with get_workflow_info()."
     )
+
+
+def resolve_input(workflow: Mapping[str, Any], target: str) -> tuple[str, str]:
+    """``NODE.INPUT`` (node by id, title or unique class) to ``(node_id, input)``; the node must have that input.
+
+    Raises :class:`WorkflowError` naming the node's inputs when it has no such one.
+    """
+    update = parse_update(f"{target}=")
+    node_id = find_node(workflow, update.node)
+    inputs = workflow[node_id].get("inputs") or {}
+    if update.input not in inputs:
+        names = ", ".join(sorted(map(str, inputs))) or "none"
+        raise WorkflowError(f"node {node_id} ({workflow[node_id].get('class_type')}) has no input {update.input!r}",
+                            node_id=node_id, hint=f"Its inputs are: {names}.")
+    return node_id, update.input
 
 
 def apply_updates(workflow: Mapping[str, Any], updates: Iterable[Update | str]) -> dict[str, Any]:

@@ -42,7 +42,7 @@ from comfykit.errors import TemplateError, WorkflowError
 from comfykit.paths import atomic_write
 from comfykit.utils import plain_data_problem
 from comfykit.workflow.api import load_workflow
-from comfykit.workflow.edit import find_node, parse_update
+from comfykit.workflow.edit import resolve_input
 from comfykit.workflow.loader import dump_yaml
 
 __all__ = [
@@ -145,18 +145,6 @@ def _error(template_name: str, source: str | None, message: str, hint: str | Non
     return TemplateError(f"template {template_name!r}: {message}", path=source, hint=hint)
 
 
-def _resolve(workflow: Mapping[str, Any], target: str) -> tuple[str, str]:
-    """``NODE.INPUT`` to ``(node_id, input)``; raises :class:`WorkflowError` when either is missing."""
-    update = parse_update(f"{target}=")
-    node_id = find_node(workflow, update.node)
-    inputs = workflow[node_id].get("inputs") or {}
-    if update.input not in inputs:
-        names = ", ".join(sorted(map(str, inputs))) or "none"
-        raise WorkflowError(f"node {node_id} ({workflow[node_id].get('class_type')}) has no input {update.input!r}",
-                            node_id=node_id, hint=f"Its inputs are: {names}.")
-    return node_id, update.input
-
-
 def _infer_type(value: Any) -> str | None:
     if isinstance(value, bool):
         return "bool"
@@ -223,7 +211,7 @@ def _current_value(workflow: Mapping[str, Any], targets: tuple[str, ...], name: 
     if not targets:
         raise _error(*where, f"parameter {name!r} has no targets", hint="Add targets: [NODE.INPUT, ...].")
     try:
-        node_id, input_name = _resolve(workflow, targets[0])
+        node_id, input_name = resolve_input(workflow, targets[0])
     except WorkflowError as exc:
         raise _error(*where, f"parameter {name!r}: target {targets[0]!r}: {exc.message}", hint=exc.hint) from None
     return workflow[node_id]["inputs"][input_name]
@@ -270,7 +258,7 @@ def _check_parameter(workflow: Mapping[str, Any], name: str, param: Parameter, w
         raise _error(*where, f"parameter {name!r} has no targets", hint="Add targets: [NODE.INPUT, ...].")
     for target in param.targets:
         try:
-            _resolve(workflow, target)
+            resolve_input(workflow, target)
         except WorkflowError as exc:
             raise _error(*where, f"parameter {name!r}: target {target!r}: {exc.message}", hint=exc.hint) from None
     if not param.required:
@@ -375,7 +363,7 @@ def _coerce(param: Parameter, name: str, value: Any, where: tuple[str, str | Non
 def _is_seed_parameter(name: str, param: Parameter, workflow: Mapping[str, Any]) -> bool:
     if name in SEED_INPUTS:
         return True
-    return param.type == "int" and all(_resolve(workflow, t)[1] in SEED_INPUTS for t in param.targets)
+    return param.type == "int" and all(resolve_input(workflow, t)[1] in SEED_INPUTS for t in param.targets)
 
 
 def _random_seed(rng: random.Random, low: float | None = None, high: float | None = None) -> int:
@@ -399,7 +387,7 @@ def randomize_seeds(
             kept.add(item)
             continue
         try:
-            kept.add(_resolve(workflow, item))
+            kept.add(resolve_input(workflow, item))
         except WorkflowError:
             continue  # not a NODE.INPUT name, so it pins no seed
     result = copy.deepcopy(dict(workflow))
@@ -438,7 +426,7 @@ def instantiate(
     generator = rng or random.SystemRandom()
     graph = copy.deepcopy(template.workflow)
     if random_seeds:
-        pinned = {_resolve(graph, t) for key in given for t in template.parameters[key].targets}
+        pinned = {resolve_input(graph, t) for key in given for t in template.parameters[key].targets}
         graph = randomize_seeds(graph, keep=pinned, rng=generator)
     missing: list[str] = []
     for key, param in template.parameters.items():
@@ -452,7 +440,7 @@ def instantiate(
             missing.append(key)
             continue
         for target in param.targets:
-            node_id, input_name = _resolve(graph, target)
+            node_id, input_name = resolve_input(graph, target)
             graph[node_id]["inputs"][input_name] = copy.deepcopy(value)
     if missing:
         described = "; ".join(f"{key}: {template.parameters[key].description}" for key in missing
