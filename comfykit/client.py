@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -214,7 +215,11 @@ class ComfyUIClient:
         self._tracker: JobTracker | None = None
         self._event_source: EventSource | None = None
         self._event_source_asked = False
+        #: whether the event source reconnects after its live channel drops (connect_websocket() sets it)
+        self.auto_reconnect = True
         self._callbacks: dict[str, list[Callable[[Event], None]]] = {}
+        self._failing_callbacks: set[tuple[int, str]] = set()  # (id(callback), event type) already logged
+        self._failing_lock = threading.Lock()
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -712,14 +717,48 @@ class ComfyUIClient:
                 self._event_source = source
         return self._event_source
 
+    def connect_websocket(self, auto_reconnect: bool = True) -> EventSource | None:
+        """Open the live-event channel now (the original tool's call); returns the event source.
+
+        With the monitor plugin this is the WebSocket, opened before returning (when it
+        cannot be opened it is retried in the background, and waits poll meanwhile);
+        ``auto_reconnect=False`` stops it from reconnecting after a drop, so waits poll
+        the server from then on.  Without the monitor (``-p no:monitor``,
+        ``websocket.enable: false``) there is no socket to open: the polling fallback
+        starts instead and the call succeeds, but no ``progress`` events arrive.
+        Calling it again changes ``auto_reconnect`` and keeps the running channel.
+        Submitting a prompt opens the channel anyway; this only makes it explicit.
+        """
+        self.auto_reconnect = auto_reconnect
+        if self._event_source is None:
+            self._event_source_asked = False  # connect again after disconnect_websocket()
+        source = self.ensure_event_source()
+        if source is not None and source.name != "websocket":
+            log.info("no WebSocket event source is installed (monitor disabled); %s delivers the events", source.name)
+        return source
+
+    def disconnect_websocket(self) -> None:
+        """Close the live-event channel (safe to call twice); later waits poll until connect_websocket()."""
+        source, self._event_source = self._event_source, None
+        self._event_source_asked = True  # a later submission must not quietly reopen it
+        if source is not None:
+            source.stop()
+
     def on(self, event_type: str, callback: Callable[[Event], None]) -> None:
-        """Call ``callback(event)`` for every event of ``event_type`` (``"*"``: every event)."""
+        """Call ``callback(event)`` for every event of ``event_type`` (``"*"``: every event).
+
+        The event is typed (:mod:`comfykit.events`) and also reads as the raw message,
+        ``event["type"]`` and ``event["data"]``.  A callback that raises is logged once
+        per event type (then at debug level), and never stops the other consumers.
+        """
         self._callbacks.setdefault(event_type, []).append(callback)
 
     def off(self, event_type: str, callback: Callable[[Event], None]) -> None:
         callbacks = self._callbacks.get(event_type, [])
         if callback in callbacks:
             callbacks.remove(callback)
+            with self._failing_lock:
+                self._failing_callbacks = {key for key in self._failing_callbacks if key[0] != id(callback)}
 
     def dispatch_event(self, event: Event) -> None:
         """Hand one event to the event hook, the ``on()`` callbacks and the tracker (event sources call this)."""
@@ -731,6 +770,19 @@ class ComfyUIClient:
             try:
                 callback(event)
             except Exception:
-                log.exception("an on(%r) callback failed", event.type)
+                self._callback_failed(callback, event)
         self.tracker.feed(event)
 
+    def _callback_failed(self, callback: Callable[[Event], None], event: Event) -> None:
+        # A callback broken for one kind of event fails on every frame of it (16 per sampler run):
+        # the first traceback says everything, the rest would bury the log.
+        key = (id(callback), event.type)
+        with self._failing_lock:
+            first = key not in self._failing_callbacks
+            self._failing_callbacks.add(key)
+        name = getattr(callback, "__qualname__", repr(callback))
+        if first:
+            log.exception("the on(%r) callback %s failed; its further failures on %r events are logged at debug level",
+                          event.type, name, event.type)
+        else:
+            log.debug("the on(%r) callback %s failed again", event.type, name, exc_info=True)

@@ -3,12 +3,16 @@
 ``parse_message`` turns one WebSocket frame (text or binary) into an :class:`Event`.
 It never raises: a frame of an unknown type, or one whose data has an unexpected
 shape, becomes an :class:`UnknownEvent` that keeps the raw content.
+
+Every event also reads as the message the server sent, ``{"type": ..., "data": ...}``
+(a read-only mapping), so callbacks written for raw frames (``event["data"]["value"]``,
+``event.get("type")``) work unchanged beside the typed attributes.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import attrs
@@ -37,9 +41,17 @@ __all__ = [
 ]
 
 
+#: the keys of an event read as the raw message
+MESSAGE_KEYS = ("type", "data")
+
+
 @attrs.frozen
-class Event:
-    """Base of all events: ``type`` is the server's event name, ``data`` its payload as sent."""
+class Event(Mapping[str, Any]):
+    """Base of all events: ``type`` is the server's event name, ``data`` its payload as sent.
+
+    As a mapping an event is the frame's message: ``event["type"]`` and ``event["data"]``
+    (the payload itself, shared by every consumer of the event: read it, do not change it).
+    """
 
     type: str
     data: Any = attrs.field(default=None, eq=False, repr=False)
@@ -47,6 +59,19 @@ class Event:
     @property
     def prompt_id(self) -> str | None:
         return self.data.get("prompt_id") if isinstance(self.data, Mapping) else None
+
+    def __getitem__(self, key: str) -> Any:
+        if key == "type":
+            return self.type
+        if key == "data":
+            return self.data
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(MESSAGE_KEYS)
+
+    def __len__(self) -> int:
+        return len(MESSAGE_KEYS)
 
 
 @attrs.frozen

@@ -11,14 +11,18 @@ from __future__ import annotations
 import enum
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import attrs
 
+from comfykit.errors import WorkflowError
 from comfykit.outputs import OutputFile, StoredOutput
 
-__all__ = ["FINAL_STATES", "MOVES", "IllegalMove", "Job", "JobStatus", "new_prompt_id"]
+__all__ = [
+    "FINAL_STATES", "MOVES", "IllegalMove", "Job", "JobRequest", "JobStatus", "job_arguments", "job_requests",
+    "new_prompt_id",
+]
 
 
 def new_prompt_id() -> str:
@@ -117,6 +121,73 @@ class Job:
         if start is None or self.finished_at is None:
             return None
         return max(0.0, self.finished_at - start)
+
+
+_ADD_JOB_USAGE = ("Call add_job(workflow), add_job(job_id, workflow) as the original tool did, "
+                  "or add_job(workflow, job_id=...); load files with comfykit.workflow.load_workflow() first.")
+
+
+def job_arguments(
+    positional: tuple[object, ...], *, workflow: object = None, job_id: object = None, metadata: object = None
+) -> tuple[dict[str, Any], str | None, Mapping[str, Any] | None]:
+    """The API graph, job id and metadata of an ``add_job`` call, whichever form it was written in.
+
+    Positionally the workflow comes first (``add_job(workflow, job_id, metadata)``), or
+    the job id does, as in the original tool (``add_job(job_id, workflow, metadata)``);
+    ``workflow=``, ``job_id=`` and ``metadata=`` may name any of them.  A ``{"prompt":
+    graph}`` wrapper is unwrapped.  Anything else raises :class:`WorkflowError` with a hint.
+    """
+    given = list(positional)
+    while given and given[-1] is None:
+        given.pop()
+    order = ("job_id", "workflow", "metadata") if given and isinstance(given[0], (str, int)) else (
+        "workflow", "job_id", "metadata")
+    values: dict[str, object] = dict(zip(order, given, strict=False))
+    for name, value in (("workflow", workflow), ("job_id", job_id), ("metadata", metadata)):
+        if value is not None:
+            if values.get(name) is not None:
+                raise WorkflowError(f"add_job got the {name.replace('_', ' ')} twice", hint=_ADD_JOB_USAGE)
+            values[name] = value
+    graph, chosen_id, extra = values.get("workflow"), values.get("job_id"), values.get("metadata")
+    if not isinstance(graph, Mapping):
+        raise WorkflowError(f"add_job got {'no' if graph is None else 'a ' + type(graph).__name__} workflow",
+                            hint=_ADD_JOB_USAGE)
+    prompt = graph["prompt"] if isinstance(graph.get("prompt"), Mapping) else graph
+    if not prompt:
+        raise WorkflowError("add_job needs an API-format workflow ({node_id: {class_type, inputs}})", hint=_ADD_JOB_USAGE)
+    if chosen_id is not None and not isinstance(chosen_id, (str, int)):
+        raise WorkflowError(f"the job id must be a text, not a {type(chosen_id).__name__}", hint=_ADD_JOB_USAGE)
+    if extra is not None and not isinstance(extra, Mapping):
+        raise WorkflowError(f"the metadata must be a mapping, not a {type(extra).__name__}", hint=_ADD_JOB_USAGE)
+    return dict(prompt), None if chosen_id is None else str(chosen_id), extra
+
+
+@attrs.frozen
+class JobRequest:
+    """One item of an ``add_jobs_from_list`` call, ready for ``add_job``."""
+
+    workflow: Mapping[str, Any]
+    job_id: str | None = None
+    metadata: Mapping[str, Any] | None = None
+    params: Mapping[str, Any] | None = None
+    extra_data: Mapping[str, Any] | None = None
+    inputs: Mapping[str, Any] | None = None
+
+
+def job_requests(workflows: Iterable[Mapping[str, Any]], job_prefix: str | None = "job") -> Iterator[JobRequest]:
+    """The jobs of an ``add_jobs_from_list`` call: the i-th gets the id ``f"{job_prefix}_{i}"`` (``job_0``, ``job_1``...).
+
+    An item is a workflow, or ``{"workflow": ..., "job_id"?, "metadata"?, "params"?,
+    "extra_data"?, "inputs"?}`` whose own ``job_id`` wins.  With ``job_prefix=None`` the
+    queue chooses the ids, as for ``add_job(workflow)``.
+    """
+    for index, item in enumerate(workflows):
+        numbered = None if job_prefix is None else f"{job_prefix}_{index}"
+        if isinstance(item, Mapping) and isinstance(item.get("workflow"), Mapping):
+            yield JobRequest(item["workflow"], item.get("job_id", numbered), item.get("metadata"), item.get("params"),
+                             item.get("extra_data"), item.get("inputs"))
+        else:
+            yield JobRequest(item, numbered)
 
 
 _FIELDS = frozenset(field.name for field in attrs.fields(Job)) - {"status", "job_id"}

@@ -46,7 +46,8 @@ def main() -> int:
 
         # 2. Workflows: edit by node title, inspect, validate against the server's /object_info.
         workflows = WorkflowManager(client=client)
-        workflow = workflows.update_node_input(WORKFLOW, "Background", "color", 0xFF8800)
+        # update_node_input edits in place; on a shallow copy it leaves WORKFLOW itself as it was.
+        workflow = workflows.update_node_input(WORKFLOW.copy(), "Background", "color", 0xFF8800)
         summary = workflows.get_workflow_info(workflow)
         ok, problems = workflows.validate_workflow(workflow)
         print(f"2. workflow of {len(workflow)} nodes, output nodes {summary.outputs}, valid: {ok} {problems}")

@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from comfykit.config import Config
-from comfykit.errors import ComfyKitError, ConfigError, OutputError, WaitTimeout, WorkflowError
-from comfykit.jobs import Job, JobStatus
+from comfykit.errors import ComfyKitError, ConfigError, OutputError, WaitTimeout
+from comfykit.jobs import Job, JobStatus, job_arguments, job_requests
 from comfykit.plugins import PluginManager, open_session
 from comfykit.queue import finish, pool, schedule, submit
 from comfykit.queue.state import (
@@ -155,27 +155,31 @@ class QueueManager(Workers):
 
     def add_job(
         self,
-        workflow: Mapping[str, Any],
+        first: Mapping[str, Any] | str | None = None,
+        second: Mapping[str, Any] | str | None = None,
+        third: Mapping[str, Any] | None = None,
+        /,
+        *,
+        workflow: Mapping[str, Any] | None = None,
         job_id: str | None = None,
         metadata: Mapping[str, Any] | None = None,
-        *,
         params: Mapping[str, Any] | None = None,
         extra_data: Mapping[str, Any] | None = None,
         inputs: Mapping[str, str | Path] | None = None,
     ) -> str:
         """Add one API-format workflow; return its job id.
 
-        The workflow is copied, so the caller may change and re-add the same dict.
-        With a journal, a job already journaled (same ``job_id``, or same content
-        added in the same order when no id is given) is not added again: re-running
-        a killed script with the same journal resumes it.
+        ``add_job(workflow, job_id, metadata)``, or in the original tool's order
+        ``add_job(job_id, workflow, metadata)``; each may also be named.  The
+        workflow is copied, so the caller may change and re-add the same dict.  With a
+        journal, a job already journaled (same ``job_id``, or same content added in the
+        same order when no id is given) is not added again: re-running a killed script
+        with the same journal resumes it.
         """
-        prompt = workflow["prompt"] if isinstance(workflow.get("prompt"), Mapping) else workflow
-        if not isinstance(prompt, Mapping) or not prompt:
-            raise WorkflowError("add_job needs an API-format workflow ({node_id: {class_type, inputs}})",
-                                hint="Load files with comfykit.workflow.load_workflow() first.")
+        prompt, job_id, metadata = job_arguments((first, second, third), workflow=workflow, job_id=job_id,
+                                                 metadata=metadata)
         job = Job(
-            workflow=copy.deepcopy(dict(prompt)),
+            workflow=copy.deepcopy(prompt),
             metadata=dict(metadata or {}),
             params=dict(params or {}),
             extra_data=dict(extra_data or {}),
@@ -207,23 +211,15 @@ class QueueManager(Workers):
         self._id_counts[digest] += 1
         return f"{digest}-{self._id_counts[digest]}"
 
-    def add_jobs_from_list(self, workflows: Iterable[Mapping[str, Any]]) -> list[str]:
-        """Add many jobs: each item is a workflow, or ``{"workflow": ..., "job_id"?, "metadata"?, "params"?}``."""
-        ids = []
-        for item in workflows:
-            if "workflow" in item and isinstance(item["workflow"], Mapping):
-                ids.append(self.add_job(
-                    item["workflow"], item.get("job_id"), item.get("metadata"), params=item.get("params"),
-                    extra_data=item.get("extra_data"), inputs=item.get("inputs"),
-                ))
-            else:
-                ids.append(self.add_job(item))
-        return ids
+    def add_jobs_from_list(self, workflows: Iterable[Mapping[str, Any]], job_prefix: str | None = "job") -> list[str]:
+        """Add many jobs, with ids ``job_0``, ``job_1``... (see :func:`comfykit.jobs.job_requests`); return the ids."""
+        return [self.add_job(r.workflow, r.job_id, r.metadata, params=r.params, extra_data=r.extra_data, inputs=r.inputs)
+                for r in job_requests(workflows, job_prefix)]
 
     def clear_completed(self) -> int:
-        """Forget finished jobs (completed, failed, cancelled) in memory; return how many. The journal keeps them."""
+        """Forget the completed jobs (not the failed or cancelled ones) in memory; return how many. The journal keeps them."""
         with self._lock:
-            done = [job_id for job_id, job in self._jobs.items() if job.done]
+            done = [job_id for job_id, job in self._jobs.items() if job.status is JobStatus.COMPLETED]
             for job_id in done:
                 del self._jobs[job_id]
             return len(done)

@@ -18,7 +18,7 @@ from comfykit.answers import queued_ids
 from comfykit.errors import ComfyKitError, NotFound, PromptRejected, ServerError, TransportError, WorkflowError
 from comfykit.jobs import Job
 from comfykit.queue.inputs import UploadCache, apply_inputs
-from comfykit.workflow.manager import validate_before_send
+from comfykit.workflow.api import validate_before_send
 from comfykit.workflow.templates import randomize_seeds
 
 if TYPE_CHECKING:

@@ -1,17 +1,31 @@
-"""Editing API graphs: ``NODE.INPUT=VALUE`` updates (nodes addressed by id, title or unique class), and merging."""
+"""Editing API graphs: ``NODE.INPUT=VALUE`` updates (nodes addressed by id, title or unique class), and merging.
+
+``apply_updates`` and ``merge_workflows`` return new graphs; ``set_node_input`` is the one
+in-place edit (the original tool's ``update_node_input``).
+"""
 
 from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, MutableMapping
 from typing import Any
 
 import attrs
 
 from comfykit.errors import WorkflowError
 
-__all__ = ["Update", "apply_updates", "find_node", "merge_workflows", "node_address", "parse_update"]
+__all__ = [
+    "Update",
+    "apply_updates",
+    "find_node",
+    "is_link",
+    "merge_workflows",
+    "node_address",
+    "parse_update",
+    "resolve_input",
+    "set_node_input",
+]
 
 
 @attrs.frozen
@@ -68,6 +82,21 @@ def find_node(workflow: Mapping[str, Any], node: str) -> str:
     )
 
 
+def resolve_input(workflow: Mapping[str, Any], target: str) -> tuple[str, str]:
+    """``NODE.INPUT`` (node by id, title or unique class) to ``(node_id, input)``; the node must have that input.
+
+    Raises :class:`WorkflowError` naming the node's inputs when it has no such one.
+    """
+    update = parse_update(f"{target}=")
+    node_id = find_node(workflow, update.node)
+    inputs = workflow[node_id].get("inputs") or {}
+    if update.input not in inputs:
+        names = ", ".join(sorted(map(str, inputs))) or "none"
+        raise WorkflowError(f"node {node_id} ({workflow[node_id].get('class_type')}) has no input {update.input!r}",
+                            node_id=node_id, hint=f"Its inputs are: {names}.")
+    return node_id, update.input
+
+
 def apply_updates(workflow: Mapping[str, Any], updates: Iterable[Update | str]) -> dict[str, Any]:
     """A new workflow with every update applied; the input workflow is left untouched."""
     result = copy.deepcopy(dict(workflow))
@@ -76,6 +105,20 @@ def apply_updates(workflow: Mapping[str, Any], updates: Iterable[Update | str]) 
         node_id = find_node(result, parsed.node)
         result[node_id].setdefault("inputs", {})[parsed.input] = parsed.value
     return result
+
+
+def set_node_input(workflow: MutableMapping[str, Any], node: str, input_name: str, value: Any) -> MutableMapping[str, Any]:
+    """Set one input of ``workflow`` in place and return ``workflow``; ``node`` is an id, a title or a unique class.
+
+    The node's entry is replaced by an updated copy instead of being changed, so a shallow
+    copy of the workflow taken before (``workflow.copy()``) keeps the old value, and a
+    shallow copy changed this way leaves the graph it was copied from as it was.
+    """
+    node_id = find_node(workflow, str(node))
+    entry = workflow[node_id]
+    inputs = entry.get("inputs")
+    workflow[node_id] = {**entry, "inputs": {**(inputs if isinstance(inputs, Mapping) else {}), input_name: value}}
+    return workflow
 
 
 def node_address(workflow: Mapping[str, Any], node_id: str) -> str:
@@ -96,7 +139,8 @@ def node_address(workflow: Mapping[str, Any], node_id: str) -> str:
     return node_id
 
 
-def _is_link(value: Any) -> bool:
+def is_link(value: Any) -> bool:
+    """Whether an input value is a link ``[source_node_id, output_index]`` rather than a literal."""
     return isinstance(value, list) and len(value) == 2 and isinstance(value[0], str) and isinstance(value[1], int)
 
 
@@ -109,7 +153,7 @@ def _renamed(workflow: Mapping[str, Any], prefix: str | None) -> dict[str, Any]:
         inputs = copied.get("inputs") if isinstance(copied, dict) else None
         if isinstance(inputs, dict):
             for name, value in inputs.items():
-                if _is_link(value):
+                if is_link(value):
                     # Links stay in their own graph's namespace, so even dangling ones keep meaning the same node.
                     inputs[name] = [f"{prefix}{value[0]}", value[1]]
         result[f"{prefix}{node_id}"] = copied
@@ -117,13 +161,17 @@ def _renamed(workflow: Mapping[str, Any], prefix: str | None) -> dict[str, Any]:
 
 
 def merge_workflows(
-    first: Mapping[str, Any], second: Mapping[str, Any], *, prefix_a: str | None = None, prefix_b: str | None = "b_"
+    first: Mapping[str, Any], second: Mapping[str, Any], node_id_prefix: str | None = None, *,
+    prefix_a: str | None = None, prefix_b: str | None = "b_",
 ) -> dict[str, Any]:
     """One graph holding both workflows; node ids are prefixed (and every link rewritten to match).
 
-    By default only the second graph's ids get ``b_``; ids that still collide raise
-    :class:`WorkflowError`.  Neither input is modified.
+    By default only the second graph's ids get ``b_``; ``node_id_prefix`` (the original
+    tool's third argument) is that prefix under its old name and wins over ``prefix_b``.
+    Ids that still collide raise :class:`WorkflowError`.  Neither input is modified.
     """
+    if node_id_prefix is not None:
+        prefix_b = node_id_prefix
     a = _renamed(first, prefix_a)
     b = _renamed(second, prefix_b)
     clashes = sorted(set(a) & set(b))

@@ -1,5 +1,9 @@
 """Reading workflow files: API-format JSON, the ``{"prompt": ...}`` wrapper, YAML, and ComfyUI PNGs.
 
+A PNG saved by ComfyUI carries its graph in text chunks (``prompt``, ``workflow``);
+they are read with ``struct`` and ``zlib`` alone, seeking over the image data, so a
+huge image costs no more than its text.
+
 Reading (bytes to data) and conversion (data to an API graph) are separate hooks,
 ``comfykit_read_workflow`` and ``comfykit_convert_workflow``, so a plugin can add a
 container format or a workflow format independently.  Nothing here mutates the
@@ -10,29 +14,45 @@ from __future__ import annotations
 
 import copy
 import json
+import struct
+import zlib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import yaml
 
 from comfykit.errors import ConversionError, WorkflowLoadError
 from comfykit.utils import plain_data_problem
 
-__all__ = ["dump_yaml", "is_api_graph", "is_ui_workflow", "read_workflow_file", "to_api_graph"]
+__all__ = ["dump_yaml", "is_api_graph", "is_ui_workflow", "png_text", "read_workflow_file", "to_api_graph"]
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+#: the text chunks that can hold a workflow, and the keywords ComfyUI writes
+PNG_TEXT_CHUNKS = (b"tEXt", b"zTXt", b"iTXt")
+WORKFLOW_KEYWORDS = ("prompt", "workflow")
+#: a text chunk (or its decompressed text) larger than this is refused: real workflows are a few MB
+MAX_PNG_TEXT = 64 * 1024 * 1024
 
 
 def read_workflow_file(path: Path) -> Any:
     """Decode a JSON, YAML or PNG workflow file; raise :class:`WorkflowLoadError` naming the file."""
     try:
-        raw = path.read_bytes()
+        with open(path, "rb") as handle:
+            head = handle.read(len(PNG_SIGNATURE))
+            if head == PNG_SIGNATURE:
+                text = png_text(handle, path)
+            else:
+                raw = head + handle.read()
     except OSError as exc:
         raise WorkflowLoadError(f"cannot read the file: {exc.strerror or exc}", path=str(path),
                                 hint="Check the path and permissions.") from None
-    if raw.startswith(PNG_SIGNATURE):
-        return _read_png(path)
+    if head == PNG_SIGNATURE:
+        return _png_workflow(text, path)
+    return _decode(raw, path)
+
+
+def _decode(raw: bytes, path: Path) -> Any:
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -68,19 +88,71 @@ def _plain(data: Any, path: Path) -> Any:
     return data
 
 
-def _read_png(path: Path) -> Any:
+def png_text(handle: BinaryIO, path: Path) -> dict[str, str]:
+    """The workflow text chunks of a PNG (the handle is just past the signature), by keyword.
+
+    Chunks are walked by their length fields; image data and other texts are skipped
+    with a seek, never read or decoded.  A damaged chunk raises :class:`WorkflowLoadError`.
+    """
+    found: dict[str, str] = {}
+    while True:
+        header = handle.read(8)
+        if len(header) < 8:
+            return found  # no IEND: a truncated image, but its text chunks may all be there
+        length, kind = struct.unpack(">I4s", header)
+        if kind == b"IEND":
+            return found
+        # A keyword is at most 79 bytes: its NUL is within the first 80, so other texts are skipped unread.
+        head = handle.read(min(length, 80)) if kind in PNG_TEXT_CHUNKS else b""
+        if head.partition(b"\0")[0].decode("latin-1") not in WORKFLOW_KEYWORDS:
+            handle.seek(length - len(head) + 4, 1)  # the rest of the data, and its CRC
+            continue
+        if length > MAX_PNG_TEXT:
+            raise WorkflowLoadError(f"a {kind.decode()} chunk of {length} bytes is larger than any workflow",
+                                    path=str(path))
+        body = head + handle.read(length - len(head))
+        crc = handle.read(4)
+        if len(body) < length or len(crc) < 4 or struct.unpack(">I", crc)[0] != zlib.crc32(kind + body):
+            raise WorkflowLoadError(f"the PNG's {kind.decode()} chunk is damaged (truncated or a bad checksum)",
+                                    path=str(path), hint="Save the image from ComfyUI again.")
+        keyword, text = _text_chunk(kind, body, path)
+        found.setdefault(keyword, text)
+
+
+def _text_chunk(kind: bytes, body: bytes, path: Path) -> tuple[str, str]:
+    """(keyword, text) of a tEXt, zTXt or iTXt chunk body."""
+    keyword, sep, rest = body.partition(b"\0")
+    name = keyword.decode("latin-1")
+    if not sep:
+        return name, ""
+    if kind == b"tEXt":
+        return name, rest.decode("latin-1")
+    if kind == b"zTXt":
+        return name, _inflate(rest[1:], name, path).decode("latin-1")
+    # iTXt: compression flag, method, language tag NUL, translated keyword NUL, UTF-8 text
+    if len(rest) < 2:
+        return name, ""
+    compressed = rest[0] == 1
+    _language, _, tail = rest[2:].partition(b"\0")
+    _translated, _, data = tail.partition(b"\0")
+    raw = _inflate(data, name, path) if compressed else data
+    return name, raw.decode("utf-8", errors="replace")
+
+
+def _inflate(data: bytes, keyword: str, path: Path) -> bytes:
+    inflater = zlib.decompressobj()
     try:
-        from PIL import Image
-    except ImportError:
-        raise WorkflowLoadError("reading workflows from PNG files needs Pillow", path=str(path),
-                                hint="pip install 'comfykit[simulator]' or pip install Pillow") from None
-    try:
-        with Image.open(path) as image:
-            text = dict(getattr(image, "text", {}) or image.info)
-    except Exception as exc:  # Pillow's decoders raise many types (OSError, SyntaxError, ValueError...) on corrupt files
-        raise WorkflowLoadError(f"the PNG cannot be read: {type(exc).__name__}: {exc}", path=str(path)) from None
-    for key in ("prompt", "workflow"):
-        if isinstance(text.get(key), str):
+        text = inflater.decompress(data, MAX_PNG_TEXT)
+    except zlib.error as exc:
+        raise WorkflowLoadError(f"the PNG's {keyword!r} text chunk cannot be decompressed: {exc}", path=str(path)) from None
+    if inflater.unconsumed_tail:
+        raise WorkflowLoadError(f"the PNG's {keyword!r} text chunk inflates past {MAX_PNG_TEXT} bytes", path=str(path))
+    return text
+
+
+def _png_workflow(text: Mapping[str, str], path: Path) -> Any:
+    for key in WORKFLOW_KEYWORDS:
+        if key in text:
             try:
                 return _plain(json.loads(text[key]), path)
             except (ValueError, RecursionError) as exc:

@@ -20,11 +20,10 @@ import attrs
 
 from comfykit.errors import TemplateError, WorkflowError
 from comfykit.workflow.edit import Update, apply_updates, parse_update
+from comfykit.workflow.templates import Template, instantiate, randomize_seeds
 
 if TYPE_CHECKING:
     import random
-
-    from comfykit.workflow.templates import Template
 
 __all__ = ["MAX_SWEEP_POINTS", "SweepAxis", "apply_sweep_point", "expand_sweep", "parse_sweep"]
 
@@ -196,8 +195,6 @@ def apply_sweep_point(
     ``values``, the fixed ones) and the other names are applied as ``NODE.INPUT``
     updates afterwards; with a plain workflow every name must be a ``NODE.INPUT``.
     """
-    from comfykit.workflow.templates import Template, instantiate
-
     if isinstance(target, Template):
         params = {k: v for k, v in point.items() if k in target.parameters}
         merged = {**(values or {}), **params}
@@ -211,7 +208,5 @@ def apply_sweep_point(
         raise WorkflowError("values= only applies to templates", hint="Put node inputs in the sweep point instead.")
     graph = apply_updates(target, [_node_update(k, v) for k, v in point.items()])
     if random_seeds:
-        from comfykit.workflow.templates import randomize_seeds
-
         graph = randomize_seeds(graph, keep={k for k in point}, rng=rng)
     return graph

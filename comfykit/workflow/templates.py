@@ -16,7 +16,8 @@ A template file ``txt2img.template.yaml`` looks like::
         default: 0
         min: 0
 
-A target is ``NODE.INPUT`` with the node addressed as in :func:`comfykit.workflow.edit.find_node`
+A target is ``NODE.INPUT`` (or, as the original tool wrote it, ``node_id`` and
+``input_name`` fields) with the node addressed as in :func:`comfykit.workflow.edit.find_node`
 (id, ``_meta.title`` or a class used once).  A parameter without ``default`` is required.
 :func:`instantiate` checks the values (unknown, missing, mistyped, out of range, not a
 choice) and returns a new API graph; values given as text (from the command line) are
@@ -38,8 +39,10 @@ import attrs
 import yaml
 
 from comfykit.errors import TemplateError, WorkflowError
+from comfykit.paths import atomic_write
 from comfykit.utils import plain_data_problem
-from comfykit.workflow.edit import find_node, parse_update
+from comfykit.workflow.api import load_workflow
+from comfykit.workflow.edit import resolve_input
 from comfykit.workflow.loader import dump_yaml
 
 __all__ = [
@@ -142,18 +145,6 @@ def _error(template_name: str, source: str | None, message: str, hint: str | Non
     return TemplateError(f"template {template_name!r}: {message}", path=source, hint=hint)
 
 
-def _resolve(workflow: Mapping[str, Any], target: str) -> tuple[str, str]:
-    """``NODE.INPUT`` to ``(node_id, input)``; raises :class:`WorkflowError` when either is missing."""
-    update = parse_update(f"{target}=")
-    node_id = find_node(workflow, update.node)
-    inputs = workflow[node_id].get("inputs") or {}
-    if update.input not in inputs:
-        names = ", ".join(sorted(map(str, inputs))) or "none"
-        raise WorkflowError(f"node {node_id} ({workflow[node_id].get('class_type')}) has no input {update.input!r}",
-                            node_id=node_id, hint=f"Its inputs are: {names}.")
-    return node_id, update.input
-
-
 def _infer_type(value: Any) -> str | None:
     if isinstance(value, bool):
         return "bool"
@@ -171,10 +162,15 @@ def _as_parameter(workflow: Mapping[str, Any], name: str, spec: Parameter | Mapp
     """Build a parameter from its record, YAML mapping, or bare target(s); bare targets take the workflow's value as default."""
     if isinstance(spec, Parameter):
         return spec
+    if isinstance(spec, Mapping) and spec and set(spec) <= {"node_id", "input_name"}:
+        # The original tool's whole parameter: a bare target, so the workflow's value is its default.
+        spec = _original_target(dict(spec), name, where)
     if isinstance(spec, Mapping):
         data = dict(spec)
         if "target" in data:
             data["targets"] = data.pop("target")
+        if "node_id" in data or "input_name" in data:
+            data["targets"] = [_original_target(data, name, where)]
         unknown = set(data) - {f.name for f in attrs.fields(Parameter)}
         if unknown:
             fields = [f.name for f in attrs.fields(Parameter)]
@@ -200,11 +196,22 @@ def _as_parameter(workflow: Mapping[str, Any], name: str, spec: Parameter | Mapp
     return Parameter(targets=targets, type=_inferred(current, name, where), default=current)
 
 
+def _original_target(data: dict[str, Any], name: str, where: tuple[str, str | None]) -> str:
+    """The ``NODE.INPUT`` target of the original tool's ``{"node_id": "6", "input_name": "text"}`` (both keys popped)."""
+    node_id, input_name = data.pop("node_id", None), data.pop("input_name", None)
+    if "targets" in data or node_id is None or input_name is None:
+        raise _error(*where, f"parameter {name!r} needs both node_id and input_name, and no other target",
+                     hint='Write {"node_id": "6", "input_name": "text"} or targets: [6.text].')
+    node = str(node_id)
+    # A quoted id survives the '.' and '=' that NODE.INPUT parsing splits on (merged graphs have such ids).
+    return f'"{node}".{input_name}' if any(c in node for c in '.="') and '"' not in node else f"{node}.{input_name}"
+
+
 def _current_value(workflow: Mapping[str, Any], targets: tuple[str, ...], name: str, where: tuple[str, str | None]) -> Any:
     if not targets:
         raise _error(*where, f"parameter {name!r} has no targets", hint="Add targets: [NODE.INPUT, ...].")
     try:
-        node_id, input_name = _resolve(workflow, targets[0])
+        node_id, input_name = resolve_input(workflow, targets[0])
     except WorkflowError as exc:
         raise _error(*where, f"parameter {name!r}: target {targets[0]!r}: {exc.message}", hint=exc.hint) from None
     return workflow[node_id]["inputs"][input_name]
@@ -251,7 +258,7 @@ def _check_parameter(workflow: Mapping[str, Any], name: str, param: Parameter, w
         raise _error(*where, f"parameter {name!r} has no targets", hint="Add targets: [NODE.INPUT, ...].")
     for target in param.targets:
         try:
-            _resolve(workflow, target)
+            resolve_input(workflow, target)
         except WorkflowError as exc:
             raise _error(*where, f"parameter {name!r}: target {target!r}: {exc.message}", hint=exc.hint) from None
     if not param.required:
@@ -356,7 +363,7 @@ def _coerce(param: Parameter, name: str, value: Any, where: tuple[str, str | Non
 def _is_seed_parameter(name: str, param: Parameter, workflow: Mapping[str, Any]) -> bool:
     if name in SEED_INPUTS:
         return True
-    return param.type == "int" and all(_resolve(workflow, t)[1] in SEED_INPUTS for t in param.targets)
+    return param.type == "int" and all(resolve_input(workflow, t)[1] in SEED_INPUTS for t in param.targets)
 
 
 def _random_seed(rng: random.Random, low: float | None = None, high: float | None = None) -> int:
@@ -380,7 +387,7 @@ def randomize_seeds(
             kept.add(item)
             continue
         try:
-            kept.add(_resolve(workflow, item))
+            kept.add(resolve_input(workflow, item))
         except WorkflowError:
             continue  # not a NODE.INPUT name, so it pins no seed
     result = copy.deepcopy(dict(workflow))
@@ -419,7 +426,7 @@ def instantiate(
     generator = rng or random.SystemRandom()
     graph = copy.deepcopy(template.workflow)
     if random_seeds:
-        pinned = {_resolve(graph, t) for key in given for t in template.parameters[key].targets}
+        pinned = {resolve_input(graph, t) for key in given for t in template.parameters[key].targets}
         graph = randomize_seeds(graph, keep=pinned, rng=generator)
     missing: list[str] = []
     for key, param in template.parameters.items():
@@ -433,7 +440,7 @@ def instantiate(
             missing.append(key)
             continue
         for target in param.targets:
-            node_id, input_name = _resolve(graph, target)
+            node_id, input_name = resolve_input(graph, target)
             graph[node_id]["inputs"][input_name] = copy.deepcopy(value)
     if missing:
         described = "; ".join(f"{key}: {template.parameters[key].description}" for key in missing
@@ -471,8 +478,7 @@ def save_template(template: Template, path: str | Path, *, workflow_file: str | 
         if not workflow_path.is_absolute():
             workflow_path = target.parent / workflow_path
         if not workflow_path.exists():
-            workflow_path.parent.mkdir(parents=True, exist_ok=True)
-            workflow_path.write_text(json.dumps(template.workflow, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+            atomic_write(workflow_path, (json.dumps(template.workflow, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
         try:
             data["workflow"] = workflow_path.resolve().relative_to(target.parent.resolve()).as_posix()
         except ValueError:
@@ -480,10 +486,7 @@ def save_template(template: Template, path: str | Path, *, workflow_file: str | 
     else:
         data["workflow"] = template.workflow
     data["parameters"] = {key: param.to_dict() for key, param in template.parameters.items()}
-    text = dump_yaml(data)
-    temporary = target.with_name(f".{target.name}.tmp")
-    temporary.write_text(text, encoding="utf-8")
-    temporary.replace(target)
+    atomic_write(target, dump_yaml(data).encode("utf-8"))
     return target
 
 
@@ -491,8 +494,6 @@ def load_template(
     path: str | Path, *, client: Any = None, object_info: Mapping[str, Any] | None = None
 ) -> Template:
     """Read and check a template file; a referenced UI-format workflow is converted with ``client``/``object_info``."""
-    from comfykit.workflow.manager import load_workflow
-
     file = Path(path)
     source = str(file)
     default_name = file.name.removesuffix(TEMPLATE_SUFFIX).removesuffix(".template.yml").removesuffix(file.suffix)

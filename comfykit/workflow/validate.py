@@ -12,17 +12,14 @@ import difflib
 from collections.abc import Mapping
 from typing import Any
 
+from comfykit.workflow.edit import is_link
 from comfykit.workflow.problems import Problem, Severity
 
 __all__ = ["check_schema", "check_structure"]
 
 
-def _is_link(value: Any) -> bool:
-    return isinstance(value, list) and len(value) == 2 and isinstance(value[0], str) and isinstance(value[1], int)
-
-
 def check_structure(workflow: Any) -> list[Problem]:
-    """Ids, class_type, inputs, links to missing nodes, cycles (no catalogue needed)."""
+    """Ids, class_type, inputs, links to missing nodes or negative outputs, cycles (no catalogue needed)."""
     if not isinstance(workflow, Mapping) or not workflow:
         return [Problem("empty_workflow", "the workflow has no nodes", hint="Export it with 'Export (API)'.")]
     problems: list[Problem] = []
@@ -40,11 +37,17 @@ def check_structure(workflow: Any) -> list[Problem]:
             problems.append(Problem("invalid_inputs", "inputs is not an object", node_id=str(node_id), class_type=class_type))
             continue
         for name, value in inputs.items():
-            if _is_link(value) and value[0] not in workflow:
+            if is_link(value) and value[0] not in workflow:
                 problems.append(Problem(
                     "link_to_missing_node", f"links to node {value[0]!r}, which is not in the workflow",
                     node_id=str(node_id), class_type=class_type, input_name=str(name),
                     hint="Connect the input to an existing node.",
+                ))
+            elif is_link(value) and value[1] < 0:
+                problems.append(Problem(
+                    "output_index_out_of_range", f"links to output {value[1]} of node {value[0]}; outputs count from 0",
+                    node_id=str(node_id), class_type=class_type, input_name=str(name),
+                    hint="Pick an existing output slot.",
                 ))
     cycle = _find_cycle(workflow)
     if cycle:
@@ -63,7 +66,7 @@ def _links(workflow: Mapping[str, Any], node_id: str) -> list[str]:
     inputs = node.get("inputs", {}) if isinstance(node, Mapping) else {}
     if not isinstance(inputs, Mapping):
         return []
-    return [value[0] for value in inputs.values() if _is_link(value) and isinstance(workflow.get(value[0]), Mapping)]
+    return [value[0] for value in inputs.values() if is_link(value) and isinstance(workflow.get(value[0]), Mapping)]
 
 
 def _find_cycle(workflow: Mapping[str, Any]) -> list[str] | None:
@@ -156,12 +159,12 @@ def _check_value(
     where: dict[str, Any],
 ) -> Problem | None:
     kind = spec[0] if isinstance(spec[0], str) else "COMBO"
-    if _is_link(value):
+    if is_link(value):
         source = workflow.get(value[0])
-        if not isinstance(source, Mapping):
+        if not isinstance(source, Mapping) or value[1] < 0:
             return None  # reported by the structural check
         outputs = (object_info.get(str(source.get("class_type"))) or {}).get("output") or []
-        if value[1] >= len(outputs) or value[1] < 0:
+        if value[1] >= len(outputs):
             return Problem("output_index_out_of_range",
                            f"links to output {value[1]} of node {value[0]}, which has {len(outputs)} outputs",
                            input_name=name, hint="Pick an existing output slot.", **where)

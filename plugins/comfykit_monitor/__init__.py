@@ -5,8 +5,9 @@ the server routes that client's job events to it), with the same base path and
 credentials as HTTP.  A reader thread parses every frame and hands it to
 ``client.dispatch_event``.  When the socket drops it reconnects with backoff and
 asks the tracker to reconcile every watched job, because a server never replays
-what it sent during the gap.  Disable it with ``-p no:monitor`` or
-``websocket.enable: false``; comfykit then polls.
+what it sent during the gap; with ``client.auto_reconnect`` off
+(``connect_websocket(auto_reconnect=False)``) it stays closed and waits poll.
+Disable it with ``-p no:monitor`` or ``websocket.enable: false``; comfykit then polls.
 """
 
 from __future__ import annotations
@@ -86,6 +87,10 @@ class WebSocketEventSource:
         failures = 0
         while not self._stopping.is_set():
             if self._ws is None:
+                if not self.client.auto_reconnect:
+                    log.info("the WebSocket is closed and auto_reconnect is off; waits poll the server instead")
+                    self.client.tracker.mark_gap()  # whatever was sent from now on is lost: results come from history
+                    return
                 if failures > self.reconnect_attempts:
                     log.error("giving up on the WebSocket after %d attempts; polling instead", failures)
                     return

@@ -236,11 +236,11 @@ def test_a_saved_object_info_is_read_once_per_version_of_the_file(tmp_path: Path
     import os
 
     from comfykit.errors import WorkflowValidationError
-    from comfykit.workflow import manager, validate_before_send
+    from comfykit.workflow import api, validate_before_send
 
     reads: list[Path] = []
-    real = manager.read_object_info
-    monkeypatch.setattr(manager, "read_object_info", lambda path: reads.append(Path(path)) or real(path))
+    real = api.read_object_info
+    monkeypatch.setattr(api, "read_object_info", lambda path: reads.append(Path(path)) or real(path))
     saved = tmp_path / "object_info.json"
     saved.write_text(json.dumps(INFO))
     settings = {"workflow.validate_before_send": True, "workflow.object_info": str(saved)}

@@ -80,7 +80,7 @@ def test_every_problem_kind_has_a_message_and_names_the_node() -> None:
         assert problem.message and str(problem).startswith("error")
     cycle = {"1": {"class_type": "ImageInvert", "inputs": {"image": ["2", 0]}},
              "2": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}}}
-    assert {p.code for p in validate_workflow(cycle)[1]} == {"dependency_cycle"}
+    assert {p.code for p in validate_workflow(cycle)[1]} == {"dependency_cycle", "schema_not_checked"}
     assert [p.code for p in validate_workflow({"1": {"class_type": "EmptyImage", "inputs": {}}},
                                               object_info=info)[1]].count("required_input_missing") == 4
 
@@ -88,7 +88,7 @@ def test_every_problem_kind_has_a_message_and_names_the_node() -> None:
 def test_structural_checks_work_offline() -> None:
     ok, problems = validate_workflow({"1": {"inputs": {}}, "2": "x"})
     assert not ok
-    assert {p.code for p in problems} == {"missing_class_type", "invalid_node"}
+    assert {p.code for p in problems} == {"missing_class_type", "invalid_node", "schema_not_checked"}
     assert validate_workflow(INVERT)[0]
 
 
@@ -154,8 +154,10 @@ def test_workflow_manager_original_methods(tmp_path: Path) -> None:
     assert manager.get_workflow("mine") == INVERT
     assert manager.validate_workflow(INVERT) == (True, [])
     assert manager.find_nodes_by_type(INVERT, "ImageInvert") == ["2"]
-    changed = manager.update_node_input(INVERT, "EmptyImage", "width", 32)
-    assert changed["1"]["inputs"]["width"] == 32 and INVERT["1"]["inputs"]["width"] == 64
+    graph = INVERT.copy()  # shallow, as the original tool's README does it
+    changed = manager.update_node_input(graph, "EmptyImage", "width", 32)
+    assert changed is graph and graph["1"]["inputs"]["width"] == 32
+    assert INVERT["1"]["inputs"]["width"] == 64  # the graph the copy came from is untouched
     info = manager.get_workflow_info(INVERT)
     assert info.nodes == 3 and info.outputs == ["3"] and ("1", 0, "2", "image") in info.edges
     assert path.read_text().startswith("{")
