@@ -161,7 +161,7 @@ def _queue_only(client: ComfyUIClient, graph: dict[str, Any], files: Mapping[str
                 as_json: bool) -> None:
     """Prepare (uploads, hooks), validate and post ``graph``; print the prompt id without waiting."""
     from comfykit import Job
-    from comfykit.uploads import UploadCache, apply_inputs
+    from comfykit.queue.inputs import UploadCache, apply_inputs
     from comfykit.workflow import validate_before_send
 
     if files:
