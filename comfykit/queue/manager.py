@@ -118,9 +118,25 @@ class QueueManager(Workers):
         self.vary_seeds = vary_seeds
         self.store_outputs = store_outputs
 
-        self._servers, self._own_clients = pool.build_servers(
-            client, servers, config=self.config, plugin_manager=self.plugin_manager, window=self.max_concurrent
-        )
+        journal_path = journal if journal is not None else batch["journal"]
+        self.journal: Journal | None = None
+        if journal_path:
+            from comfykit.queue.journal import Journal
+
+            self.journal = Journal(journal_path)
+            if client is None and servers is None and self.journal.servers:
+                # A resumed batch goes back to the servers it ran on (its prompt ids are theirs), unless told otherwise.
+                servers = self.journal.servers
+        try:
+            self._servers, self._own_clients = pool.build_servers(
+                client, servers, config=self.config, plugin_manager=self.plugin_manager, window=self.max_concurrent
+            )
+        except BaseException:
+            if self.journal is not None:
+                self.journal.close()
+            raise
+        if self.journal is not None:
+            self.journal.remember_servers([server.url for server in self._servers])
         self._listeners = {server.url: Listener(self, server) for server in self._servers}
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
@@ -143,12 +159,7 @@ class QueueManager(Workers):
         self._open = 0  # jobs not ended yet: counted, so waiting is not O(jobs) per wake-up
         self._first_submit: float | None = None
         self._last_finish: float | None = None
-        journal_path = journal if journal is not None else batch["journal"]
-        self.journal: Journal | None = None
-        if journal_path:
-            from comfykit.queue.journal import Journal
-
-            self.journal = Journal(journal_path)
+        if self.journal is not None:
             self._load_journal(retry_failed)
 
     # -- adding jobs -------------------------------------------------------------------------------
