@@ -14,7 +14,7 @@ from collections.abc import Iterable
 
 from comfykit.jobs import Job
 from comfykit.plugins import PluginManager
-from comfykit.queue.state import Attempt, ServerState
+from comfykit.queue.state import Attempt, Phase, ServerState
 
 __all__ = ["Delayed", "backoff", "should_retry", "timed_out"]
 
@@ -74,8 +74,13 @@ class Delayed:
 
 
 def timed_out(servers: Iterable[ServerState], limit: float, now: float) -> list[Attempt]:
-    """Attempts on a server for longer than ``limit`` seconds (the POST answered: posting ones are not judged)."""
+    """Attempts on a server for longer than ``limit`` seconds, still waiting for it to run them.
+
+    Posting attempts are not judged (the POST has not answered), nor those the server has
+    finished: the timeout bounds time on the server, not the time our own sinks take.
+    """
     return [
         attempt for server in servers for attempt in server.attempts.values()
-        if attempt.on_server and attempt.job.submitted_at is not None and now - attempt.job.submitted_at > limit
+        if attempt.phase is Phase.WAITING and not attempt.ran and attempt.job.submitted_at is not None
+        and now - attempt.job.submitted_at > limit
     ]
