@@ -145,3 +145,64 @@ def test_a_redirect_is_refused_and_the_credentials_go_nowhere_else(peer) -> None
         ws.connect(f"ws://127.0.0.1:{server.port}/ws", timeout=20, header=["Authorization: Bearer s3cret"])
     assert b"Bearer s3cret" in server.requests[0]
     assert elsewhere.requests == []
+
+
+class _Peers:
+    """Answers successive WebSocket connections on one port, each with the next behaviour."""
+
+    def __init__(self, *behaviours: Callable[[socket.socket, bytes], None]) -> None:
+        self.behaviours = list(behaviours)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.connected = [threading.Event() for _ in behaviours]
+        self.done = threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        for index, behave in enumerate(self.behaviours):
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            request = b""
+            while b"\r\n\r\n" not in request:
+                request += conn.recv(4096) or b"\r\n\r\n"
+            behave(conn, request)
+            self.connected[index].set()
+            threading.Thread(target=lambda c=conn: (self.done.wait(30), c.close()), daemon=True).start()
+
+    def close(self) -> None:
+        self.done.set()
+        try:
+            self.listener.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # not listening any more
+        self.listener.close()
+
+
+def test_the_monitor_drops_an_oversized_frame_by_reconnecting_and_reads_history(monkeypatch: pytest.MonkeyPatch) -> None:
+    from comfykit import ComfyUIClient
+    from comfykit.config import load_config
+    from comfykit_monitor import WebSocketEventSource
+
+    def huge(conn: socket.socket, request: bytes) -> None:
+        _accept(conn, request)
+        conn.sendall(_header(0x1, 10 * 1024 * 1024))
+
+    peers = _Peers(huge, _accept)
+    try:
+        config = load_config(overrides={"websocket.max_frame_size": 4096, "websocket.reconnect_delay": 0.01},
+                             use_file=False)
+        client = ComfyUIClient(url=f"http://127.0.0.1:{peers.port}", config=config)
+        gaps = threading.Event()
+        monkeypatch.setattr(client.tracker, "mark_gap", gaps.set)
+        source = WebSocketEventSource(client)
+        source.start()
+        try:
+            assert gaps.wait(30), "the oversized frame was not noticed"
+            assert peers.connected[1].wait(30), "the monitor did not reconnect"
+        finally:
+            source.stop()
+            client.close()
+    finally:
+        peers.close()

@@ -7,7 +7,8 @@ every job, whether it is finished, possibly on a server (and under which prompt
 id, to ask), or not started.  WAL mode with ``synchronous=NORMAL``: a commit
 survives the process being killed; only a power cut can lose the last ones.
 Workflows are stored once per distinct content, so a 10,000-job sweep of one
-graph does not store it 10,000 times.
+graph does not store it 10,000 times.  A journal is owned by the process that
+opened it (:class:`comfykit.queue.lock.JournalLock`) until it is closed.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import attrs
 from comfykit.errors import JournalError
 from comfykit.jobs import Job, JobStatus
 from comfykit.outputs import OutputFile, StoredOutput
+from comfykit.queue.lock import JournalLock
 
 __all__ = ["Journal"]
 
@@ -79,6 +81,17 @@ class Journal:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         existed = self.path.exists()
+        if existed and self.path.is_dir():
+            raise self._error("this is a folder, not a journal file", hint="Give the path of a file.")
+        # Owned by this process until close(): a second process resuming it would post every job again.
+        self._owner = JournalLock(self.path)
+        try:
+            self._open(existed)
+        except BaseException:
+            self._owner.release()
+            raise
+
+    def _open(self, existed: bool) -> None:
         if existed and self.path.is_file() and self.path.stat().st_size == 0:
             raise self._error(
                 "the file is empty, so it holds no journal (it may have been truncated)",
@@ -86,6 +99,7 @@ class Journal:
             )
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._owner.acquire()
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
             tables = {row[0] for row in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
             if existed and not {"meta", "workflows", "jobs"} <= tables:
@@ -130,6 +144,7 @@ class Journal:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+        self._owner.release()
 
     # -- the batch's servers -----------------------------------------------------------------
 

@@ -21,8 +21,6 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import attrs
-
 from comfykit.config import Config
 from comfykit.errors import ComfyKitError, ConfigError, OutputError, WaitTimeout
 from comfykit.jobs import Job, JobStatus, job_arguments, job_requests
@@ -118,9 +116,25 @@ class QueueManager(Workers):
         self.vary_seeds = vary_seeds
         self.store_outputs = store_outputs
 
-        self._servers, self._own_clients = pool.build_servers(
-            client, servers, config=self.config, plugin_manager=self.plugin_manager, window=self.max_concurrent
-        )
+        journal_path = journal if journal is not None else batch["journal"]
+        self.journal: Journal | None = None
+        if journal_path:
+            from comfykit.queue.journal import Journal
+
+            self.journal = Journal(journal_path)
+            if client is None and servers is None and self.journal.servers:
+                # A resumed batch goes back to the servers it ran on (its prompt ids are theirs), unless told otherwise.
+                servers = self.journal.servers
+        try:
+            self._servers, self._own_clients = pool.build_servers(
+                client, servers, config=self.config, plugin_manager=self.plugin_manager, window=self.max_concurrent
+            )
+        except BaseException:
+            if self.journal is not None:
+                self.journal.close()
+            raise
+        if self.journal is not None:
+            self.journal.remember_servers([server.url for server in self._servers])
         self._listeners = {server.url: Listener(self, server) for server in self._servers}
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
@@ -143,12 +157,7 @@ class QueueManager(Workers):
         self._open = 0  # jobs not ended yet: counted, so waiting is not O(jobs) per wake-up
         self._first_submit: float | None = None
         self._last_finish: float | None = None
-        journal_path = journal if journal is not None else batch["journal"]
-        self.journal: Journal | None = None
-        if journal_path:
-            from comfykit.queue.journal import Journal
-
-            self.journal = Journal(journal_path)
+        if self.journal is not None:
             self._load_journal(retry_failed)
 
     # -- adding jobs -------------------------------------------------------------------------------
@@ -336,24 +345,25 @@ class QueueManager(Workers):
         return True
 
     def stop(self, wait: bool = True, timeout: float | None = None, *, requeue: bool = False) -> int:
-        """Stop the queue: after every job ended (``wait=True``), or now, cancelling what is in flight.
+        """Stop the queue: after every job ended (``wait=True``), or now (``wait=False``).
 
-        With ``requeue`` (and a journal), the jobs cancelled this way are journaled as
-        pending, so resuming the journal runs them: what Ctrl-C in a batch wants.
-        Returns how many jobs were cancelled.
+        Stopping now cancels what is in flight (on the server too) and returns how many
+        jobs were cancelled.  With ``requeue`` and a journal (what Ctrl-C in a batch does)
+        nothing more is posted and nothing is cancelled: every posted job keeps its prompt
+        id in the journal, and the jobs on the servers go on, so resuming the journal asks
+        each server about each prompt id and runs only what never ran; the number of jobs
+        left for the resume is returned.
         """
-        cancelled = []
-        if wait and self._started:
-            self.wait_for_completion(timeout)
-        if not wait:
-            cancelled = [job for job in self.get_all_jobs() if not job.done and self.cancel_job(job.job_id)]
-        self._shutdown_threads()
+        if wait:
+            if self._started:
+                self.wait_for_completion(timeout)
+            self._shutdown_threads()
+            return 0
         if requeue and self.journal is not None:
-            for job in cancelled:  # the journal's copy only: in this process the jobs stay cancelled
-                self.journal.update(attrs.evolve(
-                    job, status=JobStatus.PENDING, prompt_id=None, server=None, submitted_at=None, started_at=None,
-                    finished_at=None,
-                ))
+            self._shutdown_threads()  # first: from here on nothing is posted
+            return sum(1 for job in self.get_all_jobs() if not job.done)
+        cancelled = [job for job in self.get_all_jobs() if not job.done and self.cancel_job(job.job_id)]
+        self._shutdown_threads()
         return len(cancelled)
 
     def close(self) -> None:
@@ -478,6 +488,11 @@ class QueueManager(Workers):
         if isinstance(outcome, Sending):
             if job.status is not JobStatus.PENDING:
                 return None
+            if self._stopping:
+                # Stopped (Ctrl-C) while this attempt waited for a submitter: post nothing more.
+                self._release(attempt)
+                self._pending.appendleft(job.job_id)
+                return None
             job.move(JobStatus.PENDING, prompt_id=attempt.prompt_id, server=server.url, attempts=job.attempts + 1)
             attempt.phase = Phase.POSTING
             if self._first_submit is None:
@@ -513,6 +528,7 @@ class QueueManager(Workers):
                 # It ran while no event could tell (a socket gap, or a poll that came after the end):
                 # job_started still comes before job_completed, as it does for every other job.
                 job.move(JobStatus.RUNNING)
+            attempt.ran = True
             job.history, job.outputs, job.cached_nodes = outcome.entry, outcome.outputs, outcome.cached_nodes
             job.started_at = job.started_at or outcome.started_at
             job.finished_at, job.stored = outcome.finished_at, []

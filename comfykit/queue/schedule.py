@@ -7,13 +7,14 @@ journaled: a resumed batch does not grant a job its retries a second time.
 from __future__ import annotations
 
 import heapq
+import math
 import random
 import time
 from collections.abc import Iterable
 
 from comfykit.jobs import Job
 from comfykit.plugins import PluginManager
-from comfykit.queue.state import Attempt, ServerState
+from comfykit.queue.state import Attempt, Phase, ServerState
 
 __all__ = ["Delayed", "backoff", "should_retry", "timed_out"]
 
@@ -30,12 +31,16 @@ def should_retry(
 
 
 def backoff(failures: int, error: BaseException, *, base: float, cap: float) -> float:
-    """Seconds before the next attempt: exponential with jitter, and never sooner than a ``Retry-After``."""
+    """Seconds before the next attempt: exponential with jitter, never sooner than a ``Retry-After``, never past ``cap``.
+
+    A server's ``Retry-After`` is honoured up to ``cap`` (``batch.retry_delay_max``): a
+    server asking for a day (or for ``inf``) must not stall the batch past what the user allowed.
+    """
     delay = min(cap, base * (2 ** max(0, failures - 1)))
     delay *= random.uniform(0.5, 1.0)  # jitter: a pool's retries do not hit a server at once
     retry_after = getattr(error, "retry_after", None)
-    if retry_after:
-        delay = max(delay, float(retry_after))
+    if isinstance(retry_after, (int, float)) and math.isfinite(retry_after) and retry_after > 0:
+        delay = max(delay, min(float(retry_after), cap))
     return delay
 
 
@@ -69,8 +74,13 @@ class Delayed:
 
 
 def timed_out(servers: Iterable[ServerState], limit: float, now: float) -> list[Attempt]:
-    """Attempts on a server for longer than ``limit`` seconds (the POST answered: posting ones are not judged)."""
+    """Attempts on a server for longer than ``limit`` seconds, still waiting for it to run them.
+
+    Posting attempts are not judged (the POST has not answered), nor those the server has
+    finished: the timeout bounds time on the server, not the time our own sinks take.
+    """
     return [
         attempt for server in servers for attempt in server.attempts.values()
-        if attempt.on_server and attempt.job.submitted_at is not None and now - attempt.job.submitted_at > limit
+        if attempt.phase is Phase.WAITING and not attempt.ran and attempt.job.submitted_at is not None
+        and now - attempt.job.submitted_at > limit
     ]

@@ -58,6 +58,9 @@ class Attempt:
     polled: bool = False
     #: times its outputs could not be stored because the server went away
     store_failures: int = 0
+    #: the server has run it to the end (its result was read): from then on only storing is left,
+    #: which the job timeout does not judge (a slow sink must never make a finished job run again)
+    ran: bool = False
 
     @property
     def current(self) -> bool:

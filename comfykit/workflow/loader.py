@@ -23,6 +23,7 @@ from typing import Any, BinaryIO
 import yaml
 
 from comfykit.errors import ConversionError, WorkflowLoadError
+from comfykit.parsing import load_yaml
 from comfykit.utils import plain_data_problem
 
 __all__ = ["dump_yaml", "is_api_graph", "is_ui_workflow", "png_text", "read_workflow_file", "to_api_graph"]
@@ -59,11 +60,13 @@ def _decode(raw: bytes, path: Path) -> Any:
         raise WorkflowLoadError("the file is neither UTF-8 text nor a PNG", path=str(path)) from None
     if path.suffix.lower() in (".yaml", ".yml"):
         try:
-            data = yaml.safe_load(text)
+            data = load_yaml(text)
         except yaml.YAMLError as exc:
             raise WorkflowLoadError(f"invalid YAML: {exc}", path=str(path)) from None
         except RecursionError:
             raise WorkflowLoadError("the YAML is nested too deeply to read", path=str(path)) from None
+        except ValueError as exc:  # e.g. an integer of more digits than Python converts
+            raise WorkflowLoadError(f"invalid YAML: {exc}", path=str(path)) from None
         return _plain(data, path)
     try:
         data = json.loads(text)

@@ -39,6 +39,7 @@ import attrs
 import yaml
 
 from comfykit.errors import TemplateError, WorkflowError
+from comfykit.parsing import load_yaml
 from comfykit.paths import atomic_write
 from comfykit.utils import plain_data_problem
 from comfykit.workflow.api import load_workflow
@@ -498,7 +499,7 @@ def load_template(
     source = str(file)
     default_name = file.name.removesuffix(TEMPLATE_SUFFIX).removesuffix(".template.yml").removesuffix(file.suffix)
     try:
-        data = yaml.safe_load(file.read_text(encoding="utf-8"))
+        data = load_yaml(file.read_text(encoding="utf-8"))
     except OSError as exc:
         raise TemplateError(f"cannot read the template: {exc.strerror or exc}", path=source,
                             hint="Check the path, or list templates with list_templates().") from None
@@ -506,6 +507,8 @@ def load_template(
         raise TemplateError(f"invalid YAML: {exc}", path=source) from None
     except RecursionError:
         raise TemplateError("the YAML is nested too deeply to read", path=source) from None
+    except ValueError as exc:  # e.g. an integer of more digits than Python converts
+        raise TemplateError(f"invalid YAML: {exc}", path=source) from None
     problem = plain_data_problem(data)
     if problem is not None:
         raise TemplateError(f"the template holds {problem}", path=source,

@@ -161,7 +161,7 @@ def _queue_only(client: ComfyUIClient, graph: dict[str, Any], files: Mapping[str
                 as_json: bool) -> None:
     """Prepare (uploads, hooks), validate and post ``graph``; print the prompt id without waiting."""
     from comfykit import Job
-    from comfykit.uploads import UploadCache, apply_inputs
+    from comfykit.queue.inputs import UploadCache, apply_inputs
     from comfykit.workflow import validate_before_send
 
     if files:
@@ -352,7 +352,12 @@ def _sweep_points(sweeps: Sequence[str]) -> list[dict[str, Any]]:
 
 
 def _run_batch(queue: QueueManager, as_json: bool, journal: str | None) -> dict[str, Any]:
-    """Run every job with a progress display; Ctrl-C cancels the in-flight ones (requeued in the journal), exit 130."""
+    """Run every job with a progress display, exit 130 on Ctrl-C.
+
+    With a journal, Ctrl-C posts nothing more and leaves the posted jobs on their servers, their
+    prompt ids journaled: ``--resume`` asks about each and runs only what never ran.  Without
+    one, the in-flight jobs are cancelled on the servers.
+    """
     from comfykit_cli.progress import emit_event, make_batch_reporter
 
     total = len(queue.get_all_jobs())
@@ -368,15 +373,19 @@ def _run_batch(queue: QueueManager, as_json: bool, journal: str | None) -> dict[
             reporter.tick(queue.get_statistics(), _running_progress(queue) if reporter.mode == "rich" else None)
     except KeyboardInterrupt:
         reporter.mode = "quiet"  # the cancellations below are not news
-        cancelled = queue.stop(wait=False, requeue=True)
-        requeued = cancelled if queue.journal is not None else 0
+        left = queue.stop(wait=False, requeue=True)
+        requeued = left if queue.journal is not None else 0
         stats = queue.get_statistics()
         reporter.close(stats)
         if as_json:
             emit_event("interrupted", completed=stats["completed"], failed=stats["failed"],
                        requeued=requeued, journal=journal)
-        click.echo(f"Interrupted: in-flight jobs cancelled; {stats['completed']} completed, "
-                   f"{stats['failed']} failed.", err=True)
+        if queue.journal is not None:
+            click.echo(f"Interrupted: {stats['completed']} completed, {stats['failed']} failed; {left} left for the "
+                       "resume (jobs already on a server keep running there, and the resume collects them).", err=True)
+        else:
+            click.echo(f"Interrupted: in-flight jobs cancelled; {stats['completed']} completed, "
+                       f"{stats['failed']} failed.", err=True)
         if journal:
             click.echo(f"Resume with: comfykit batch --resume {journal}", err=True)
         raise click.exceptions.Exit(130) from None

@@ -21,6 +21,7 @@ import websocket
 
 from comfykit import hookimpl
 from comfykit.events import parse_message
+from comfykit_monitor.frames import BoundedWebSocket, MessageTooLarge
 
 if TYPE_CHECKING:
     from comfykit.client import ComfyUIClient
@@ -56,7 +57,9 @@ class WebSocketEventSource:
     def _open(self) -> websocket.WebSocket:
         headers = [f"{k}: {v}" for k, v in self.client.ws_headers().items()]
         # Frames are decoded with errors='replace' anyway; the library's pure-Python UTF-8 check costs ~40% of a batch's CPU.
-        ws = websocket.WebSocket(enable_multithread=True, skip_utf8_validation=True)
+        # Bounded: a frame's announced length is checked before its payload is read, fragments are
+        # capped, and a redirect (which would carry the credentials elsewhere) is refused.
+        ws = BoundedWebSocket(max_message_bytes=self.max_frame_size, enable_multithread=True, skip_utf8_validation=True)
         ws.connect(self.client.ws_url, header=headers, timeout=float(self.client.config["comfyui.connect_timeout"]))
         ws.settimeout(self.ping_interval)
         ws.send(json.dumps({"type": "feature_flags", "data": {"supports_preview_metadata": True}}))
@@ -122,16 +125,21 @@ class WebSocketEventSource:
                 except (OSError, websocket.WebSocketException):
                     return
                 continue
+            except MessageTooLarge as exc:
+                # The rest of that frame is still in the stream: drop the connection and reconnect.
+                log.warning("WebSocket %s (websocket.max_frame_size); reconnecting", exc)
+                self.client.tracker.mark_gap()  # it may have carried a job's outputs: read them from history
+                try:
+                    ws.shutdown()
+                except (OSError, websocket.WebSocketException) as close_error:
+                    log.debug("closing the WebSocket: %s", close_error)
+                return
             except (OSError, websocket.WebSocketException) as exc:
                 if not self._stopping.is_set():
                     log.info("WebSocket dropped: %s", exc)
                 return
             if opcode == websocket.ABNF.OPCODE_CLOSE:
                 return
-            if len(payload) > self.max_frame_size:
-                log.warning("dropped a %d-byte frame larger than websocket.max_frame_size", len(payload))
-                self.client.tracker.mark_gap()  # it may have carried a job's outputs: read them from history
-                continue
             message = payload if opcode == websocket.ABNF.OPCODE_BINARY else payload.decode("utf-8", "replace")
             try:
                 self.client.dispatch_event(parse_message(message))

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from batching.workloads import unique_workflows
 from comfykit import ComfyUIClient, JobStatus, QueueManager
-from comfykit.journal import Journal
+from comfykit.queue.journal import Journal
 from comfykit.testing import ComfyUISimulator
 
 CHILD = Path(__file__).with_name("batch_child.py")

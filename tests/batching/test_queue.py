@@ -363,8 +363,12 @@ def test_retry_delays_grow_with_jitter_and_honour_retry_after() -> None:
     plain = RuntimeError("boom")
     assert [0.5 <= backoff(n, plain, base=1.0, cap=10.0) / 2 ** (n - 1) <= 1.0 for n in (1, 2, 3)] == [True] * 3
     assert backoff(10, plain, base=1.0, cap=10.0) <= 10.0
-    busy = ServerError("busy", status_code=503, retry_after=30.0)
-    assert backoff(1, busy, base=1.0, cap=10.0) == 30.0
+    busy = ServerError("busy", status_code=503, retry_after=3.0)
+    assert backoff(1, busy, base=1.0, cap=10.0) == 3.0
+    # A Retry-After longer than batch.retry_delay_max waits only that long; a non-finite one is ignored.
+    for asked in (30.0, 1e12, float("inf"), float("nan")):
+        hostile = ServerError("busy", status_code=503, retry_after=asked)
+        assert backoff(1, hostile, base=1.0, cap=10.0) <= 10.0
 
 
 def test_the_pool_can_come_from_the_config_file(tmp_path: Path) -> None:

@@ -9,8 +9,8 @@ import pytest
 from comfykit import ComfyUIClient
 from comfykit.errors import OutputError
 from comfykit.outputs import OutputFile, discover_outputs
+from comfykit.queue.inputs import UploadCache, output_as_input
 from comfykit.testing import ComfyUISimulator
-from comfykit.uploads import UploadCache, output_as_input
 
 MAKE = {
     "1": {"class_type": "EmptyImage", "inputs": {"width": 16, "height": 8, "batch_size": 1, "color": 255}},

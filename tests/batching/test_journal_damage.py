@@ -9,7 +9,7 @@ import pytest
 
 from comfykit.errors import JournalError
 from comfykit.jobs import Job
-from comfykit.journal import Journal
+from comfykit.queue.journal import Journal
 
 WORKFLOW = {"1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0}}}
 

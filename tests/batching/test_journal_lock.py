@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 from comfykit.errors import JournalError
-from comfykit.journal_lock import JournalLock
+from comfykit.queue.lock import JournalLock
 
 _HOLDER = """
 import sys, time
-from comfykit.journal_lock import JournalLock
+from comfykit.queue.lock import JournalLock
 lock = JournalLock(sys.argv[1])
 lock.acquire()
 print("locked", flush=True)
@@ -71,3 +71,19 @@ def test_one_process_may_acquire_twice_and_release_twice(tmp_path: Path) -> None
 def test_an_unwritable_folder_is_a_journal_error(tmp_path: Path) -> None:
     with pytest.raises(JournalError, match="cannot create the lock file"):
         JournalLock(tmp_path / "missing" / "run.sqlite").acquire()
+
+
+def test_a_journal_open_in_another_process_cannot_be_resumed(tmp_path: Path) -> None:
+    from comfykit import QueueManager
+    from comfykit.queue.journal import Journal
+
+    journal = tmp_path / "run.sqlite"
+    Journal(journal).close()
+    child = _hold(journal)
+    try:
+        with pytest.raises(JournalError, match=f"in use by pid {child.pid}"):
+            QueueManager(servers=["http://127.0.0.1:9"], journal=journal)
+    finally:
+        child.communicate("")
+    with QueueManager(servers=["http://127.0.0.1:9"], journal=journal) as queue:
+        assert queue.journal is not None
