@@ -263,7 +263,8 @@ def test_an_entry_point_plugin_through_the_cli_and_dash_p_no(fake_site: Path) ->
 
     loaded = listing()
     [good] = [p for p in loaded["plugins"] if p["name"] == "good"]
-    assert good == {"name": "good", "origin": "entry point of ck-test-good", "hooks": ["comfykit_job_cancelled"]}
+    assert good == {"name": "good", "origin": "entry point of ck-test-good", "hooks": ["comfykit_job_cancelled"],
+                    "distribution": "ck-test-good", "version": "1.0"}
     disabled = listing("-p", "no:good")
     assert "good" not in [p["name"] for p in disabled["plugins"]]
     assert "good" in disabled["disabled"]

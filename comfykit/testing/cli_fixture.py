@@ -13,7 +13,7 @@ import pytest
 
 from comfykit.testing.cli_runner import CliRunner
 
-__all__ = ["comfykit_cli", "pytest_configure"]
+# No __all__: this module is a pytest plugin, its fixture is found by pytest, not imported.
 
 MARKER = "comfykit_plugins"
 

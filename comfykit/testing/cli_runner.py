@@ -68,6 +68,19 @@ class CliResult:
                 f"--- stdout\n{self.stdout}--- stderr\n{self.stderr}")
 
 
+def _build_cli(plugins: Sequence[object]) -> Any:
+    """The root ``comfykit`` group, from the bundled ``cli`` plugin (found by its entry point, as the core finds plugins)."""
+    from importlib import metadata
+
+    from comfykit.errors import PluginError
+    from comfykit.plugins import ENTRY_POINT_GROUP
+
+    found = [ep for ep in metadata.entry_points(group=ENTRY_POINT_GROUP) if ep.name == "cli"]
+    if not found:
+        raise PluginError("the bundled `cli` plugin is not installed", hint="Reinstall comfykit (pip install comfykit).")
+    return found[0].load().build_cli(plugins=plugins)
+
+
 @contextmanager
 def _working_directory(path: Path | None) -> Iterator[None]:
     if path is None:
@@ -121,12 +134,10 @@ class CliRunner:
         """Run ``comfykit ARGS...``; ``input`` is its stdin, ``env`` extra variables for this run only."""
         from click.testing import CliRunner as ClickRunner
 
-        from comfykit_cli import build_cli
-
         words = tuple(os.fspath(arg) for arg in args)
         runner = ClickRunner()
         with _working_directory(self.cwd):
-            outcome = runner.invoke(build_cli(plugins=self.plugins), list(words), input=input,
+            outcome = runner.invoke(_build_cli(plugins=self.plugins), list(words), input=input,
                                     env={**self.environment(), **(env or {})}, prog_name="comfykit")
         escaped = outcome.exception if not isinstance(outcome.exception, SystemExit) else None
         return CliResult(args=words, exit_code=outcome.exit_code, stdout=outcome.stdout, stderr=outcome.stderr,
