@@ -17,8 +17,8 @@ __all__ = ["PluginNames", "plugin", "plugin_names", "write_plugin_package"]
 
 _PYPROJECT = '''\
 [build-system]
-requires = ["setuptools>=64"]
-build-backend = "setuptools.build_meta"
+requires = ["hatchling>=1.18"]
+build-backend = "hatchling.build"
 
 [project]
 name = "__DIST__"
@@ -37,8 +37,12 @@ test = ["comfykit[simulator]", "pytest"]
 [project.entry-points.comfykit]
 __NAME__ = "__MODULE__"
 
-[tool.setuptools.packages.find]
-where = ["src"]
+[tool.hatch.build]
+# An editable install puts src/ on the path (no extra build dependency).
+dev-mode-dirs = ["src"]
+
+[tool.hatch.build.targets.wheel]
+packages = ["src/__MODULE__"]
 
 [tool.pytest.ini_options]
 # Lets the tests run before the package is installed, too.
