@@ -1,0 +1,115 @@
+"""Every Python example of the plugin docs, the guides and getting-started runs, against a simulator where it needs one.
+
+How a page's fenced ``python`` blocks are run (the markers are HTML comments on the line
+before a block, so they do not show on the rendered page):
+
+- In docs/plugins/, each block is a plugin: it is run as a module, registered in a
+  ``QueueManager`` that runs a job on a simulator (the job must complete without warnings,
+  so a sink that fails fails the test), its validators run on a workflow, and its commands
+  are listed by the CLI.
+- On the other pages, the blocks run in order in one namespace per page, in a temporary
+  working directory, with ``http://127.0.0.1:8188`` pointing at a simulator; ``test_*``
+  functions a block defines are called with the ``comfyui_simulator`` and ``tmp_path`` they name.
+- ``<!-- docs-test: fragment -->`` marks a block that is a piece of a larger program (it
+  names things the page only describes, or servers that do not exist); it is only compiled.
+- ``<!-- docs-test: file NAME -->`` before any block writes its text to ``NAME`` in the
+  working directory, for the examples that read it.
+- ``--8<-- "path"`` snippet lines are replaced by the file they include.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import types
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from comfykit import JobStatus, QueueManager, load_config
+from comfykit.plugins import get_plugin_manager
+from comfykit.testing import ComfyUISimulator
+from comfykit.testing.cli_runner import CliRunner
+from comfykit.workflow import validate_workflow
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+PAGES = sorted([*DOCS.glob("plugins/*.md"), *DOCS.glob("guides/*.md"), DOCS / "getting-started.md"])
+PLUGIN_PAGES = {"hooks.md", "tutorial.md"}
+BLOCK = re.compile(r"(?:^<!-- docs-test: (?P<marker>[^>]*?) -->\n)?^```(?P<lang>\w*)\n(?P<body>.*?)^```$",
+                   re.MULTILINE | re.DOTALL)
+SNIPPET = re.compile(r'^--8<-- "(?P<path>[^"]+)"$', re.MULTILINE)
+DEFAULT_SERVER = "http://127.0.0.1:8188"
+
+WORKFLOW = {
+    "1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 9}},
+    "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "docs"}},
+}
+
+
+def blocks(page: Path) -> list[tuple[str, str, str, int]]:
+    """(language, marker, source, line) of each fenced block of ``page``, snippets included."""
+    text = page.read_text(encoding="utf-8")
+    found = []
+    for match in BLOCK.finditer(text):
+        body = SNIPPET.sub(lambda m: (ROOT / m["path"]).read_text(encoding="utf-8"), match["body"])
+        found.append((match["lang"], (match["marker"] or "").strip(), body, text.count("\n", 0, match.start()) + 1))
+    return found
+
+
+def exercise_plugin(module: types.ModuleType, simulator: ComfyUISimulator, tmp_path: Path) -> None:
+    """Use a plugin the way comfykit does: a job through the queue, validation, and the CLI."""
+    config = load_config(overrides={"output.output_dir": str(tmp_path / "outputs"), "batch.max_retries": 0},
+                         use_file=False)
+    with QueueManager(servers=[simulator.url], config=config, plugins=[module]) as queue:
+        job_id = queue.add_job(WORKFLOW)
+        queue.run(timeout=60)
+        job = queue.get_job(job_id)
+    assert job is not None and job.status is JobStatus.COMPLETED, job
+    assert job.warnings == [], job.warnings
+    validate_workflow(WORKFLOW, plugin_manager=get_plugin_manager(plugins=[module]))
+    listing = CliRunner(server=simulator.url, plugins=[module], cwd=tmp_path)("--help")
+    assert listing.exit_code == 0, listing
+
+
+def run_page_blocks(page: Path, simulator: ComfyUISimulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> int:
+    monkeypatch.chdir(tmp_path)
+    namespace: dict[str, Any] = {"__name__": f"docs_{page.stem}"}
+    ran = 0
+    for index, (lang, marker, source, line) in enumerate(blocks(page)):
+        if marker.startswith("file "):
+            (tmp_path / marker.removeprefix("file ").strip()).write_text(source, encoding="utf-8")
+        if lang != "python":
+            continue
+        where = f"{page.relative_to(ROOT)}:{line}"
+        code = compile(source.replace(DEFAULT_SERVER, simulator.url), where, "exec")
+        if marker == "fragment":
+            continue
+        if page.name in PLUGIN_PAGES:
+            module = types.ModuleType(f"docs_{page.stem}_{index}")
+            exec(code, module.__dict__)
+            exercise_plugin(module, simulator, tmp_path / f"block{index}")
+        else:
+            exec(code, namespace)
+            for name in [n for n in namespace if n.startswith("test_") and callable(namespace[n])]:
+                test = namespace.pop(name)
+                given = {"comfyui_simulator": simulator, "tmp_path": tmp_path / name}
+                (tmp_path / name).mkdir()
+                test(**{arg: given[arg] for arg in inspect.signature(test).parameters})
+        ran += 1
+    return ran
+
+
+@pytest.mark.parametrize("page", PAGES, ids=[str(p.relative_to(DOCS)) for p in PAGES])
+def test_the_python_examples_of_the_page_run(page: Path, comfyui_simulator: ComfyUISimulator, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    python_blocks = [b for b in blocks(page) if b[0] == "python"]
+    ran = run_page_blocks(page, comfyui_simulator, tmp_path, monkeypatch)
+    fragments = sum(1 for b in python_blocks if b[1] == "fragment")
+    assert ran + fragments == len(python_blocks)
+
+
+def test_the_hook_reference_runs_more_examples_than_it_marks_as_fragments() -> None:
+    python_blocks = [b for b in blocks(DOCS / "plugins" / "hooks.md") if b[0] == "python"]
+    assert sum(1 for b in python_blocks if b[1] != "fragment") == len(python_blocks)
