@@ -6,7 +6,8 @@ before a block, so they do not show on the rendered page):
 - In docs/plugins/, each block is a plugin: it is run as a module, registered in a
   ``QueueManager`` that runs a job on a simulator (the job must complete without warnings,
   so a sink that fails fails the test), its validators run on a workflow, and its commands
-  are listed by the CLI.
+  are listed by the CLI.  The hook reference's blocks are separate plugins; the tutorial's
+  build one plugin step by step, so each of its blocks adds to the module of the ones before.
 - On the other pages, the blocks run in order in one namespace per page, in a temporary
   working directory, with ``http://127.0.0.1:8188`` pointing at a simulator; ``test_*``
   functions a block defines are called with the ``comfyui_simulator`` and ``tmp_path`` they name.
@@ -36,7 +37,8 @@ from comfykit.workflow import validate_workflow
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 PAGES = sorted([*DOCS.glob("plugins/*.md"), *DOCS.glob("guides/*.md"), DOCS / "getting-started.md"])
-PLUGIN_PAGES = {"hooks.md", "tutorial.md"}
+#: plugin pages, and whether their blocks build one module together
+PLUGIN_PAGES = {"hooks.md": False, "tutorial.md": True}
 BLOCK = re.compile(r"(?:^<!-- docs-test: (?P<marker>[^>]*?) -->\n)?^```(?P<lang>\w*)\n(?P<body>.*?)^```$",
                    re.MULTILINE | re.DOTALL)
 SNIPPET = re.compile(r'^--8<-- "(?P<path>[^"]+)"$', re.MULTILINE)
@@ -76,6 +78,7 @@ def exercise_plugin(module: types.ModuleType, simulator: ComfyUISimulator, tmp_p
 def run_page_blocks(page: Path, simulator: ComfyUISimulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> int:
     monkeypatch.chdir(tmp_path)
     namespace: dict[str, Any] = {"__name__": f"docs_{page.stem}"}
+    module = types.ModuleType(f"docs_{page.stem}")
     ran = 0
     for index, (lang, marker, source, line) in enumerate(blocks(page)):
         if marker.startswith("file "):
@@ -87,7 +90,8 @@ def run_page_blocks(page: Path, simulator: ComfyUISimulator, tmp_path: Path, mon
         if marker == "fragment":
             continue
         if page.name in PLUGIN_PAGES:
-            module = types.ModuleType(f"docs_{page.stem}_{index}")
+            if not PLUGIN_PAGES[page.name]:
+                module = types.ModuleType(f"docs_{page.stem}_{index}")
             exec(code, module.__dict__)
             exercise_plugin(module, simulator, tmp_path / f"block{index}")
         else:
