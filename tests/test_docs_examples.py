@@ -10,7 +10,8 @@ before a block, so they do not show on the rendered page):
   build one plugin step by step, so each of its blocks adds to the module of the ones before.
 - On the other pages, the blocks run in order in one namespace per page, in a temporary
   working directory, with ``http://127.0.0.1:8188`` pointing at a simulator; ``test_*``
-  functions a block defines are called with the ``comfyui_simulator`` and ``tmp_path`` they name.
+  functions a block defines are called with the ``comfyui_simulator``, ``comfykit_cli`` and
+  ``tmp_path`` they name.
 - ``<!-- docs-test: fragment -->`` marks a block that is a piece of a larger program (it
   names things the page only describes, or servers that do not exist); it is only compiled.
 - ``<!-- docs-test: file NAME -->`` before any block writes its text to ``NAME`` in the
@@ -98,8 +99,9 @@ def run_page_blocks(page: Path, simulator: ComfyUISimulator, tmp_path: Path, mon
             exec(code, namespace)
             for name in [n for n in namespace if n.startswith("test_") and callable(namespace[n])]:
                 test = namespace.pop(name)
-                given = {"comfyui_simulator": simulator, "tmp_path": tmp_path / name}
                 (tmp_path / name).mkdir()
+                given = {"comfyui_simulator": simulator, "tmp_path": tmp_path / name,
+                         "comfykit_cli": CliRunner(server=simulator.url, cwd=tmp_path / name)}
                 test(**{arg: given[arg] for arg in inspect.signature(test).parameters})
         ran += 1
     return ran
