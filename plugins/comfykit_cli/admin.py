@@ -72,7 +72,7 @@ def plugins(list_hooks: bool, as_json: bool) -> None:
         return
     # As built: listing the plugins must not need a readable config file, nor configure them.
     manager = state.plugins if state.plugins is not None else state.plugin_manager()
-    loaded = []
+    loaded: list[dict[str, Any]] = []
     for name, plugin in manager.plugins():
         dist = _distribution(manager, name, plugin)
         loaded.append({"name": name, "origin": manager.origins.get(name, "?"), "hooks": manager.hooks_of(name),
