@@ -161,6 +161,8 @@ class PluginManager:
         self.strict = False
         #: bundled plugins switched off: their keys stay welcome in a config file
         self.disabled_bundled: list[metadata.EntryPoint] = []
+        #: plugins whose comfykit_handle_event raised already (their traceback was logged once)
+        self._failing_event_plugins: set[str] = set()
 
     # -- registration -------------------------------------------------
 
@@ -225,7 +227,7 @@ class PluginManager:
             trial = registry.copy()
             trial.declaring = impl.plugin_name
             try:
-                impl.function(**{name: trial for name in impl.argnames})
+                _call(impl, registry=trial)
             except (ConfigError, TypeError, ValueError) as exc:
                 self._unload(impl.plugin_name, exc)
                 continue
@@ -278,7 +280,7 @@ class PluginManager:
         owners = {name: "?" for name in cli.commands}
         for impl in self.pm.hook.comfykit_register_commands.get_hookimpls():
             staging = click.Group(cli.name, commands=dict(cli.commands))
-            impl.function(**{name: staging for name in impl.argnames})
+            _call(impl, cli=staging)
             for name, command in staging.commands.items():
                 if cli.commands.get(name) is command:
                     continue
@@ -325,7 +327,17 @@ class PluginManager:
         return source
 
     def handle_event(self, event: Event, client: ComfyUIClient) -> None:
-        self.pm.hook.comfykit_handle_event(event=event, client=client)
+        """Give ``event`` to every plugin; one that raises is logged by name (with its traceback the first time)."""
+        for impl in reversed(self.pm.hook.comfykit_handle_event.get_hookimpls()):
+            try:
+                _call(impl, event=event, client=client)
+            except Exception:
+                first = impl.plugin_name not in self._failing_event_plugins
+                self._failing_event_plugins.add(impl.plugin_name)
+                log.log(logging.ERROR if first else logging.DEBUG,
+                        "plugin %s failed in comfykit_handle_event on a %s event%s", self.describe(impl.plugin_name),
+                        event.type,
+                        "" if first else " again", exc_info=first)
 
     # -- job lifecycle ------------------------------------------------
 
@@ -342,8 +354,17 @@ class PluginManager:
         self.pm.hook.comfykit_job_failed(job=job, error=error, client=client)
 
     def should_retry(self, job: Job, error: BaseException, attempt: int) -> bool:
-        answer = self.pm.hook.comfykit_should_retry(job=job, error=error, attempt=attempt)
-        return bool(answer)
+        """The first plugin's answer (firstresult); a plugin that raises is logged by name and means no retry."""
+        for impl in reversed(self.pm.hook.comfykit_should_retry.get_hookimpls()):
+            try:
+                answer = _call(impl, job=job, error=error, attempt=attempt)
+            except Exception:
+                log.exception("plugin %s failed in comfykit_should_retry for job %s; not retrying it",
+                              self.describe(impl.plugin_name), job.job_id)
+                return False
+            if answer is not None:
+                return bool(answer)
+        return False
 
     def job_retrying(self, job: Job, error: BaseException, delay: float) -> None:
         self.pm.hook.comfykit_job_retrying(job=job, error=error, delay=delay)
@@ -378,6 +399,11 @@ class PluginManager:
             records = cast("Sequence[StoredOutput]", stored or ())
             results.append(SinkResult(plugin=impl.plugin_name, stored=tuple(records)))
         return results
+
+
+def _call(impl: pluggy.HookImpl, **arguments: Any) -> Any:
+    """Call one hook implementation with only the arguments it names, as pluggy does."""
+    return impl.function(**{name: arguments[name] for name in impl.argnames})
 
 
 def _load_module(module_name: str) -> object:
