@@ -9,7 +9,10 @@ before a block, so they do not show on the rendered page):
   are listed by the CLI.  The hook reference's blocks are separate plugins; the tutorial's
   build one plugin step by step, so each of its blocks adds to the module of the ones before.
 - On the other pages, the blocks run in order in one namespace per page, in a temporary
-  working directory, with ``http://127.0.0.1:8188`` pointing at a simulator; ``test_*``
+  working directory, with ``http://127.0.0.1:8188`` pointing at a simulator.  The names the
+  guides take as given exist: ``client`` is always an open client to that simulator (also
+  after a block closed its own), ``workflow`` a text-to-image graph whose prompt node is titled
+  "Positive Prompt", saved as ``my_workflow.json`` too.  ``test_*``
   functions a block defines are called with the ``comfyui_simulator``, ``comfykit_cli`` and
   ``tmp_path`` they name.
 - ``<!-- docs-test: fragment -->`` marks a block that is a piece of a larger program (it
@@ -22,6 +25,7 @@ before a block, so they do not show on the rendered page):
 from __future__ import annotations
 
 import inspect
+import json
 import re
 import types
 from pathlib import Path
@@ -29,7 +33,7 @@ from typing import Any
 
 import pytest
 
-from comfykit import JobStatus, QueueManager, load_config
+from comfykit import ComfyUIClient, JobStatus, QueueManager, load_config
 from comfykit.plugins import get_plugin_manager
 from comfykit.testing import ComfyUISimulator
 from comfykit.testing.cli_runner import CliRunner
@@ -44,6 +48,20 @@ BLOCK = re.compile(r"(?:^<!-- docs-test: (?P<marker>[^>]*?) -->\n)?^```(?P<lang>
                    re.MULTILINE | re.DOTALL)
 SNIPPET = re.compile(r'^--8<-- "(?P<path>[^"]+)"$', re.MULTILINE)
 DEFAULT_SERVER = "http://127.0.0.1:8188"
+
+#: the graph the guides call ``workflow`` (runs on the simulator without models)
+GUIDE_WORKFLOW: dict[str, Any] = {
+    "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sd_xl_base_1.0.safetensors"}},
+    "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a lighthouse", "clip": ["4", 1]},
+          "_meta": {"title": "Positive Prompt"}},
+    "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "blurry", "clip": ["4", 1]}},
+    "5": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
+    "3": {"class_type": "KSampler", "inputs": {
+        "seed": 1, "steps": 2, "cfg": 7.0, "sampler_name": "euler", "scheduler": "normal", "denoise": 1.0,
+        "model": ["4", 0], "positive": ["6", 0], "negative": ["7", 0], "latent_image": ["5", 0]}},
+    "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}},
+    "9": {"class_type": "SaveImage", "inputs": {"filename_prefix": "guide", "images": ["8", 0]}},
+}
 
 WORKFLOW = {
     "1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 9}},
@@ -78,10 +96,18 @@ def exercise_plugin(module: types.ModuleType, simulator: ComfyUISimulator, tmp_p
 
 def run_page_blocks(page: Path, simulator: ComfyUISimulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> int:
     monkeypatch.chdir(tmp_path)
-    namespace: dict[str, Any] = {"__name__": f"docs_{page.stem}"}
+    (tmp_path / "my_workflow.json").write_text(json.dumps(GUIDE_WORKFLOW), encoding="utf-8")
+    with ComfyUIClient(url=simulator.url) as client:
+        namespace: dict[str, Any] = {"__name__": f"docs_{page.stem}", "workflow": dict(GUIDE_WORKFLOW)}
+        return _run_blocks(page, simulator, tmp_path, namespace, client)
+
+
+def _run_blocks(page: Path, simulator: ComfyUISimulator, tmp_path: Path, namespace: dict[str, Any],
+                client: ComfyUIClient) -> int:
     module = types.ModuleType(f"docs_{page.stem}")
     ran = 0
     for index, (lang, marker, source, line) in enumerate(blocks(page)):
+        namespace["client"] = client
         if marker.startswith("file "):
             (tmp_path / marker.removeprefix("file ").strip()).write_text(source, encoding="utf-8")
         if lang != "python":
