@@ -211,14 +211,13 @@ class PluginManager:
     # -- configuration and session ------------------------------------
 
     def add_config(self, registry: ConfigRegistry) -> None:
-        """Let every plugin declare its keys in ``registry``; a plugin whose declaration fails is unloaded.
+        """Let every plugin declare its keys in ``registry``; a plugin whose declaration raises is unloaded.
 
         Each plugin declares into a copy first, so a bad declaration (an unknown type, a
         key clash) leaves no half of its keys behind and becomes that plugin's load
         failure instead of every command's death (with ``strict``, a :class:`PluginError`).
         Disabled plugins' sections are remembered so the config file may keep them.
         """
-        from comfykit.errors import ConfigError
 
         registry.disabled_plugins |= self.disabled
         registry.disabled_sections |= {name.removeprefix("comfykit_") for name in self.disabled}
@@ -228,7 +227,7 @@ class PluginManager:
             trial.declaring = impl.plugin_name
             try:
                 _call(impl, registry=trial)
-            except (ConfigError, TypeError, ValueError) as exc:
+            except Exception as exc:  # a plugin's mistake, whatever it is, is that plugin's load failure
                 self._unload(impl.plugin_name, exc)
                 continue
             trial.declaring = None
@@ -465,13 +464,15 @@ def get_plugin_manager(
                 _register_entry_point(manager, entry_point, f"entry point of {_dist_name(entry_point)}")
         elif autoload:
             _register_entry_point(manager, entry_point, f"entry point of {_dist_name(entry_point)}")
-    loaded_modules = {ep.module for ep in entry_points if manager.is_registered(ep.name)}
-    named = [*enable, *sorted((chosen or set()) - set(by_name) - loaded_modules)]
+    by_module = {ep.module: ep for ep in entry_points}
+    named = [*enable, *sorted(chosen or ())]
     for name in named:
-        if name in manager.disabled or manager.is_registered(name) or name in loaded_modules:
+        # An entry point's own name or its module: load it as that entry point (disabled stays disabled).
+        found = by_name.get(name) or by_module.get(name)
+        if found is not None:
+            _register_entry_point(manager, found, f"-p, entry point of {_dist_name(found)}")
             continue
-        if name in by_name:
-            _register_entry_point(manager, by_name[name], f"-p, entry point of {_dist_name(by_name[name])}")
+        if name in manager.disabled or manager.is_registered(name):
             continue
         try:
             manager.register(_load_module(name), name, origin="-p")

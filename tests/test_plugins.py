@@ -161,9 +161,9 @@ def test_autoload_can_be_switched_off_by_environment(fake_site: Path, monkeypatc
     assert not manager.is_registered("good")
     # bundled plugins still load: they are part of comfykit
     assert manager.is_registered("monitor")
-    # and an explicit -p still loads the module by name
+    # and an explicit -p still loads it, by module name too: under its entry-point name
     manager = get_plugin_manager(enable=["ck_test_good"])
-    assert manager.is_registered("ck_test_good")
+    assert manager.is_registered("good") and manager.origins["good"] == "-p, entry point of ck-test-good"
 
 
 def test_a_broken_plugin_is_reported_by_name_and_the_rest_keeps_working(

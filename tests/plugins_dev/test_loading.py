@@ -83,6 +83,9 @@ def test_the_hermetic_mode_loads_only_the_named_third_party_plugins(
     assert not get_plugin_manager().is_registered("stamp")
     # by module name, and the argument wins over the variable
     assert get_plugin_manager(only=["ck_other"]).is_registered("other")
+    # naming a plugin does not undo disabling it, by either of its names
+    assert not get_plugin_manager(only=["ck_other"], disable=["other"]).is_registered("ck_other")
+    assert not get_plugin_manager(enable=["ck_other"], disable=["ck_other"]).is_registered("other")
     run = CliRunner(only_plugins=["ck_other"])("--json", "plugins")
     assert {"other"} == {p["name"] for p in run.json["plugins"]} & {"stamp", "other"}
 
