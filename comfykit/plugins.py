@@ -486,8 +486,8 @@ def get_plugin_manager(
              | {name for name, _ in manager.plugins()} | {manager.pm.get_canonical_name(p) for p in given})
     manager.unmatched_disables = sorted({name for name in asked_off if name not in known})
     for name in manager.unmatched_disables if warn_unmatched else ():
-        log.warning("-p no:%s matches no plugin, so it disables nothing; `comfykit plugins` lists their names",
-                    name)
+        log.warning("no plugin is called %r, so disabling it (-p no:, plugins.disable, COMFYKIT_DISABLE_PLUGINS) "
+                    "does nothing; `comfykit plugins` lists the plugins' names", name)
     manager.check_pending()
     return manager
 

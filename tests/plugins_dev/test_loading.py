@@ -64,7 +64,8 @@ def test_dash_p_no_takes_the_module_name_too_and_warns_when_nothing_matches(
         manager = get_plugin_manager(disable=["stmap"])
     assert manager.is_registered("stamp") and manager.unmatched_disables == ["stmap"]
     assert [r.getMessage() for r in caplog.records if "stmap" in r.getMessage()] == [
-        "-p no:stmap matches no plugin, so it disables nothing; `comfykit plugins` lists their names"
+        "no plugin is called 'stmap', so disabling it (-p no:, plugins.disable, COMFYKIT_DISABLE_PLUGINS) "
+        "does nothing; `comfykit plugins` lists the plugins' names"
     ]
     listing = CliRunner()("-p", "no:stmap", "plugins")
     assert listing.exit_code == 0 and "UNMATCHED no:stmap" in listing.stdout
