@@ -218,7 +218,6 @@ class PluginManager:
         failure instead of every command's death (with ``strict``, a :class:`PluginError`).
         Disabled plugins' sections are remembered so the config file may keep them.
         """
-
         registry.disabled_plugins |= self.disabled
         registry.disabled_sections |= {name.removeprefix("comfykit_") for name in self.disabled}
         registry.disabled_keys |= self._bundled_keys_switched_off()
@@ -327,7 +326,7 @@ class PluginManager:
 
     def handle_event(self, event: Event, client: ComfyUIClient) -> None:
         """Give ``event`` to every plugin; one that raises is logged by name (with its traceback the first time)."""
-        for impl in reversed(self.pm.hook.comfykit_handle_event.get_hookimpls()):
+        for impl in _in_call_order(self.pm.hook.comfykit_handle_event):
             try:
                 _call(impl, event=event, client=client)
             except Exception:
@@ -354,7 +353,7 @@ class PluginManager:
 
     def should_retry(self, job: Job, error: BaseException, attempt: int) -> bool:
         """The first plugin's answer (firstresult); a plugin that raises is logged by name and means no retry."""
-        for impl in reversed(self.pm.hook.comfykit_should_retry.get_hookimpls()):
+        for impl in _in_call_order(self.pm.hook.comfykit_should_retry):
             try:
                 answer = _call(impl, job=job, error=error, attempt=attempt)
             except Exception:
@@ -398,6 +397,15 @@ class PluginManager:
             records = cast("Sequence[StoredOutput]", stored or ())
             results.append(SinkResult(plugin=impl.plugin_name, stored=tuple(records)))
         return results
+
+
+def _in_call_order(hook: pluggy.HookCaller) -> list[pluggy.HookImpl]:
+    """The plain implementations of ``hook`` in the order pluggy calls them (wrappers left out).
+
+    Used where each plugin is called on its own, so one that raises can be named and
+    passed over.
+    """
+    return [impl for impl in reversed(hook.get_hookimpls()) if not (impl.hookwrapper or impl.wrapper)]
 
 
 def _call(impl: pluggy.HookImpl, **arguments: Any) -> Any:
