@@ -46,7 +46,7 @@ ENV_PREFIX = "COMFYKIT_"
 
 
 class ConfigWarning(UserWarning):
-    """An unknown key or another config problem that does not stop comfykit."""
+    """Kept for code that filters it; config problems that do not stop comfykit are logged on ``comfykit.config``."""
 
 
 def _to_bool(value: Any) -> bool:
