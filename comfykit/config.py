@@ -17,7 +17,6 @@ from __future__ import annotations
 import difflib
 import logging
 import os
-import warnings
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -47,7 +46,7 @@ ENV_PREFIX = "COMFYKIT_"
 
 
 class ConfigWarning(UserWarning):
-    """An unknown key or another config problem that does not stop comfykit."""
+    """Kept for code that filters it; config problems that do not stop comfykit are logged on ``comfykit.config``."""
 
 
 def _to_bool(value: Any) -> bool:
@@ -153,6 +152,8 @@ class ConfigKey:
     nullable: bool = True
     secret: bool = False
     env: str | None = None
+    #: the plugin that declared it (``None``: comfykit's core); not part of its identity
+    owner: str | None = attrs.field(default=None, eq=False)
 
     @property
     def dotted(self) -> str:
@@ -178,6 +179,29 @@ class ConfigRegistry:
         #: Plugins switched off where this registry was built: a key none of the
         #: loaded code declares may be one of theirs (see :meth:`unknown_key_message`).
         self.disabled_plugins: frozenset[str] = frozenset()
+        #: sections named after a disabled plugin, and keys a disabled bundled plugin
+        #: declares: a config file may keep them, and they are skipped quietly
+        self.disabled_sections: frozenset[str] = frozenset()
+        self.disabled_keys: frozenset[str] = frozenset()
+        #: the plugin declaring keys right now (set by the plugin manager), recorded as their owner
+        self.declaring: str | None = None
+
+    def copy(self) -> ConfigRegistry:
+        """A registry with the same keys, to declare into and :meth:`update` from when that worked."""
+        twin = ConfigRegistry()
+        twin._keys = dict(self._keys)
+        twin.disabled_plugins = self.disabled_plugins
+        twin.disabled_sections = self.disabled_sections
+        twin.disabled_keys = self.disabled_keys
+        return twin
+
+    def update(self, other: ConfigRegistry) -> None:
+        """Take every key of ``other`` (a :meth:`copy` of this registry a plugin declared into)."""
+        self._keys.update(other._keys)
+
+    def belongs_to_disabled_plugin(self, dotted: str) -> bool:
+        """Whether ``dotted`` is a disabled plugin's key: one a disabled bundled plugin declares, or in its section."""
+        return dotted in self.disabled_keys or dotted.partition(".")[0] in self.disabled_sections
 
     def add(
         self,
@@ -208,10 +232,14 @@ class ConfigRegistry:
             nullable=default is None if nullable is None else nullable,
             secret=secret,
             env=env,
+            owner=self.declaring,
         )
         existing = self._keys.get(declared.dotted)
         if existing is not None and existing != declared:
-            raise ConfigError(f"config key {declared.dotted} is declared twice with different settings")
+            first = existing.owner or "comfykit"
+            raise ConfigError(f"config key {declared.dotted} is declared twice with different settings "
+                              f"(first by {first})", key=declared.dotted,
+                              hint="A plugin declares only its own keys, or a shared key exactly as its owner does.")
         self._keys[declared.dotted] = declared
         return declared
 
@@ -547,9 +575,10 @@ def load_config(
             if declared is None:
                 if not warn_unknown:
                     continue
-                message = f"{config_path}:{line}: {registry.unknown_key_message(dotted)}"
-                warnings.warn(message, ConfigWarning, stacklevel=2)
-                log.warning("%s", message)
+                if registry.belongs_to_disabled_plugin(dotted):
+                    log.debug("%s:%s: %s belongs to a disabled plugin; not read", config_path, line, dotted)
+                    continue
+                log.warning("%s:%s: %s", config_path, line, registry.unknown_key_message(dotted))
                 continue
             try:
                 values[dotted] = declared.convert(value)
@@ -593,7 +622,7 @@ def _session_registry(first: Config) -> ConfigRegistry:
 
     manager = get_plugin_manager(
         enable=first["plugins.enable"], disable=first["plugins.disable"],
-        autoload=None if first["plugins.autoload"] else False,
+        autoload=None if first["plugins.autoload"] else False, warn_unmatched=False,
     )
     registry = core_registry()
     manager.add_config(registry)

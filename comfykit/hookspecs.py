@@ -53,8 +53,11 @@ def comfykit_add_config(registry: ConfigRegistry) -> None:
 
     Call ``registry.add(section, key, default, help=..., type=...)`` for each
     key.  Declared keys are accepted in config files, get a ``COMFYKIT_*``
-    environment variable, appear in ``comfykit config`` and in the generated
-    configuration reference.  Historic: plugins registered later still see it.
+    environment variable, can be set with ``comfykit -o KEY=VALUE``, and appear
+    in ``comfykit config`` and ``comfykit config --describe`` (the generated
+    configuration reference lists the bundled plugins' keys).  Called each time
+    a session builds its registry; a declaration that fails unloads the plugin
+    and is reported as its load failure.  Marked historic for compatibility.
 
     :param registry: the :class:`comfykit.config.ConfigRegistry` being built.
     :return: nothing.
@@ -65,9 +68,10 @@ def comfykit_add_config(registry: ConfigRegistry) -> None:
 def comfykit_configure(config: Config) -> None:
     """Read the effective configuration once it is known.
 
-    Called once per plugin manager after config files, environment variables
-    and explicit arguments have been merged.  A plugin stores what it needs
-    from its own section here.
+    Called once per session (a client, a queue, a CLI run) after config files,
+    environment variables and explicit arguments have been merged; in the CLI
+    before any plugin's command runs.  A plugin stores what it needs from its
+    own section here (the most recently configured session wins).
 
     :param config: the effective, read-only :class:`comfykit.config.Config`.
     :return: nothing.
@@ -107,9 +111,10 @@ def comfykit_register_commands(cli: click.Group) -> None:
     """Add subcommands to the ``comfykit`` command.
 
     Use ``@cli.command()`` or ``cli.add_command(...)``.  A name that another
-    plugin already registered is reported as a conflict, not silently
-    replaced.  Keep heavy imports inside the command function so
-    ``comfykit --help`` stays fast.
+    plugin already registered keeps its first owner; the clash is logged and
+    listed by ``comfykit plugins``.  A command's context object (``@click.pass_obj``)
+    is the run's state: ``config()``, ``client()``, ``server()``, ``json()``.  Keep
+    heavy imports inside the command function so ``comfykit --help`` stays fast.
 
     :param cli: the root :class:`click.Group`.
     :return: nothing.

@@ -13,8 +13,13 @@ objects passed in Python.  The core imports no plugin module by name: an
 editable checkout (``pip install -e .``) has the entry points too.  Any plugin
 but the core ones can be disabled by name (``-p no:NAME``,
 ``COMFYKIT_DISABLE_PLUGINS``, the ``plugins.disable`` config key).
-``COMFYKIT_DISABLE_PLUGIN_AUTOLOAD=1`` skips third-party entry points; bundled
-plugins still load.
+``COMFYKIT_DISABLE_PLUGIN_AUTOLOAD=1`` (or ``COMFYKIT_PLUGINS_AUTOLOAD=0``) skips
+third-party entry points; bundled plugins still load.  ``COMFYKIT_PLUGINS=a,b``
+is the hermetic mode for tests: of the third-party plugins, only those named load
+(by entry-point or module name), whatever else is installed.
+
+A plugin object registers once: a module given in ``plugins=`` or ``-p`` that an
+entry point already loaded keeps its entry-point name.
 
 Building a session (manager and config together) is :mod:`comfykit.session`;
 ``comfykit.plugins.open_session`` stays importable from here.
@@ -115,7 +120,8 @@ def _truthy_env(name: str) -> bool:
 def parse_plugin_options(options: Iterable[str]) -> tuple[list[str], list[str]]:
     """Split ``-p`` values into (names to enable, names to disable).
 
-    ``no:NAME`` disables NAME; anything else is a module or entry-point name to load.
+    ``no:NAME`` disables NAME (a plugin's or its module's name); anything else is an
+    entry-point or module name to load.
     """
     enable: list[str] = []
     disable: list[str] = []
@@ -144,11 +150,25 @@ class PluginManager:
         self.failures: list[LoadFailure] = []
         #: commands refused by :meth:`register_commands` because their name was taken
         self.command_conflicts: list[CommandConflict] = []
+        #: command name -> the plugin that registered it (see :meth:`register_commands`)
+        self.command_owners: dict[str, str] = {}
+        #: plugin name -> (distribution, version) for plugins that came from an installed distribution
+        self.distributions: dict[str, tuple[str, str]] = {}
+        #: ``no:NAME`` values that matched no known plugin (each was warned about)
+        self.unmatched_disables: list[str] = []
+        #: raise instead of reporting when a plugin fails (``plugins.strict``)
+        self.strict = False
+        #: bundled plugins switched off: their keys stay welcome in a config file
+        self.disabled_bundled: list[metadata.EntryPoint] = []
+        #: plugins whose comfykit_handle_event raised already (their traceback was logged once)
+        self._failing_event_plugins: set[str] = set()
 
     # -- registration -------------------------------------------------
 
     def register(self, plugin: object, name: str | None = None, *, origin: str = "python") -> str | None:
-        """Register ``plugin`` under ``name`` unless that name is disabled."""
+        """Register ``plugin`` under ``name`` unless that name is disabled; an object registered already keeps its name."""
+        if self.pm.is_registered(plugin):
+            return self.pm.get_name(plugin)
         plugin_name = name or self.pm.get_canonical_name(plugin)
         if plugin_name in self.disabled:
             self.pm.set_blocked(plugin_name)
@@ -190,8 +210,50 @@ class PluginManager:
     # -- configuration and session ------------------------------------
 
     def add_config(self, registry: ConfigRegistry) -> None:
+        """Let every plugin declare its keys in ``registry``; a plugin whose declaration raises is unloaded.
+
+        Each plugin declares into a copy first, so a bad declaration (an unknown type, a
+        key clash) leaves no half of its keys behind and becomes that plugin's load
+        failure instead of every command's death (with ``strict``, a :class:`PluginError`).
+        Disabled plugins' sections are remembered so the config file may keep them.
+        """
         registry.disabled_plugins |= self.disabled
-        self.pm.hook.comfykit_add_config.call_historic(kwargs={"registry": registry})
+        registry.disabled_sections |= {name.removeprefix("comfykit_") for name in self.disabled}
+        registry.disabled_keys |= self._bundled_keys_switched_off()
+        for impl in self.pm.hook.comfykit_add_config.get_hookimpls():
+            trial = registry.copy()
+            trial.declaring = impl.plugin_name
+            try:
+                _call(impl, registry=trial)
+            except Exception as exc:  # a plugin's mistake, whatever it is, is that plugin's load failure
+                self._unload(impl.plugin_name, exc)
+                continue
+            trial.declaring = None
+            registry.update(trial)
+
+    def _bundled_keys_switched_off(self) -> set[str]:
+        """The keys the disabled bundled plugins would declare (comfykit's own code, safe to ask)."""
+        from comfykit.config import ConfigRegistry
+
+        keys: set[str] = set()
+        for entry_point in self.disabled_bundled:
+            declare = getattr(entry_point.load(), "comfykit_add_config", None)
+            if declare is None:
+                continue
+            scratch = ConfigRegistry()
+            declare(registry=scratch)
+            keys |= {key.dotted for key in scratch}
+        return keys
+
+    def _unload(self, name: str, exc: BaseException) -> None:
+        """Take plugin ``name`` out of this manager after it broke while being set up: a load failure."""
+        origin = self.origins.pop(name, "?")
+        plugin = self.pm.get_plugin(name)
+        if plugin is not None:
+            self.pm.unregister(plugin)
+        self.pm.set_blocked(name)
+        if not any(failure.name == name for failure in self.failures):
+            _load_failed(self, name, origin, exc, strict=self.strict)
 
     def configure(self, config: Config) -> None:
         self.pm.hook.comfykit_configure(config=config)
@@ -215,7 +277,7 @@ class PluginManager:
         owners = {name: "?" for name in cli.commands}
         for impl in self.pm.hook.comfykit_register_commands.get_hookimpls():
             staging = click.Group(cli.name, commands=dict(cli.commands))
-            impl.function(**{name: staging for name in impl.argnames})
+            _call(impl, cli=staging)
             for name, command in staging.commands.items():
                 if cli.commands.get(name) is command:
                     continue
@@ -226,6 +288,7 @@ class PluginManager:
                     continue
                 cli.add_command(command, name)
                 owners[name] = self.describe(impl.plugin_name)
+                self.command_owners[name] = impl.plugin_name
         return list(self.command_conflicts)
 
     # -- workflows ----------------------------------------------------
@@ -261,7 +324,17 @@ class PluginManager:
         return source
 
     def handle_event(self, event: Event, client: Client) -> None:
-        self.pm.hook.comfykit_handle_event(event=event, client=client)
+        """Give ``event`` to every plugin; one that raises is logged by name (with its traceback the first time)."""
+        for impl in _in_call_order(self.pm.hook.comfykit_handle_event):
+            try:
+                _call(impl, event=event, client=client)
+            except Exception:
+                first = impl.plugin_name not in self._failing_event_plugins
+                self._failing_event_plugins.add(impl.plugin_name)
+                log.log(logging.ERROR if first else logging.DEBUG,
+                        "plugin %s failed in comfykit_handle_event on a %s event%s", self.describe(impl.plugin_name),
+                        event.type,
+                        "" if first else " again", exc_info=first)
 
     # -- job lifecycle ------------------------------------------------
     # Notifications: each implementation runs in isolation, so one that raises is logged with
@@ -280,8 +353,17 @@ class PluginManager:
         self._notify("comfykit_job_failed", job=job, error=error, client=client)
 
     def should_retry(self, job: Job, error: BaseException, attempt: int) -> bool:
-        answer = self.pm.hook.comfykit_should_retry(job=job, error=error, attempt=attempt)
-        return bool(answer)
+        """The first plugin's answer (firstresult); a plugin that raises is logged by name and means no retry."""
+        for impl in _in_call_order(self.pm.hook.comfykit_should_retry):
+            try:
+                answer = _call(impl, job=job, error=error, attempt=attempt)
+            except Exception:
+                log.exception("plugin %s failed in comfykit_should_retry for job %s; not retrying it",
+                              self.describe(impl.plugin_name), job.job_id)
+                return False
+            if answer is not None:
+                return bool(answer)
+        return False
 
     def job_retrying(self, job: Job, error: BaseException, delay: float) -> None:
         self._notify("comfykit_job_retrying", job=job, error=error, delay=delay)
@@ -311,7 +393,7 @@ class PluginManager:
                 log.warning("plugin %r (%s): %s does not take wrappers; skipped", impl.plugin_name, _where(impl), hook_name)
                 continue
             try:
-                results.append((impl, impl.function(**{name: kwargs[name] for name in impl.argnames})))
+                results.append((impl, _call(impl, **kwargs)))
             except Exception as exc:
                 results.append((impl, exc))
         return results
@@ -333,7 +415,7 @@ class PluginManager:
             if sinks is not None and impl.plugin_name not in sinks:
                 continue
             try:
-                stored = impl.function(**{name: kwargs[name] for name in impl.argnames})
+                stored = _call(impl, **kwargs)
             except Exception as exc:
                 log.error("output sink %r (%s) failed for job %s: %s", impl.plugin_name, _where(impl), job.job_id, exc)
                 results.append(SinkResult(plugin=impl.plugin_name, error=exc))
@@ -347,6 +429,20 @@ class PluginManager:
 def _where(impl: pluggy.HookImpl) -> str:
     """Where an implementation lives (a plugin object's registered name alone may be a bare id)."""
     return f"{impl.function.__module__}.{impl.function.__qualname__}"
+
+
+def _in_call_order(hook: pluggy.HookCaller) -> list[pluggy.HookImpl]:
+    """The plain implementations of ``hook`` in the order pluggy calls them (wrappers left out).
+
+    Used where each plugin is called on its own, so one that raises can be named and
+    passed over.
+    """
+    return [impl for impl in reversed(hook.get_hookimpls()) if not (impl.hookwrapper or impl.wrapper)]
+
+
+def _call(impl: pluggy.HookImpl, **arguments: Any) -> Any:
+    """Call one hook implementation with only the arguments it names, as pluggy does."""
+    return impl.function(**{name: arguments[name] for name in impl.argnames})
 
 
 def _load_module(module_name: str) -> object:
@@ -365,39 +461,86 @@ def get_plugin_manager(
     disable: Iterable[str] = (),
     autoload: bool | None = None,
     strict: bool = False,
+    only: Iterable[str] | None = None,
+    warn_unmatched: bool = True,
 ) -> PluginManager:
     """Build a new plugin manager for one client or session.
 
-    :param plugins: extra plugin objects (modules or instances) to register.
-    :param enable: module or entry-point names to load explicitly (``-p NAME``).
-    :param disable: names not to load (``-p no:NAME``); merged with ``COMFYKIT_DISABLE_PLUGINS``.
+    :param plugins: extra plugin objects (modules or instances) to register; one an
+        entry point registered already is not registered twice.
+    :param enable: entry-point or module names to load explicitly (``-p NAME``).
+    :param disable: plugin (or module) names not to load (``-p no:NAME``); merged with
+        ``COMFYKIT_DISABLE_PLUGINS``.
     :param autoload: load third-party entry points; default: on unless
         ``COMFYKIT_DISABLE_PLUGIN_AUTOLOAD`` is set.
     :param strict: raise :class:`PluginError` when a plugin fails to load
         instead of reporting it and going on.
+    :param only: the hermetic mode: of the third-party plugins, load only these (entry-point
+        or module names); default: ``COMFYKIT_PLUGINS`` when it is set.  Bundled plugins still load.
+    :param warn_unmatched: log a warning for each ``disable`` name that matches no plugin.
     """
     manager = PluginManager()
-    manager.disabled = set(disable) | set(_env_list("COMFYKIT_DISABLE_PLUGINS"))
-    for essential in CORE_PLUGINS:
-        manager.disabled.discard(essential)
+    manager.strict = strict
+    asked_off = [*disable, *_env_list("COMFYKIT_DISABLE_PLUGINS")]
+    manager.disabled = set(asked_off) - set(CORE_PLUGINS)
     if autoload is None:
         autoload = not _truthy_env("COMFYKIT_DISABLE_PLUGIN_AUTOLOAD")
+    if only is None and "COMFYKIT_PLUGINS" in os.environ:
+        only = _env_list("COMFYKIT_PLUGINS")
+    chosen = None if only is None else set(only)
+
+    entry_points = _entry_points()
+    by_name = {ep.name: ep for ep in entry_points}
+    # `-p no:MODULE` names the plugin by its module: disable the entry point that loads it.
+    manager.disabled |= {ep.name for ep in entry_points if ep.module in manager.disabled}
 
     for name, module_name in CORE_PLUGINS.items():
         manager.register(_load_module(module_name), name, origin="core")
-    _register_entry_points(manager, autoload=autoload, strict=strict)
-    for name in enable:
+    for entry_point in entry_points:
+        if _is_bundled(entry_point):
+            _register_entry_point(manager, entry_point, "bundled")
+        elif chosen is not None:
+            if {entry_point.name, entry_point.module} & chosen:
+                _register_entry_point(manager, entry_point, f"entry point of {_dist_name(entry_point)}")
+        elif autoload:
+            _register_entry_point(manager, entry_point, f"entry point of {_dist_name(entry_point)}")
+    by_module = {ep.module: ep for ep in entry_points}
+    named = [*enable, *sorted(chosen or ())]
+    for name in named:
+        # An entry point's own name or its module: load it as that entry point (disabled stays disabled).
+        found = by_name.get(name) or by_module.get(name)
+        if found is not None:
+            _register_entry_point(manager, found, f"-p, entry point of {_dist_name(found)}")
+            continue
         if name in manager.disabled or manager.is_registered(name):
             continue
         try:
             manager.register(_load_module(name), name, origin="-p")
         except Exception as exc:
             _load_failed(manager, name, "-p", exc, strict=strict)
-    for plugin in plugins:
+    given = list(plugins)
+    for plugin in given:
         manager.register(plugin, origin="python")
 
+    known = (set(CORE_PLUGINS) | set(by_name) | {ep.module for ep in entry_points} | set(named)
+             | {name for name, _ in manager.plugins()} | {manager.pm.get_canonical_name(p) for p in given})
+    manager.unmatched_disables = sorted({name for name in asked_off if name not in known})
+    for name in manager.unmatched_disables if warn_unmatched else ():
+        log.warning("no plugin is called %r, so disabling it (-p no:, plugins.disable, COMFYKIT_DISABLE_PLUGINS) "
+                    "does nothing; `comfykit plugins` lists the plugins' names", name)
     manager.check_pending()
     return manager
+
+
+def _entry_points() -> list[metadata.EntryPoint]:
+    """The ``comfykit`` entry points, bundled ones first."""
+    # Bundled plugins first, so they own their command names and hook order does not depend on
+    # the order distributions happen to be found in.
+    return sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: not _is_bundled(ep))
+
+
+def _dist_name(entry_point: metadata.EntryPoint) -> str:
+    return entry_point.dist.name if entry_point.dist is not None else "?"
 
 
 def _load_failed(manager: PluginManager, name: str, origin: str, exc: BaseException, *, strict: bool) -> None:
@@ -413,28 +556,22 @@ def _load_failed(manager: PluginManager, name: str, origin: str, exc: BaseExcept
     log.warning("plugin %r (%s) failed to load and was skipped: %s", name, origin, failure.error)
 
 
-def _register_entry_points(manager: PluginManager, *, autoload: bool, strict: bool) -> None:
-    """Register the ``comfykit`` entry points: the bundled ones always, third-party ones with ``autoload``."""
-    # Bundled plugins first, so they own their command names and hook order does not depend on
-    # the order distributions happen to be found in.
-    entry_points = sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: not _is_bundled(ep))
-    for entry_point in entry_points:
-        bundled = _is_bundled(entry_point)
-        if not bundled and not autoload:
-            continue
-        if entry_point.name in manager.disabled:
-            manager.pm.set_blocked(entry_point.name)
-            continue
-        if manager.is_registered(entry_point.name):
-            continue
-        dist_name = entry_point.dist.name if entry_point.dist is not None else "?"
-        origin = "bundled" if bundled else f"entry point of {dist_name}"
-        try:
-            plugin = entry_point.load()
-        except Exception as exc:
-            _load_failed(manager, entry_point.name, origin, exc, strict=strict)
-            continue
-        manager.register(plugin, entry_point.name, origin=origin)
+def _register_entry_point(manager: PluginManager, entry_point: metadata.EntryPoint, origin: str) -> None:
+    """Load and register one entry point under its name, unless it is disabled or there already."""
+    if entry_point.name in manager.disabled:
+        manager.pm.set_blocked(entry_point.name)
+        if _is_bundled(entry_point):
+            manager.disabled_bundled.append(entry_point)
+        return
+    if manager.is_registered(entry_point.name):
+        return
+    try:
+        plugin = entry_point.load()
+    except Exception as exc:
+        _load_failed(manager, entry_point.name, origin, exc, strict=manager.strict)
+        return
+    if manager.register(plugin, entry_point.name, origin=origin) == entry_point.name and entry_point.dist is not None:
+        manager.distributions[entry_point.name] = (entry_point.dist.name, entry_point.dist.version)
 
 
 def __getattr__(name: str) -> Any:

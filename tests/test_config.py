@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -129,11 +130,14 @@ def test_comfykit_url_sets_the_server(tmp_path: Path) -> None:
     assert config["comfyui.url"] == "https://gpu.example/comfy"
 
 
-def test_unknown_key_warns_with_the_closest_valid_key(tmp_path: Path) -> None:
+def test_unknown_key_warns_once_through_logging_with_the_closest_valid_key(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     (tmp_path / "comfykit.yaml").write_text("output:\n  outptu_dir: x\nbatch:\n  max_concurent: 2\n")
-    with pytest.warns(ConfigWarning) as record:
+    with warnings_as_errors(), caplog.at_level(logging.WARNING, logger="comfykit.config"):
         config = load_config(cwd=tmp_path, env={})
-    messages = [str(w.message) for w in record]
+    messages = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(messages) == 2
     assert any("output.outptu_dir" in m and "output.output_dir" in m and ":2:" in m for m in messages)
     assert any("batch.max_concurrent" in m for m in messages)
     assert config["output.output_dir"] == "./outputs"
@@ -321,18 +325,20 @@ def test_the_original_config_loads_silently_in_a_session_with_the_bundled_plugin
     assert config["workflow.auto_queue"] is True and auto_queue is not None and "no effect" in auto_queue.help
 
 
-def test_with_a_plugin_disabled_its_keys_are_warned_about_as_a_disabled_plugins(tmp_path: Path) -> None:
+def test_with_a_plugin_disabled_its_keys_in_the_file_are_accepted_quietly(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     from comfykit.plugins import open_session
 
     path = tmp_path / "config.yaml"
-    path.write_text(ORIGINAL_CONFIG)
-    with pytest.warns(ConfigWarning) as record:
-        _, config = open_session(path, plugin_options=["no:monitor"])
-    messages = [str(w.message) for w in record]
-    assert sorted(m.split("'")[1] for m in messages) == [
-        "websocket.enable", "websocket.reconnect_attempts", "websocket.reconnect_delay"
-    ]
-    assert all("disabled plugin (monitor)" in m and "config.yaml:" in m for m in messages)
+    path.write_text(ORIGINAL_CONFIG + "watermark:\n  seed: 4\nstray:\n  key: 1\n")
+    with warnings_as_errors(), caplog.at_level(logging.DEBUG, logger="comfykit.config"):
+        _, config = open_session(path, plugin_options=["no:monitor", "no:watermark"])
+    warned = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING and r.name == "comfykit.config"]
+    # Only the key no plugin, loaded or disabled, could own is warned about, once.
+    assert len(warned) == 1 and "'stray.key'" in warned[0] and "config.yaml:" in warned[0]
+    quiet = " ".join(r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG)
+    assert "websocket.enable" in quiet and "watermark.seed" in quiet
     assert "websocket.enable" not in config and config["websocket.poll_interval"] == 0.05
     assert config["output.download_results"] is True  # the other plugins' keys are read as usual
 

@@ -161,9 +161,9 @@ def test_autoload_can_be_switched_off_by_environment(fake_site: Path, monkeypatc
     assert not manager.is_registered("good")
     # bundled plugins still load: they are part of comfykit
     assert manager.is_registered("monitor")
-    # and an explicit -p still loads the module by name
+    # and an explicit -p still loads it, by module name too: under its entry-point name
     manager = get_plugin_manager(enable=["ck_test_good"])
-    assert manager.is_registered("ck_test_good")
+    assert manager.is_registered("good") and manager.origins["good"] == "-p, entry point of ck-test-good"
 
 
 def test_a_broken_plugin_is_reported_by_name_and_the_rest_keeps_working(
@@ -263,7 +263,8 @@ def test_an_entry_point_plugin_through_the_cli_and_dash_p_no(fake_site: Path) ->
 
     loaded = listing()
     [good] = [p for p in loaded["plugins"] if p["name"] == "good"]
-    assert good == {"name": "good", "origin": "entry point of ck-test-good", "hooks": ["comfykit_job_cancelled"]}
+    assert good == {"name": "good", "origin": "entry point of ck-test-good", "hooks": ["comfykit_job_cancelled"],
+                    "distribution": "ck-test-good", "version": "1.0"}
     disabled = listing("-p", "no:good")
     assert "good" not in [p["name"] for p in disabled["plugins"]]
     assert "good" in disabled["disabled"]

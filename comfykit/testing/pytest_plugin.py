@@ -16,6 +16,9 @@ from collections.abc import Iterator
 
 import pytest
 
+# The in-process CLI runner fixture (comfykit_cli) and its marker; that module imports nothing heavy.
+pytest_plugins = ["comfykit.testing.cli_fixture"]
+
 
 @pytest.fixture
 def comfyui_simulator(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:

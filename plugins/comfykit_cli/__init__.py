@@ -19,6 +19,7 @@ import attrs
 import click
 
 from comfykit import hookimpl
+from comfykit_cli.options import parse_assignment
 from comfykit_cli.state import CliState
 
 if TYPE_CHECKING:
@@ -41,18 +42,27 @@ class RootOptions:
     plugin_options: tuple[str, ...] = ()
     config_path: str | None = None
     verbose: int = 0
+    #: ``-o KEY=VALUE`` values, as given
+    settings: tuple[str, ...] = ()
 
     def chooses_same_plugins(self, other: RootOptions) -> bool:
-        return (self.plugin_options, self.config_path) == (other.plugin_options, other.config_path)
+        return (self.plugin_options, self.config_path, self.plugin_settings()) == (
+            other.plugin_options, other.config_path, other.plugin_settings())
+
+    def plugin_settings(self) -> dict[str, str]:
+        """The ``-o plugins.*=VALUE`` settings: they choose plugins, so they count before the rest."""
+        pairs = (setting.partition("=") for setting in self.settings)
+        return {key.strip(): value for key, eq, value in pairs if eq and key.strip().startswith("plugins.")}
 
 
 #: Root options that take a value, as separate word or ``--opt=value``.
-_VALUE_OPTIONS = {"-p", "--server", "--config"}
+_VALUE_OPTIONS = {"-p", "--server", "--config", "-o", "--option"}
 
 
 def root_options(args: Sequence[str]) -> RootOptions:
-    """``-p``, ``--config`` and ``-v`` as given before the command name (the words click would give the root group)."""
+    """``-p``, ``-o``, ``--config`` and ``-v`` as given before the command name (the words click gives the root group)."""
     plugins: list[str] = []
+    settings: list[str] = []
     config: str | None = None
     verbose = 0
     words = list(args)
@@ -63,16 +73,18 @@ def root_options(args: Sequence[str]) -> RootOptions:
         if name in _VALUE_OPTIONS and not eq:
             value = words[index + 1] if index + 1 < len(words) else ""
             index += 1
-        elif word.startswith("-p") and not word.startswith("--"):
-            name, value = "-p", word[2:]
+        elif word.startswith(("-p", "-o")) and not word.startswith("--"):
+            name, value = word[:2], word[2:]
         if name == "-p":
             plugins.append(value)
+        elif name in ("-o", "--option"):
+            settings.append(value)
         elif name == "--config":
             config = value
         elif word == "--verbose" or (word.startswith("-v") and set(word[1:]) == {"v"}):
             verbose += len(word) - 1 if word != "--verbose" else 1
         index += 1
-    return RootOptions(tuple(p for p in plugins if p), config, verbose)
+    return RootOptions(tuple(p for p in plugins if p), config, verbose, tuple(settings))
 
 
 class ComfykitGroup(click.Group):
@@ -95,6 +107,7 @@ class ComfykitGroup(click.Group):
 
     def load_plugins(self, options: RootOptions) -> None:
         """Build the run's plugin manager for ``options`` and register every plugin's commands (once per options)."""
+        from comfykit.config import core_registry, load_config
         from comfykit.errors import ConfigError
         from comfykit.plugins import get_plugin_manager, parse_plugin_options
         from comfykit.session import session_plugin_manager
@@ -105,13 +118,16 @@ class ComfykitGroup(click.Group):
         every_option = [*self._given_options, *options.plugin_options]
         self.startup_error = None
         try:
-            manager = session_plugin_manager(options.config_path, plugins=self._given_plugins,
-                                             plugin_options=every_option)
+            base = load_config(path=options.config_path, registry=core_registry(), warn_unknown=False)
+            manager = session_plugin_manager(base.with_overrides(options.plugin_settings()),
+                                             plugins=self._given_plugins, plugin_options=every_option)
         except ConfigError as exc:
             # A broken config file must not break --help: load without its plugins.* keys; commands report it.
             self.startup_error = exc
             enable, disable = parse_plugin_options(every_option)
             manager = get_plugin_manager(plugins=self._given_plugins, enable=enable, disable=disable)
+        # A plugin whose key declarations are broken is unloaded now, before it can add commands.
+        manager.add_config(core_registry())
         manager.register_commands(self)
         self.plugin_manager = manager
         self._loaded = options
@@ -191,21 +207,28 @@ def build_cli(plugin_options: Sequence[str] = (), plugins: Sequence[object] = ()
                   help="ComfyUI server URL; repeat for a pool (batch). Default: the config, else http://127.0.0.1:8188.")
     @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None, metavar="FILE",
                   help="Config file (default: ./comfykit.yaml, then the user config directory).")
+    @click.option("-o", "--option", "settings", multiple=True, metavar="KEY=VALUE",
+                  help="Set a config key for this run, a plugin's too (`comfykit config --describe` lists them).")
     @click.option("--json", "as_json", is_flag=True, help="Machine-readable output on stdout (NDJSON for progress).")
     @click.option("-v", "--verbose", count=True, help="More log output, and tracebacks on errors (repeatable).")
     @click.option("-q", "--quiet", count=True, help="Less log output (repeatable).")
     @click.pass_context
     def cli(ctx: click.Context, plugin_option: tuple[str, ...], servers: tuple[str, ...], config_path: str | None,
-            as_json: bool, verbose: int, quiet: int) -> None:
+            settings: tuple[str, ...], as_json: bool, verbose: int, quiet: int) -> None:
         """Drive ComfyUI servers: send workflows, run batches, collect outputs."""
         group = ctx.command
         assert isinstance(group, ComfykitGroup)
         ctx.obj = state = CliState(group.plugin_manager, startup_error=group.startup_error)
         state.servers = servers
         state.config_path = config_path
+        state.settings = tuple(parse_assignment(setting, "-o") for setting in settings)
         state.as_json = as_json
         state.verbose = verbose
         state.quiet = quiet
+        owner = group.plugin_manager.command_owners.get(ctx.invoked_subcommand or "") if group.plugin_manager else None
+        if owner is not None and owner != "cli" and not ctx.resilient_parsing:
+            # Another plugin's command: its plugins see the effective config (comfykit_configure) before it runs.
+            state.config()
 
     return cli
 
@@ -256,9 +279,9 @@ def comfykit_add_config(registry: ConfigRegistry) -> None:
 
 @hookimpl
 def comfykit_register_commands(cli: click.Group) -> None:
-    from comfykit_cli import admin, run, serve, server, templates
+    from comfykit_cli import admin, run, scaffold, serve, server, templates
 
     for command in (server.validate, run.send, run.batch, server.queue, server.system, server.history, server.cancel,
                     server.interrupt, server.clear, server.upload, server.nodes, server.convert, admin.plugins,
-                    admin.show_config, templates.templates, serve.serve):
+                    admin.show_config, templates.templates, serve.serve, scaffold.plugin):
         cli.add_command(command)

@@ -7,8 +7,10 @@ to a command (``comfykit send --server URL``) win over the same options given be
 it (``comfykit --server URL send``).  Nothing heavy is imported here: the config and
 the client are built on first use.
 
-A plugin's command reaches the same state as ``click.get_current_context().obj``:
-``config()``, ``plugin_manager()``, ``client(servers)`` and ``json(as_json)``.
+A plugin's command reaches the same state with ``@click.pass_obj`` (or as
+``click.get_current_context().obj``): ``config()``, ``plugin_manager()``,
+``client(servers)``, ``server(servers)`` and ``json(as_json)``.  These are public
+API, documented in the hook reference under ``comfykit_register_commands``.
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ class CliState:
     def __init__(self, plugins: PluginManager | None = None, *, startup_error: Exception | None = None) -> None:
         self.servers: tuple[str, ...] = ()
         self.config_path: str | None = None
+        #: ``-o KEY=VALUE`` settings, applied over file and environment
+        self.settings: tuple[tuple[str, str], ...] = ()
         self.as_json = False
         self.verbose = 0
         self.quiet = 0
@@ -79,7 +83,7 @@ class CliState:
             if self.startup_error is not None:
                 raise self.startup_error
             manager = self._manager()
-            self._config = session_config(manager, self.config_path)
+            self._config = session_config(manager, self.config_path, overrides=dict(self.settings))
             manager.configure(self._config)
             self.setup_logging(self._config)
         return self._config
