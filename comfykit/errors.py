@@ -28,6 +28,7 @@ telling the user what to do about it.
     │   ├── JobLost                 the server forgot the job (restart)
     │   └── WaitTimeout             waiting for the job took too long (also a TimeoutError)
     └── OutputError                 an output could not be stored
+        ├── OutputsNotStored        a finished job's outputs could not all be stored (resume fetches them)
         └── UnsafePathError         a server-sent name would escape the output folder
 """
 
@@ -48,6 +49,7 @@ __all__ = [
     "JournalError",
     "NotFound",
     "OutputError",
+    "OutputsNotStored",
     "PluginError",
     "PromptRejected",
     "ProtocolError",
@@ -337,6 +339,14 @@ class WaitTimeout(JobError, TimeoutError):
 
 class OutputError(ComfyKitError):
     """An output could not be downloaded or stored."""
+
+
+class OutputsNotStored(OutputError):
+    """The server ran the job, but its outputs could not all be stored (a full or read-only disk, a failing sink).
+
+    The job is not complete; its prompt id stays journaled, so resuming the journal fetches the
+    outputs again from the server's history without running the job again.
+    """
 
 
 class UnsafePathError(OutputError):

@@ -364,7 +364,8 @@ def comfykit_store_outputs(
     of the sinks that ran before it.  A sink that fails because the server went
     away (a comfykit transport error, a timeout, a 5xx) makes the queue wait
     for the server and run the sinks again; the job is not completed until
-    they succeed.  Any other error is a warning on the job.  The bundled
+    they succeed.  Any other error fails the job with ``OutputsNotStored``
+    (its prompt id kept, so a resume fetches the outputs again).  The bundled
     ``download`` and ``metadata`` plugins are sinks too.  Runs on the queue's
     finisher thread; an implementation may name only the arguments it uses.
 

@@ -283,10 +283,11 @@ def test_bulk_cancel_object_info_cache_and_ping(client: ComfyUIClient, sim: Comf
     client.invalidate_object_info()
     assert client.get_object_info() is not catalogue and "SaveImage" in client.get_object_info()
     if sim.comfyui_version == "0.33.0":
-        sim.knobs.node_seconds = 0.3
-        running = client.queue_prompt(_workflow("invert_save"))["prompt_id"]
-        waiting = client.queue_prompt(_workflow("scale_save"))["prompt_id"]
-        assert client.cancel_jobs([running, waiting]) is True
+        with sim.pause() as held:  # the first job holds at its first node: it is surely running when cancelled
+            running = client.queue_prompt(_workflow("invert_save"))["prompt_id"]
+            held.wait()
+            waiting = client.queue_prompt(_workflow("scale_save"))["prompt_id"]
+            assert client.cancel_jobs([running, waiting]) is True
         with pytest.raises(ExecutionInterrupted):
             client.wait_for_completion(running, timeout=20)
         assert waiting not in {item[1] for item in client.get_queue()["queue_pending"]}

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from comfykit.errors import JobError, RequestTimeout, ServerError, TransportError
+from comfykit.errors import JobError, OutputsNotStored, RequestTimeout, ServerError, TransportError
 from comfykit.jobs import Job
 from comfykit.outputs import OutputFile, discover_outputs
 
@@ -40,7 +40,7 @@ class Finished:
 
 @attrs.frozen
 class Completed:
-    """Its outputs are stored (``warnings``: sinks that failed on their own, not because of the server)."""
+    """Its outputs are stored (``warnings``: what the sinks had to say)."""
 
     warnings: tuple[str, ...] = ()
 
@@ -88,16 +88,26 @@ def collect(client: ComfyUIClient, prompt_id: str, *, include_temp: bool) -> Fin
 
 def store(
     plugins: PluginManager, job: Job, client: ComfyUIClient, *, sinks: Collection[str] | None
-) -> Completed | ServerDown:
-    """Run the output sinks for a job whose result fields are filled (they extend ``job.stored``)."""
-    warnings = []
+) -> Completed | ServerDown | Failed:
+    """Run the output sinks for a job whose result fields are filled (they extend ``job.stored``).
+
+    A job is complete only when every sink stored its part: a sink that failed because the
+    server went away means waiting for the server (``ServerDown``); any other failure (a full
+    or read-only disk, a sink's own bug) fails the job with :class:`OutputsNotStored`, its
+    prompt id kept, so that resuming the journal fetches the outputs without running it again.
+    """
+    failures = []
     for result in plugins.store_outputs(job, job.outputs, client, sinks=sinks):
         if result.error is None:
             continue
         if is_server_trouble(result.error):
             return ServerDown(result.error, storing=True)
-        warnings.append(f"output sink {result.plugin} failed: {result.error}")
-    return Completed(tuple(warnings))
+        failures.append(f"{result.plugin}: {result.error}")
+    if failures:
+        return Failed(OutputsNotStored(f"the outputs of job {job.job_id} could not be stored ({'; '.join(failures)})",
+                                       hint="Fix the cause (disk space, permissions, the sink), then resume the "
+                                            "journal: the outputs are fetched again, the job does not run again."))
+    return Completed()
 
 
 def is_server_trouble(error: BaseException) -> bool:

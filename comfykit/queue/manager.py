@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from comfykit.config import Config
-from comfykit.errors import ComfyKitError, ConfigError, OutputError, WaitTimeout
+from comfykit.errors import ComfyKitError, ConfigError, OutputsNotStored, WaitTimeout
 from comfykit.jobs import Job, JobStatus, job_arguments, job_requests
 from comfykit.plugins import PluginManager, open_session
 from comfykit.queue import finish, pool, schedule, submit
@@ -550,8 +550,8 @@ class QueueManager(Workers):
             attempt.store_failures += 1
             if attempt.store_failures > self.max_retries:
                 self._release(attempt)
-                reason = OutputError(f"the outputs of job {job.job_id} could not be stored: {error}")
-                job.move(JobStatus.FAILED, error=_describe(reason), error_type=type(error).__name__,
+                reason = OutputsNotStored(f"the outputs of job {job.job_id} could not be stored: {error}")
+                job.move(JobStatus.FAILED, error=_describe(reason), error_type=type(reason).__name__,
                          finished_at=time.time())
                 server.counts["failed"] += 1
                 self._last_finish = job.finished_at

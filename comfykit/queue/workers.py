@@ -83,7 +83,11 @@ class Workers:
         by_url = {server.url: server for server in self._servers}
         for job in self.journal.jobs():
             self._jobs[job.job_id] = job
-            if retry_failed and job.status is JobStatus.FAILED:
+            if job.status is JobStatus.FAILED and job.error_type == "OutputsNotStored" and job.prompt_id:
+                # It ran; only its outputs are missing: ask its server again and store them (it does not run again).
+                job.move(JobStatus.PENDING, finished_at=None)
+                job.warnings.append(f"its outputs were not stored before ({job.error}); fetching them again")
+            elif retry_failed and job.status is JobStatus.FAILED:
                 job.move(JobStatus.PENDING, prompt_id=None, server=None, finished_at=None)
                 job.warnings.append(f"failed before ({job.error}); run again")
                 self.journal.update(job)
@@ -200,7 +204,7 @@ class Workers:
             return
         if not self._apply(job, result, attempt):
             return
-        stored: finish.Completed | finish.ServerDown = finish.Completed()
+        stored: finish.Completed | finish.ServerDown | finish.Failed = finish.Completed()
         if self.store_outputs:
             stored = finish.store(self.plugin_manager, job, client, sinks=self.config.get("output.sinks"))
         self._apply(job, stored, attempt)

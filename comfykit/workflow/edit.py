@@ -68,10 +68,10 @@ def find_node(workflow: Mapping[str, Any], node: str) -> str:
     """The id of the node addressed by id, ``_meta.title``, or a class name used exactly once."""
     if node in workflow:
         return node
-    titled = [nid for nid, n in workflow.items() if ((n.get("_meta") or {}).get("title")) == node]
+    titled = [nid for nid, n in workflow.items() if _title(n) == node]
     if len(titled) == 1:
         return titled[0]
-    typed = [nid for nid, n in workflow.items() if n.get("class_type") == node]
+    typed = [nid for nid, n in workflow.items() if isinstance(n, Mapping) and n.get("class_type") == node]
     if len(typed) == 1 and not titled:
         return typed[0]
     if len(titled) > 1 or len(typed) > 1:
@@ -80,6 +80,24 @@ def find_node(workflow: Mapping[str, Any], node: str) -> str:
     raise WorkflowError(
         f"no node {node!r} (by id, title or class)", hint="See the node ids and titles with get_workflow_info()."
     )
+
+
+def _title(node: Any) -> Any:
+    meta = node.get("_meta") if isinstance(node, Mapping) else None
+    return meta.get("title") if isinstance(meta, Mapping) else None
+
+
+def _inputs_of(workflow: Mapping[str, Any], node_id: str) -> dict[str, Any]:
+    """A copy of the node's inputs; a node or ``inputs`` of the wrong shape is a WorkflowError naming it."""
+    node = workflow[node_id]
+    if not isinstance(node, Mapping):
+        raise WorkflowError(f"node {node_id} is a {type(node).__name__}, not an object", node_id=node_id,
+                            hint="Each node is {\"class_type\": ..., \"inputs\": {...}}.")
+    inputs = node.get("inputs", {})
+    if not isinstance(inputs, Mapping):
+        raise WorkflowError(f"node {node_id} ({node.get('class_type')}) has inputs of type {type(inputs).__name__}, "
+                            "not an object", node_id=node_id, hint="Write its inputs as {\"name\": value, ...}.")
+    return dict(inputs)
 
 
 def resolve_input(workflow: Mapping[str, Any], target: str) -> tuple[str, str]:
@@ -103,7 +121,8 @@ def apply_updates(workflow: Mapping[str, Any], updates: Iterable[Update | str]) 
     for update in updates:
         parsed = parse_update(update) if isinstance(update, str) else update
         node_id = find_node(result, parsed.node)
-        result[node_id].setdefault("inputs", {})[parsed.input] = parsed.value
+        inputs = _inputs_of(result, node_id)
+        result[node_id] = {**result[node_id], "inputs": {**inputs, parsed.input: parsed.value}}
     return result
 
 
@@ -115,9 +134,8 @@ def set_node_input(workflow: MutableMapping[str, Any], node: str, input_name: st
     shallow copy changed this way leaves the graph it was copied from as it was.
     """
     node_id = find_node(workflow, str(node))
-    entry = workflow[node_id]
-    inputs = entry.get("inputs")
-    workflow[node_id] = {**entry, "inputs": {**(inputs if isinstance(inputs, Mapping) else {}), input_name: value}}
+    inputs = _inputs_of(workflow, node_id)
+    workflow[node_id] = {**workflow[node_id], "inputs": {**inputs, input_name: value}}
     return workflow
 
 

@@ -95,7 +95,7 @@ def _split_items(text: str, spec: str) -> list[str]:
             continue
         current.append(char)
     if quoted:
-        raise WorkflowError(f"sweep {spec!r}: unclosed quote", hint=_HINT)
+        raise WorkflowError(f"sweep {_short(spec)!r}: unclosed quote", hint=_HINT)
     items.append("".join(current))
     return items
 
@@ -103,13 +103,18 @@ def _split_items(text: str, spec: str) -> list[str]:
 def _item_value(item: str, spec: str) -> Any:
     stripped = item.strip()
     if not stripped:
-        raise WorkflowError(f"sweep {spec!r} has an empty value", hint=_HINT + ' (quote an empty text as "")')
+        raise WorkflowError(f"sweep {_short(spec)!r} has an empty value", hint=_HINT + ' (quote an empty text as "")')
     try:
         return json.loads(stripped)
     except ValueError:
         return stripped
     except RecursionError:
         raise WorkflowError(f"sweep {spec[:60]!r}: a value is nested too deeply", hint=_HINT) from None
+
+
+def _short(spec: str) -> str:
+    """``spec`` as an error may quote it: a 5,000-digit bound is shown by its start."""
+    return spec if len(spec) <= 80 else spec[:77] + "..."
 
 
 def _range(start_text: str, end_text: str, step_text: str | None, spec: str) -> list[Any]:
@@ -119,23 +124,27 @@ def _range(start_text: str, end_text: str, step_text: str | None, spec: str) -> 
         start, end = Decimal(start_text), Decimal(end_text)
         step = Decimal(step_text) if step_text else None
     except InvalidOperation:
-        raise WorkflowError(f"sweep {spec!r}: the range bounds are not numbers", hint=_HINT) from None
+        raise WorkflowError(f"sweep {_short(spec)!r}: the range bounds are not numbers", hint=_HINT) from None
     if step is None:
         if not integral:
-            raise WorkflowError(f"sweep {spec!r}: a range of decimals needs a step", hint="Write e.g. denoise=0.5..1.0..0.25")
+            raise WorkflowError(f"sweep {_short(spec)!r}: a range of decimals needs a step",
+                                hint="Write e.g. denoise=0.5..1.0..0.25")
         step = Decimal(1) if end >= start else Decimal(-1)
     if step == 0:
-        raise WorkflowError(f"sweep {spec!r}: the step is zero", hint=_HINT)
+        raise WorkflowError(f"sweep {_short(spec)!r}: the step is zero", hint=_HINT)
     if (end - start) * step < 0:
-        raise WorkflowError(f"sweep {spec!r}: the step {step_text} never reaches {end_text} from {start_text}",
+        raise WorkflowError(f"sweep {_short(spec)!r}: the step never reaches the end from the start",
                             hint="Use a negative step to count down, e.g. seed=10..1..-1")
     try:
-        count = int((end - start) / step) + 1
+        span = (end - start) / step
     except ArithmeticError:  # decimal overflow on absurd exponents
-        raise WorkflowError(f"sweep {spec!r}: the range is too large", hint=_HINT) from None
-    if count > MAX_SWEEP_POINTS:
-        raise WorkflowError(f"sweep {spec!r} has {count} values, more than {MAX_SWEEP_POINTS}",
+        raise WorkflowError(f"sweep {_short(spec)!r}: the range is too large", hint=_HINT) from None
+    # Compared as a Decimal: int() of a 1e99999-wide span would be a 100,000-digit number.
+    if span + 1 > MAX_SWEEP_POINTS:
+        shown = f"{int(span) + 1} values" if span < 10**12 else "more than a trillion values"
+        raise WorkflowError(f"sweep {_short(spec)!r} has {shown}, more than {MAX_SWEEP_POINTS}",
                             hint="Use a larger step or a shorter range.")
+    count = int(span) + 1
     # Decimal arithmetic, so 0.1..0.3..0.1 gives exactly 0.1, 0.2, 0.3 rather than 0.30000000000000004.
     values = [start + step * i for i in range(count)]
     if integral:

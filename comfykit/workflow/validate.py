@@ -109,6 +109,32 @@ def _spec(entry: Mapping[str, Any], name: str) -> list[Any] | None:
     return None
 
 
+def undeclared_input(entry: Mapping[str, Any], name: str) -> str | None:
+    """``None`` when the node class (its ``/object_info`` entry) declares input ``name``, else a hint naming close ones.
+
+    Hidden inputs and the children of dynamic inputs (``model.steps`` below a declared
+    ``model``) are declared in other ways and pass.
+    """
+    declared = entry.get("input") or {}
+    sections = [declared.get(key) for key in ("required", "optional", "hidden")]
+    known = [str(n) for section in sections if isinstance(section, Mapping) for n in section]
+    if name in known or name.split(".", 1)[0] in known:
+        return None
+    close = difflib.get_close_matches(name, known, n=3)
+    return f"Did you mean {', '.join(repr(c) for c in close)}?" if close else f"Its inputs are: {', '.join(known) or 'none'}."
+
+
+def _unknown_input(entry: Mapping[str, Any], name: str, where: dict[str, Any]) -> Problem | None:
+    """An input the node class does not declare: a typo the server would silently ignore."""
+    hint = undeclared_input(entry, name)
+    if hint is None:
+        return None
+    # A warning: editors export inputs their extensions add (a 3D preview's camera image, an audio
+    # widget), which the server ignores; a value set by hand (--update) is checked as an error.
+    return Problem("unknown_input", f"has no input {name!r} (the server would ignore it)", input_name=name, hint=hint,
+                   severity=Severity.WARNING, **where)
+
+
 def _options(spec: list[Any]) -> list[Any] | None:
     if isinstance(spec[0], list):
         return spec[0]
@@ -144,6 +170,9 @@ def check_schema(workflow: Any, object_info: Mapping[str, Any]) -> list[Problem]
         for name, value in inputs.items():
             spec = _spec(entry, name)
             if spec is None:
+                unknown = _unknown_input(entry, str(name), where)
+                if unknown is not None:
+                    problems.append(unknown)
                 continue
             problem = _check_value(workflow, object_info, str(name), spec, value, where)
             if problem is not None:

@@ -150,11 +150,25 @@ def send(workflow: str, updates: tuple[str, ...], sets: tuple[str, ...], random_
     files = dict(parse_assignment(text, "--input") for text in inputs)
     with open_client(servers, _output_overrides(output_dir, no_download) or None) as client:
         graph = build_graph(load_target(workflow, client), params=params, updates=[*updates, *node_sets],
-                            random_seeds=random_seeds, source=workflow)
+                            random_seeds=random_seeds, source=workflow, object_info=_catalogue_for_checks(client))
         if wait:
             _run_one(client, graph, files, source=workflow, timeout=timeout, as_json=as_json)
         else:
             _queue_only(client, graph, files, source=workflow, as_json=as_json)
+
+
+def _catalogue_for_checks(client: ComfyUIClient) -> dict[str, Any] | None:
+    """The server's node catalogue for checking --update targets (cached per client), unless validation is off."""
+    from comfykit.errors import ComfyKitError
+
+    if not client.config["workflow.validate_before_send"]:
+        return None
+    try:
+        return client.get_object_info()
+    except ComfyKitError as exc:
+        log.warning("the node catalogue of %s could not be read (%s); --update targets are not checked",
+                    client.base_url, exc)
+        return None
 
 
 def _queue_only(client: ComfyUIClient, graph: dict[str, Any], files: Mapping[str, str], *, source: str,
@@ -319,11 +333,12 @@ def batch(sources: tuple[str, ...], sweeps: tuple[str, ...], updates: tuple[str,
     try:
         check_servers(queue.clients)
         rng = random.SystemRandom()
+        catalogue = _catalogue_for_checks(queue.clients[0]) if updates or node_sets else None
         for path in paths:
             target = load_target(path, queue.clients[0])
             for values in combos:
                 graph = build_graph(target, params=params, updates=[*updates, *node_sets], point=values,
-                                    random_seeds=random_seeds, rng=rng, source=path)
+                                    random_seeds=random_seeds, rng=rng, source=path, object_info=catalogue)
                 queue.add_job(graph, metadata={"source": str(path)}, params=values, inputs=files)
         stats = _run_batch(queue, as_json, resume or journal)
         jobs = queue.get_all_jobs()

@@ -9,6 +9,7 @@ parameter, and is refused with a hint when the workflow is not a template.
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -27,12 +28,15 @@ __all__ = [
     "TEMPLATE_SUFFIXES",
     "apply_sweep_values",
     "build_graph",
+    "check_update_targets",
     "is_template_path",
     "load_target",
     "refuse_params",
     "split_sets",
     "templates_dir",
 ]
+
+log = logging.getLogger("comfykit.cli")
 
 TEMPLATE_SUFFIXES = (".template.yaml", ".template.yml")
 
@@ -99,13 +103,16 @@ def build_graph(
     random_seeds: bool = False,
     rng: random.Random | None = None,
     source: str | Path = "the workflow",
+    object_info: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """One API graph: template values (or a plain workflow), fresh seeds, then ``updates``, then the sweep ``point``.
 
     Seeds are drawn before the updates and the sweep values are written, so a seed
     named explicitly always wins over a random one.  Sweep names that are template
     parameters instantiate the template; the others are node inputs (``NODE.INPUT``
-    or a bare input name set on every node that has it).
+    or a bare input name set on every node that has it).  With ``object_info`` an update of an
+    input the node's class does not declare (a typo the server would ignore) is an error;
+    without it, a warning when the node has no such input yet.
     """
     from comfykit.workflow import apply_updates
     from comfykit.workflow.sweep import apply_sweep_point
@@ -120,8 +127,31 @@ def build_graph(
         refuse_params(params, source)
         rest = point
         graph = randomize_seeds(target, rng=rng) if random_seeds else dict(target)
+    check_update_targets(graph, updates, object_info)
     graph = apply_updates(graph, list(updates))
     return apply_sweep_values(graph, rest) if rest else graph
+
+
+def check_update_targets(graph: Mapping[str, Any], updates: Sequence[Any], object_info: Mapping[str, Any] | None) -> None:
+    """Refuse updates of inputs the node's class does not declare (catalogue known); warn when it is not known."""
+    from comfykit.errors import WorkflowError
+    from comfykit.workflow.edit import Update, find_node, parse_update
+    from comfykit.workflow.validate import undeclared_input
+
+    for update in updates:
+        parsed = update if isinstance(update, Update) else parse_update(str(update))
+        node_id = find_node(graph, parsed.node)
+        node = graph[node_id]
+        class_type = node.get("class_type") if isinstance(node, Mapping) else None
+        entry = object_info.get(str(class_type)) if object_info is not None else None
+        if isinstance(entry, Mapping):
+            hint = undeclared_input(entry, parsed.input)
+            if hint is not None:
+                raise WorkflowError(f"--update {parsed.node}.{parsed.input}: node {node_id} ({class_type}) has no input "
+                                    f"{parsed.input!r}", node_id=node_id, hint=hint)
+        elif object_info is None and parsed.input not in (node.get("inputs") or {}):
+            log.warning("--update %s.%s: node %s (%s) has no input %r yet (not checked: no node catalogue)",
+                        parsed.node, parsed.input, node_id, class_type, parsed.input)
 
 
 def apply_sweep_values(workflow: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:

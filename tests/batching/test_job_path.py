@@ -178,15 +178,17 @@ def test_outputs_that_never_reach_storage_fail_the_job_with_the_reason(new_sim: 
     assert sink.calls == 2
 
 
-def test_a_sink_that_breaks_on_its_own_is_a_warning_on_a_completed_job(new_sim: ComfyUISimulator) -> None:
+def test_a_sink_that_breaks_on_its_own_fails_the_job_with_its_prompt_id_kept(new_sim: ComfyUISimulator) -> None:
     class Broken:
         @hookimpl
         def comfykit_store_outputs(self) -> None:
             raise OSError("disk full")
 
     job = _one_job(new_sim, Broken())
-    assert job.status is JobStatus.COMPLETED
-    assert any("disk full" in warning for warning in job.warnings)
+    # Not complete: its outputs are not all stored.  Not retried either: the server's part is done,
+    # and resuming the journal fetches the outputs with the prompt id kept here.
+    assert job.status is JobStatus.FAILED and job.error_type == "OutputsNotStored"
+    assert "disk full" in (job.error or "") and job.prompt_id is not None
 
 
 def test_server_trouble_is_told_from_a_sinks_own_bug() -> None:

@@ -84,3 +84,16 @@ def test_a_numeric_filename_in_the_history_does_not_break_the_report(capsys: pyt
     assert "completed p-1: fine.png" in out
     assert json.loads(out.splitlines()[-1])["images"] == [
         {"filename": "fine\x1b[31m.png", "subfolder": "", "type": "output", "node_id": "9"}]
+
+
+def test_an_update_of_an_input_the_node_lacks_is_an_error_with_a_suggestion(comfyui_simulator, tmp_path: Path,
+                                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    graph = {"1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0}},
+             "2": {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}}}
+    flow = tmp_path / "flow.json"
+    flow.write_text(json.dumps(graph))
+    assert main(["--server", comfyui_simulator.url, "send", str(flow), "--update", "1.widht=16"]) == 1
+    err = capsys.readouterr().err
+    assert "node 1 (EmptyImage) has no input 'widht'" in err and "Did you mean 'width'?" in err
+    assert comfyui_simulator.execution_counts == {}  # nothing was sent
+    assert main(["--server", comfyui_simulator.url, "send", str(flow), "--update", "1.width=16"]) == 0

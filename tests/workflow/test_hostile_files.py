@@ -45,3 +45,43 @@ def test_a_template_with_an_alias_bomb_or_a_huge_integer_is_a_template_error(tmp
     digits.write_text("name: digits\nversion: " + "7" * 5000 + "\n")
     with pytest.raises(TemplateError, match="invalid YAML"):
         load_template(digits)
+
+
+@pytest.mark.parametrize(
+    ("graph", "message"),
+    [
+        ({"1": {"class_type": "EmptyImage", "inputs": [1, 2]}}, "has inputs of type list"),
+        ({"1": "not a node"}, "node 1 is a str, not an object"),
+    ],
+)
+def test_updates_on_nodes_of_the_wrong_shape_are_workflow_errors(graph: dict, message: str) -> None:
+    from comfykit.errors import WorkflowError
+    from comfykit.workflow import apply_updates
+
+    with pytest.raises(WorkflowError, match=message):
+        apply_updates(graph, ["1.width=5"])
+
+
+def test_a_title_lookup_survives_a_meta_of_the_wrong_type() -> None:
+    from comfykit.workflow import apply_updates
+
+    graph = {"1": {"class_type": "EmptyImage", "inputs": {}, "_meta": "oops"},
+             "2": {"class_type": "SaveImage", "inputs": {}, "_meta": {"title": "Out"}}}
+    assert apply_updates(graph, ["Out.filename_prefix=x"])["2"]["inputs"] == {"filename_prefix": "x"}
+
+
+def test_a_misspelt_input_is_flagged_with_a_catalogue() -> None:
+    from comfykit.testing.catalog import load_object_info
+    from comfykit.workflow import apply_updates, validate_workflow
+
+    info = load_object_info("0.33.0")
+    graph = {"1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0}},
+             "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "x"}}}
+    # A warning in a workflow (editors export inputs their extensions add, which servers ignore);
+    # the CLI's --update turns it into an error (tests/cli/test_cli_hostile_text.py).
+    valid, problems = validate_workflow(apply_updates(graph, ["1.widht=5"]), object_info=info)
+    assert valid
+    [unknown] = [p for p in problems if p.code == "unknown_input"]
+    assert unknown.node_id == "1" and unknown.input_name == "widht" and not unknown.is_error
+    assert "'width'" in (unknown.hint or "")
+    assert validate_workflow(graph, object_info=info) == (True, [])

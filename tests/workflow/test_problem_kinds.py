@@ -74,6 +74,8 @@ CASES: list[tuple[str, Any, str | None, str | None, Severity, str, str]] = [
      "'false' is not true or false; the server reads it as True", "true or false"),
     ("value_coerced", _with_input("1", "batch_size", True), "1", "batch_size", Severity.WARNING,
      "True is a boolean; the server reads it as 1", "number"),
+    ("unknown_input", _with_input("1", "widht", 8), "1", "widht", Severity.WARNING,
+     "has no input 'widht' (the server would ignore it)", "Did you mean 'width'?"),
 ]
 
 
