@@ -16,14 +16,19 @@ can run clients with different settings without shared state.
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import logging
 import os
 import re
+import shutil
+import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
+
+import attrs
 
 from comfykit import hookimpl
 from comfykit.errors import NotFound, OutputError, RequestTimeout, ServerError, ServerUnreachable, UnsafePathError
@@ -39,7 +44,7 @@ if TYPE_CHECKING:
     from comfykit.client import ComfyUIClient
     from comfykit.config import Config, ConfigRegistry
 
-__all__ = ["CHUNK_SIZE", "DownloadError", "download_outputs", "selected_outputs"]
+__all__ = ["CHUNK_SIZE", "DownloadError", "DownloadLimits", "download_outputs", "selected_outputs"]
 
 log = logging.getLogger("comfykit.download")
 
@@ -47,6 +52,33 @@ SINK_NAME = "download"
 #: Bytes read at a time when hashing a file already on disk.
 CHUNK_SIZE = 1024 * 1024
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
+
+
+_MAX_BYTES = 16 * 1024**3  # room for long videos
+_DEADLINE = 3600.0
+_MIN_FREE_BYTES = 256 * 1024**2
+
+
+@attrs.frozen
+class DownloadLimits:
+    """What one file may cost: its size, the time its whole transfer takes, the disk space it must leave."""
+
+    #: larger files are refused (the announced size before anything is written, else as they arrive)
+    max_bytes: int = _MAX_BYTES
+    #: seconds for the whole transfer of one file, retries included: a trickling body ends
+    deadline: float = _DEADLINE
+    #: the transfer stops when the disk would have less than this left
+    min_free_bytes: int = _MIN_FREE_BYTES
+
+    @classmethod
+    def from_config(cls, section: Mapping[str, Any]) -> DownloadLimits:
+        return cls(max_bytes=int(section.get("max_bytes", _MAX_BYTES)),
+                   deadline=float(section.get("download_timeout", _DEADLINE)),
+                   min_free_bytes=int(section.get("min_free_bytes", _MIN_FREE_BYTES)))
+
+
+#: Free space is checked again after this many bytes, so a full disk stops a transfer early.
+_SPACE_CHECK_BYTES = 64 * 1024**2
 
 
 class DownloadError(OutputError):
@@ -57,6 +89,29 @@ class DownloadError(OutputError):
         super().__init__(f"{message}\n{details}", hint="The files listed as stored are complete; retry for the rest.")
         self.stored = list(stored)
         self.errors = list(errors)
+
+
+def _remove_stale_parts(target: Path) -> None:
+    """Partial files of ``target`` left by a killed run: it is written again now, so they are only garbage."""
+    for stale in target.parent.glob(f".{glob.escape(target.name[:40])}.*.part"):
+        try:
+            stale.unlink()
+            log.info("removed a partial file left by an earlier run: %s", stale)
+        except OSError as exc:
+            log.warning("could not remove the partial file %s: %s", stale, exc)
+
+
+def _check_room(name: str, target: Path, coming: int, limits: DownloadLimits) -> None:
+    """Refuse a file larger than the limit, or one that would leave the disk (nearly) full."""
+    if coming > limits.max_bytes:
+        raise OutputError(f"{name} is {coming:,} bytes, larger than output.max_bytes ({limits.max_bytes:,})",
+                          hint="Raise output.max_bytes if such files are expected.")
+    free = shutil.disk_usage(target.parent).free
+    if free - coming < limits.min_free_bytes:
+        raise OutputError(
+            f"not enough disk space for {name} in {target.parent}: {free:,} bytes free, {coming:,} to come, "
+            f"{limits.min_free_bytes:,} to keep free (output.min_free_bytes)",
+            hint="Free some space, then resume the journal: the outputs are fetched again.")
 
 
 class _Incomplete(Exception):
@@ -77,6 +132,12 @@ def comfykit_add_config(registry: ConfigRegistry) -> None:
     registry.add("output", "concurrent_downloads", 4, help="Downloads running at once.")
     registry.add("output", "verify_size", True, help="Check each downloaded file against the size the server announced.")
     registry.add("output", "download_attempts", 3, help="Attempts per file before a broken download is given up.")
+    registry.add("output", "max_bytes", _MAX_BYTES,
+                 help="Largest output file downloaded, in bytes (16 GiB: room for long videos); larger ones fail.")
+    registry.add("output", "download_timeout", _DEADLINE,
+                 help="Seconds one file's whole transfer may take, retries included.")
+    registry.add("output", "min_free_bytes", _MIN_FREE_BYTES,
+                 help="A download stops (and its partial file is removed) when the disk would have less free space.")
 
 
 @hookimpl
@@ -109,6 +170,7 @@ def comfykit_store_outputs(job: Job, outputs: Sequence[OutputFile], client: Comf
         max_concurrent=int(section.get("concurrent_downloads") or 4),
         verify_size=bool(section.get("verify_size", True)),
         attempts=int(section.get("download_attempts") or 3),
+        limits=DownloadLimits.from_config(section),
     )
 
 
@@ -153,6 +215,7 @@ def download_outputs(
     max_concurrent: int = 4,
     verify_size: bool = True,
     attempts: int = 3,
+    limits: DownloadLimits | None = None,
 ) -> list[StoredOutput]:
     """Store the outputs of one job under ``output_dir``; return one record per file written or kept.
 
@@ -175,7 +238,8 @@ def download_outputs(
         output, target = item
         if output.filename is None:
             return _write_text(output, str(output.value), target, root)
-        return _download(client, output, target, root, verify_size=verify_size, attempts=attempts)
+        return _download(client, output, target, root, verify_size=verify_size, attempts=attempts,
+                         limits=limits or DownloadLimits())
 
     stored: list[StoredOutput] = []
     if work:
@@ -251,11 +315,15 @@ def _total_size(response: httpx.Response, offset: int) -> tuple[int, int | None]
 
 
 def _download(
-    client: ComfyUIClient, output: OutputFile, target: Path, root: Path, *, verify_size: bool, attempts: int
+    client: ComfyUIClient, output: OutputFile, target: Path, root: Path, *, verify_size: bool, attempts: int,
+    limits: DownloadLimits,
 ) -> StoredOutput:
     assert output.filename is not None
     name = f"{output.filename!r} (node {output.node_id})"
     _make_parent(target, root)
+    _remove_stale_parts(target)
+    deadline = time.monotonic() + limits.deadline
+    next_space_check = 0
     handle: IO[bytes] | None = None
     temp: Path | None = None
     written = 0
@@ -270,6 +338,8 @@ def _download(
                     start, total = _total_size(response, written)
                     if handle is None and target.is_file() and total is not None and target.stat().st_size == total:
                         return _record(output, target, total, sha256_of_file(target), skipped=True)
+                    if total is not None:
+                        _check_room(name, target, total - written, limits)
                     if handle is None:
                         handle, temp = temp_file_beside(target)
                     if start != written:
@@ -285,6 +355,18 @@ def _download(
                         handle.write(chunk)
                         digest.update(chunk)
                         written += len(chunk)
+                        if written > limits.max_bytes:
+                            raise OutputError(f"{name} is larger than output.max_bytes ({limits.max_bytes:,} bytes)",
+                                              hint="Raise output.max_bytes if such files are expected.")
+                        if time.monotonic() > deadline:
+                            raise OutputError(
+                                f"downloading {name} took longer than output.download_timeout ({limits.deadline:g} s; "
+                                f"{written:,} bytes received)",
+                                hint="The server sends too slowly or never ends; raise output.download_timeout "
+                                     "for huge files on slow links.")
+                        if written >= next_space_check:
+                            next_space_check = written + _SPACE_CHECK_BYTES
+                            _check_room(name, target, 0, limits)
                 if verify_size and total is not None and written != total:
                     raise _Incomplete(f"got {written} of {total} bytes")
                 break

@@ -1,0 +1,62 @@
+"""A download has a size cap, a total deadline and a free-space floor, and leaves no partial file behind."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from comfykit import ComfyUIClient
+from comfykit.testing import ComfyUISimulator
+from comfykit_download import DownloadError, DownloadLimits, download_outputs
+
+from .conftest import RunJob
+
+
+def _parts(folder: Path) -> list[Path]:
+    return list(folder.rglob("*.part"))
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    ("body", "limits", "message"),
+    [
+        ("flood", DownloadLimits(max_bytes=1024 * 1024), "larger than output.max_bytes"),
+        ("huge", DownloadLimits(max_bytes=1024 * 1024), "larger than output.max_bytes"),
+        ("trickle", DownloadLimits(deadline=0.5), "took longer than output.download_timeout"),
+        ("huge", DownloadLimits(min_free_bytes=2**62), "not enough disk space"),
+    ],
+)
+def test_a_hostile_view_body_is_cut_off_with_a_clear_error_and_no_partial_file(
+    client: ComfyUIClient, sim: ComfyUISimulator, out_dir: Path, run_job: RunJob, body: str,
+    limits: DownloadLimits, message: str,
+) -> None:
+    job = run_job(client, "invert_save")
+    sim.knobs.hostile_paths = ("/view",)
+    sim.knobs.hostile_body = body
+    sim.knobs.hostile_bytes = 8 * 1024 * 1024
+    with pytest.raises(DownloadError) as caught:
+        download_outputs(client, job, out_dir, limits=limits)
+    assert message in str(caught.value.errors[0])
+    assert _parts(out_dir) == []
+
+
+def test_partial_files_left_by_a_killed_run_are_removed(
+    client: ComfyUIClient, out_dir: Path, run_job: RunJob
+) -> None:
+    job = run_job(client, "invert_save")
+    [planned] = download_outputs(client, job, out_dir)
+    target = Path(planned.location)
+    target.unlink()
+    leftover = target.parent / f".{target.name}.0123456789ab.part"
+    leftover.write_bytes(b"half a file")
+    download_outputs(client, job, out_dir)
+    assert target.is_file() and not leftover.exists()
+
+
+def test_the_limits_are_config_keys_of_the_download_plugin() -> None:
+    from comfykit import load_config
+
+    config = load_config(use_file=False, overrides={"output.max_bytes": 10, "output.download_timeout": 2.5,
+                                                    "output.min_free_bytes": 0})
+    assert DownloadLimits.from_config(config.section("output")) == DownloadLimits(10, 2.5, 0)
