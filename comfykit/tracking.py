@@ -58,6 +58,23 @@ class JobProgress:
     fraction: float = 0.0
 
 
+#: Distinct node ids one job's tracking keeps (outputs, node states).  Real prompts have tens or
+#: hundreds of nodes, a few thousand with node expansion; a server inventing new ids without end
+#: would otherwise grow the client's memory without end.  Past it, the job's result comes from
+#: its history entry (read once, under the answer caps) instead of from the events.
+MAX_TRACKED_NODES = 10_000
+
+
+def _room_for(watch: _Watch, table: dict[str, Any], node_id: str) -> bool:
+    if node_id in table or len(table) < MAX_TRACKED_NODES:
+        return True
+    if not watch.gap:
+        log.warning("prompt %s: events name more than %d nodes; its result is read from the history instead",
+                    watch.prompt_id, MAX_TRACKED_NODES)
+        watch.gap = True
+    return False
+
+
 class _Watch:
     def __init__(self, prompt_id: str, nodes_total: int) -> None:
         self.prompt_id = prompt_id
@@ -178,9 +195,11 @@ class JobTracker:
             watch.messages.append(("execution_start", {"prompt_id": prompt_id, "timestamp": event.timestamp}))
             return True, False
         if isinstance(event, ExecutionCachedEvent):
-            watch.cached = event.nodes
-            watch.messages.append(("execution_cached", {"nodes": list(event.nodes), "prompt_id": prompt_id}))
-            for node in event.nodes:
+            if watch.cached:
+                return False, False  # a server sends it once per job: a repeat adds nothing (and must not grow)
+            watch.cached = tuple(event.nodes[:MAX_TRACKED_NODES])
+            watch.messages.append(("execution_cached", {"nodes": list(watch.cached), "prompt_id": prompt_id}))
+            for node in watch.cached:
                 watch.node_states[node] = "finished"
         elif isinstance(event, ExecutingEvent):
             if event.is_done:
@@ -192,9 +211,11 @@ class JobTracker:
             watch.step, watch.steps = event.value, event.max
         elif isinstance(event, ProgressStateEvent):
             for node_id, state in event.nodes.items():
-                watch.node_states[node_id] = state.state
+                if _room_for(watch, watch.node_states, node_id):
+                    watch.node_states[node_id] = state.state
         elif isinstance(event, ExecutedEvent) and event.node is not None:
-            watch.outputs[event.node] = dict(event.output)
+            if _room_for(watch, watch.outputs, event.node):
+                watch.outputs[event.node] = dict(event.output)
         elif isinstance(event, ExecutionErrorEvent):
             watch.error = event
         elif isinstance(event, ExecutionInterruptedEvent):
