@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from comfykit.config import Config
-from comfykit.errors import ComfyKitError, ConfigError, OutputsNotStored, WaitTimeout
+from comfykit.errors import ComfyKitError, ConfigError, JournalError, OutputsNotStored, WaitTimeout
 from comfykit.jobs import Job, JobStatus, job_arguments, job_requests
 from comfykit.plugins import PluginManager, open_session
 from comfykit.queue import finish, pool, schedule, submit
@@ -151,6 +151,8 @@ class QueueManager(Workers):
         self._submitters: list[threading.Thread] = []
         self._started = False
         self._stopping = False
+        #: why the batch had to stop (its journal could not be written), raised to whoever waits
+        self._fatal: JournalError | None = None
         self._stop_event = threading.Event()
         self._paused = False
         self._was_empty = True
@@ -288,6 +290,8 @@ class QueueManager(Workers):
     def start(self, num_workers: int | None = None) -> None:
         """Start dispatching; ``num_workers`` threads finish jobs (history, sinks); default 4."""
         with self._lock:
+            if self._fatal is not None:
+                raise self._fatal  # its journal could not be written: open the journal again to resume
             if self._started:
                 return
             self._started = True
@@ -337,11 +341,13 @@ class QueueManager(Workers):
         self.start()
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
-            while self._open:
+            while self._open and self._fatal is None:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False
                 self._changed.wait(remaining if remaining is not None else 1.0)
+            if self._fatal is not None:
+                raise self._fatal
         return True
 
     def stop(self, wait: bool = True, timeout: float | None = None, *, requeue: bool = False) -> int:
@@ -447,8 +453,8 @@ class QueueManager(Workers):
             change = self._move(job, outcome, attempt)
         if change is None:
             return False
-        if change.journal:
-            self._journal(job)
+        if change.journal and not self._journal(job):
+            return False
         if change.event is not None:
             getattr(self.plugin_manager, change.event)(job, *change.args)
             self._emit(change.event, job)
@@ -600,9 +606,29 @@ class QueueManager(Workers):
             self.plugin_manager.queue_empty(self)
             self._emit("queue_empty")
 
-    def _journal(self, job: Job) -> None:
-        if self.journal is not None:
+    def _journal(self, job: Job) -> bool:
+        """Record the job's state; on a journal that cannot be written (disk full), stop the batch cleanly.
+
+        Nothing more is posted once a state could not be recorded: the write-ahead rule would
+        break.  :meth:`wait_for_completion` (and so :meth:`run`) then raises the JournalError;
+        the journal keeps every state recorded before, so the batch resumes once there is room.
+        """
+        if self.journal is None:
+            return True
+        try:
             self.journal.update(job)
+        except JournalError as exc:
+            with self._lock:
+                first = self._fatal is None
+                if first:
+                    self._fatal = exc
+                self._stopping = True
+                self._stop_event.set()
+                self._changed.notify_all()
+            if first:
+                log.error("the batch stops: %s", exc)
+            return False
+        return True
 
 
 def _describe(error: BaseException) -> str:

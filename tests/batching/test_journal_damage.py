@@ -118,3 +118,35 @@ def test_the_journal_remembers_its_servers_without_credentials(tmp_path: Path) -
     assert reopened.servers == ["http://gpu1:8188", "http://gpu2:8188/base"]
     assert not any(b"pw-s3cret" in file.read_bytes() for file in tmp_path.glob("run.sqlite*"))
     reopened.close()
+
+
+@pytest.mark.timeout(60)
+def test_a_journal_that_fills_up_mid_batch_stops_it_cleanly_and_it_resumes_later(tmp_path: Path) -> None:
+    from batching.workloads import unique_workflows
+    from comfykit import QueueManager
+    from comfykit.testing import ComfyUISimulator
+
+    path = tmp_path / "run.sqlite"
+    with ComfyUISimulator(port=0, root=tmp_path / "sim") as sim:
+        queue = QueueManager(servers=[sim.url], journal=path, max_concurrent=1, store_outputs=False)
+        queue.add_jobs_from_list(unique_workflows(6, offset=800))
+        real_update, writes = queue.journal.update, []
+
+        def update_until_full(job: Job) -> None:
+            writes.append(job.status)
+            if len(writes) > 4:
+                raise JournalError("cannot record the state of a job: database or disk is full", path=str(path),
+                                   hint="The disk holding the journal is full.")
+            real_update(job)
+
+        queue.journal.update = update_until_full  # type: ignore[method-assign]
+        with pytest.raises(JournalError, match="disk is full"):
+            queue.run(timeout=50)  # stops, instead of hanging with tracebacks
+        queue.close()
+        posted = len(sim.execution_counts)
+        assert posted < 6
+
+        with QueueManager(servers=[sim.url], journal=path, store_outputs=False) as resumed:
+            stats = resumed.run(timeout=50)
+        assert stats["completed"] == 6
+        assert sorted(sim.execution_counts.values()) == [1] * 6
