@@ -55,14 +55,14 @@ def _split_name(text: str) -> tuple[str, str]:
         opening = text.index('"')
         closing = text.find('"', opening + 1)
         if closing < 0:
-            raise WorkflowError(f"sweep {text!r}: unclosed quote in the node title", hint=_HINT)
+            raise WorkflowError(f"sweep {_short(text)!r}: unclosed quote in the node title", hint=_HINT)
         start = closing + 1
     name, sep, values = text[start:].partition("=")
     if not sep:
-        raise WorkflowError(f"sweep {text!r} has no '='", hint=_HINT)
+        raise WorkflowError(f"sweep {_short(text)!r} has no '='", hint=_HINT)
     name = (text[:start] + name).strip()
     if not name:
-        raise WorkflowError(f"sweep {text!r} names nothing before '='", hint=_HINT)
+        raise WorkflowError(f"sweep {_short(text)!r} names nothing before '='", hint=_HINT)
     return name, values
 
 
@@ -159,7 +159,7 @@ def parse_sweep(text: str) -> SweepAxis:
     if found:
         return SweepAxis(name, _range(found.group(1), found.group(2), found.group(3), text))
     if ".." in raw and not raw.strip().startswith(('"', "[", "{")) and "," not in raw:
-        raise WorkflowError(f"sweep {text!r}: {raw.strip()!r} is not a range of numbers", hint=_HINT)
+        raise WorkflowError(f"sweep {_short(text)!r} is not a range of numbers", hint=_HINT)
     return SweepAxis(name, [_item_value(item, text) for item in _split_items(raw, text)])
 
 
