@@ -17,13 +17,14 @@ from __future__ import annotations
 import difflib
 import logging
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, get_args
 
 import attrs
 import yaml
 
+from comfykit.config_types import CONVERTERS, ConfigType, guess_type
 from comfykit.errors import ConfigError
 from comfykit.parsing import load_yaml
 from comfykit.secrets import MASK, SECRET_NAME, SecretMask, secrets_of
@@ -47,97 +48,6 @@ ENV_PREFIX = "COMFYKIT_"
 
 class ConfigWarning(UserWarning):
     """Kept for code that filters it; config problems that do not stop comfykit are logged on ``comfykit.config``."""
-
-
-def _to_bool(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, (int, float)) and value in (0, 1):
-        return bool(value)
-    if isinstance(value, str):
-        text = value.strip().lower()
-        if text in {"1", "true", "yes", "on"}:
-            return True
-        if text in {"0", "false", "no", "off", ""}:
-            return False
-    raise ValueError(f"expected true or false, got {value!r}")
-
-
-def _to_int(value: Any) -> int:
-    if isinstance(value, bool):
-        raise ValueError(f"expected a whole number, got {value!r}")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str):
-        return int(value.strip())
-    raise ValueError(f"expected a whole number, got {value!r}")
-
-
-def _to_float(value: Any) -> float:
-    if isinstance(value, bool):
-        raise ValueError(f"expected a number, got {value!r}")
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str):
-        return float(value.strip())
-    raise ValueError(f"expected a number, got {value!r}")
-
-
-def _to_str(value: Any) -> str:
-    if isinstance(value, (str, int, float)) and not isinstance(value, bool):
-        return str(value)
-    raise ValueError(f"expected text, got {value!r}")
-
-
-def _to_list(value: Any) -> list[Any]:
-    if isinstance(value, list):
-        return list(value)
-    if isinstance(value, str):
-        return [part.strip() for part in value.split(",") if part.strip()]
-    raise ValueError(f"expected a list, got {value!r}")
-
-
-def _to_names(value: Any) -> list[str]:
-    names = _to_list(value)
-    odd = [name for name in names if not isinstance(name, str) or not name.strip()]
-    if odd:
-        raise ValueError(f"expected a list of names, got {odd[0]!r} in it")
-    return [name.strip() for name in names]
-
-
-def _to_mapping(value: Any) -> dict[str, Any]:
-    if isinstance(value, Mapping):
-        return {str(k): v for k, v in value.items()}
-    if isinstance(value, str):
-        # Environment form: "Name=value,Other=value".
-        result: dict[str, Any] = {}
-        for part in value.split(","):
-            if not part.strip():
-                continue
-            if "=" not in part:
-                raise ValueError(f"expected NAME=VALUE pairs, got {part!r}")
-            key, _, item = part.partition("=")
-            result[key.strip()] = item.strip()
-        return result
-    raise ValueError(f"expected a mapping, got {value!r}")
-
-
-#: The type names a key can declare; mypy checks them at every ``registry.add(type=...)``.
-ConfigType = Literal["bool", "int", "float", "str", "list", "names", "mapping", "any"]
-
-#: converters by declared type name
-CONVERTERS: dict[ConfigType, Callable[[Any], Any]] = {
-    "bool": _to_bool,
-    "int": _to_int,
-    "float": _to_float,
-    "str": _to_str,
-    "list": _to_list,
-    "names": _to_names,
-    "mapping": _to_mapping,
-    "any": lambda value: value,
-}
 
 
 @attrs.frozen
@@ -217,7 +127,7 @@ class ConfigRegistry:
     ) -> ConfigKey:
         """Declare ``section.key`` with its default; the type is guessed from the default if not given."""
         if type is None:
-            type = _guess_type(default)
+            type = guess_type(default)
         if type not in get_args(ConfigType):  # callers without mypy can still pass any text
             raise ConfigError(
                 f"unknown config type {type!r} for {section}.{key}",
@@ -268,22 +178,6 @@ class ConfigRegistry:
             )
         hint = _closest(dotted, self)
         return f"unknown config key {dotted!r}" + (f"; {hint}" if hint else "")
-
-
-def _guess_type(default: Any) -> ConfigType:
-    if isinstance(default, bool):
-        return "bool"
-    if isinstance(default, int):
-        return "int"
-    if isinstance(default, float):
-        return "float"
-    if isinstance(default, str):
-        return "str"
-    if isinstance(default, list):
-        return "list"
-    if isinstance(default, Mapping):
-        return "mapping"
-    return "any"
 
 
 def core_registry() -> ConfigRegistry:
