@@ -1,0 +1,126 @@
+"""The async client against the simulator over real sockets: endpoints, run(), submit() handles, cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+
+import pytest
+
+from comfykit import AsyncComfyUIClient, JobStatus
+from comfykit.config import Config
+from comfykit.errors import ExecutionError, ExecutionInterrupted, NotFound, PromptRejected, WaitTimeout
+from comfykit.events import ExecutingEvent, ProgressEvent
+from comfykit.testing import ComfyUISimulator
+
+from .conftest import workflow
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_endpoints_are_coroutines_with_checked_answers(sim: ComfyUISimulator, config: Config) -> None:
+    async with AsyncComfyUIClient(url=sim.url, config=config) as client:
+        assert await client.ping()
+        queue = await client.get_queue()
+        assert queue["queue_running"] == [] and queue["queue_pending"] == []
+        info = await client.server_info()
+        assert info.version == sim.comfyui_version
+        assert info.has_jobs_api is (sim.comfyui_version == "0.33.0")
+        assert "EmptyImage" in await client.get_object_info()
+        with pytest.raises(NotFound):
+            await client.get_models("no-such-folder")
+
+
+async def test_run_returns_the_completed_job_with_stored_outputs(sim: ComfyUISimulator, config: Config, out_dir: Path) -> None:
+    async with AsyncComfyUIClient(url=sim.url, config=config) as client:
+        job = await client.run(workflow("invert_save"), timeout=30)
+    assert job.status is JobStatus.COMPLETED
+    assert job.history is not None and job.history["status"]["status_str"] == "success"
+    assert [output.filename for output in job.outputs]
+    downloaded = [s for s in job.stored if s.sink == "download"]
+    assert len(downloaded) == 1 and Path(downloaded[0].location).is_file()
+    assert Path(downloaded[0].location).is_relative_to(out_dir)
+    assert sim.execution_counts[job.prompt_id or ""] == 1
+
+
+async def test_a_failing_node_raises_and_the_job_is_failed(sim: ComfyUISimulator, config: Config) -> None:
+    async with AsyncComfyUIClient(url=sim.url, config=config) as client:
+        handle = await client.submit(workflow("exec_error_canny"))
+        with pytest.raises(ExecutionError, match="Canny"):
+            await handle.result(timeout=30)
+    assert handle.job.status is JobStatus.FAILED and handle.job.error_type == "ExecutionError"
+
+
+async def test_a_rejected_prompt_raises_prompt_rejected(sim: ComfyUISimulator, config: Config) -> None:
+    broken = workflow("invert_save")
+    broken["2"]["inputs"]["image"] = ["99", 0]
+    async with AsyncComfyUIClient(url=sim.url, config=config) as client:
+        with pytest.raises(PromptRejected):
+            await client.run(broken)
+
+
+async def test_events_of_a_handle_are_typed_and_end_with_the_job(sim: ComfyUISimulator, config: Config) -> None:
+    async with AsyncComfyUIClient(url=sim.url, config=config) as client:
+        handle = await client.submit(workflow("tiny_ksampler"))
+        seen = [event async for event in handle.events()]
+        job = await handle.result(timeout=30)
+    assert job.status is JobStatus.COMPLETED
+    assert seen[0].type == "execution_start"
+    assert isinstance(seen[-1], ExecutingEvent) and seen[-1].is_done
+    assert any(isinstance(event, ProgressEvent) for event in seen)
+    assert seen[-1]["type"] == "executing"  # typed, and also the raw message
+
+
+async def test_cancel_takes_a_queued_job_off_the_server(sim: ComfyUISimulator, config: Config) -> None:
+    async with AsyncComfyUIClient(url=sim.url, config=config) as client:
+        with sim.pause(node="1") as held:
+            first = await client.submit(workflow("invert_save", color_1=1))
+            await asyncio.to_thread(held.wait)
+            second = await client.submit(workflow("invert_save", color_1=2))
+            await second.cancel()
+            queue = await client.get_queue()
+            assert second.prompt_id not in {item[1] for item in queue["queue_pending"]}
+        with pytest.raises(ExecutionInterrupted):
+            await second.result()
+        assert (await first.result(timeout=30)).status is JobStatus.COMPLETED
+    assert second.job.status is JobStatus.CANCELLED
+    assert second.prompt_id not in sim.execution_counts
+
+
+async def test_cancelling_the_awaiting_task_interrupts_the_running_job(sim: ComfyUISimulator, config: Config) -> None:
+    async with AsyncComfyUIClient(url=sim.url, config=config) as client:
+        with sim.pause(node="2") as held:
+            task = asyncio.create_task(client.run(workflow("interruptible_chain")))
+            await asyncio.to_thread(held.wait)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            prompt_id = held.where[0] if held.where else ""
+            assert not client.tracker.is_watched(prompt_id)  # nothing of it stays behind in the client
+        # The server was told: the running prompt ends interrupted (its history says so).
+        with pytest.raises(ExecutionInterrupted):
+            await client.wait_for_completion(prompt_id, timeout=30)
+
+
+async def test_a_timeout_cancels_the_job_and_raises_wait_timeout(sim: ComfyUISimulator, config: Config) -> None:
+    async with AsyncComfyUIClient(url=sim.url, config=config) as client:
+        with sim.pause(node="1") as held:
+            blocker = await client.submit(workflow("invert_save", color_1=6))
+            await asyncio.to_thread(held.wait)
+            with pytest.raises(WaitTimeout):
+                await client.run(workflow("invert_save", color_1=7), timeout=0.2)  # queued behind the held job
+            queue = await client.get_queue()
+            assert [item[1] for item in queue["queue_pending"]] == []
+        assert (await blocker.result(timeout=30)).status is JobStatus.COMPLETED
+    assert len(sim.execution_counts) == 1
+
+
+async def test_no_thread_per_job(sim: ComfyUISimulator, config: Config) -> None:
+    async with AsyncComfyUIClient(url=sim.url, config=config, store_outputs=False) as client:
+        await client.run(workflow("preview_image", color_1=0))
+        before = threading.active_count()
+        jobs = await asyncio.gather(*(client.run(workflow("preview_image", color_1=i)) for i in range(1, 101)))
+        after = threading.active_count()
+    assert all(job.status is JobStatus.COMPLETED for job in jobs)
+    assert after <= before + 8  # the loop's executor may grow to its bound, not by a thread per job
