@@ -579,7 +579,8 @@ class AsyncComfyUIClient:
         if self._socket_asked:
             return
         self._socket_asked = True
-        if self.config.get("websocket.enable"):
+        # Where the sync client's monitor plugin would open its socket: with the monitor loaded and enabled.
+        if self.plugin_manager.is_registered("monitor") and self.config.get("websocket.enable"):
             from comfykit.aio_socket import AsyncEventSocket
 
             self._socket = AsyncEventSocket(
