@@ -136,7 +136,7 @@ class AsyncEventSocket:
                 async with self._connect(
                     self.url, additional_headers=self.headers, max_size=self.max_frame_size,
                     open_timeout=self.open_timeout, ping_interval=self.ping_interval, ping_timeout=self.ping_interval,
-                    compression=None,
+                    close_timeout=1.0, compression=None,
                 ) as ws:
                     opened = True
                     await ws.send(json.dumps({"type": "feature_flags", "data": {"supports_preview_metadata": True}}))

@@ -116,11 +116,33 @@ async def test_a_timeout_cancels_the_job_and_raises_wait_timeout(sim: ComfyUISim
     assert len(sim.execution_counts) == 1
 
 
-async def test_no_thread_per_job(sim: ComfyUISimulator, config: Config) -> None:
-    async with AsyncComfyUIClient(url=sim.url, config=config, store_outputs=False) as client:
-        await client.run(workflow("preview_image", color_1=0))
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("sim", ["0.33.0"], indirect=True)
+async def test_a_thousand_concurrent_runs_complete_with_outputs_stored_once_and_no_thread_each(
+    sim: ComfyUISimulator, config: Config, out_dir: Path
+) -> None:
+    def unique(i: int) -> dict[str, object]:
+        return {"1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": i}},
+                "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": f"many/{i}"}}}
+
+    peak = 0
+
+    async def count_threads() -> None:
+        nonlocal peak
+        while True:
+            peak = max(peak, threading.active_count())
+            await asyncio.sleep(0.05)
+
+    async with AsyncComfyUIClient(url=sim.url, config=config) as client:
+        await client.run(unique(1000))
         before = threading.active_count()
-        jobs = await asyncio.gather(*(client.run(workflow("preview_image", color_1=i)) for i in range(1, 101)))
-        after = threading.active_count()
+        counter = asyncio.create_task(count_threads())
+        jobs = await asyncio.gather(*(client.run(unique(i)) for i in range(1000)))
+        counter.cancel()
     assert all(job.status is JobStatus.COMPLETED for job in jobs)
-    assert after <= before + 8  # the loop's executor may grow to its bound, not by a thread per job
+    stored = [record.location for job in jobs for record in job.stored if record.sink == "download"]
+    assert len(stored) == len(set(stored)) == 1000
+    assert len([p for p in out_dir.rglob("*.png")]) == 1001
+    assert all(count == 1 for count in sim.execution_counts.values())
+    # Pool threads (the loop's executor, the sinks' downloads), bounded whatever the number of jobs.
+    assert peak <= before + 32, f"{peak} threads while 1,000 jobs waited ({before} before)"
