@@ -218,8 +218,8 @@ def ws_headers(connection: Connection) -> dict[str, str]:
 # -- one exchange -------------------------------------------------------------------------------
 
 
-def send_error(method: str, url: str, base_url: str, exc: Exception) -> ComfyKitError | None:
-    """The comfykit error for ``exc`` raised while a request was sent (``None``: not a network failure)."""
+def send_error(method: str, url: str, base_url: str, exc: Exception) -> Exception:
+    """The comfykit error for ``exc`` raised while a request was sent (``exc`` itself when not a network failure)."""
     if isinstance(exc, httpx.TimeoutException):
         return RequestTimeout(
             f"{method} {redact(url)} timed out ({type(exc).__name__})",
@@ -232,7 +232,7 @@ def send_error(method: str, url: str, base_url: str, exc: Exception) -> ComfyKit
             url=redact(url),
             hint="Is ComfyUI running there? Check the URL (--server / COMFYKIT_URL) and the network.",
         )
-    return None
+    return exc
 
 
 class BodyReader:
@@ -279,8 +279,8 @@ class BodyReader:
             )
         return False
 
-    def failure(self, exc: Exception) -> ComfyKitError | None:
-        """The comfykit error for ``exc`` raised while the body was read (``None``: not a read failure)."""
+    def failure(self, exc: Exception) -> Exception:
+        """The comfykit error for ``exc`` raised while the body was read (``exc`` itself when not a read failure)."""
         if isinstance(exc, httpx.TimeoutException):
             return RequestTimeout(f"{self.where}: the answer stalled ({type(exc).__name__})", url=self.url,
                                   hint="The server stopped sending mid-answer; raise comfyui.timeout if it is just slow.")
@@ -289,7 +289,7 @@ class BodyReader:
                                  hint="The server closed the connection before the end of its answer.")
         if isinstance(exc, (httpx.ReadError, httpx.DecodingError)):
             return ProtocolError(f"{self.where}: the answer could not be read: {type(exc).__name__}: {exc}", url=self.url)
-        return None
+        return exc
 
     def body(self) -> bytes:
         return b"".join(self.chunks)

@@ -57,11 +57,31 @@ from comfykit.jobs import Job, JobStatus, new_prompt_id
 from comfykit.queue import finish
 
 if TYPE_CHECKING:
+    from typing import TypedDict
+
+    from typing_extensions import Unpack
+
     from comfykit.aio_socket import AsyncEventSocket
     from comfykit.config import Config
     from comfykit.events import Event
     from comfykit.plugins import PluginManager
     from comfykit.tracking import JobTracker
+
+    class ClientOptions(TypedDict, total=False):
+        """The keyword arguments :class:`ComfyUIClient` takes besides ``transport``, each as it takes it."""
+
+        url: str | None
+        timeout: float | None
+        headers: Mapping[str, str] | None
+        auth: tuple[str, str] | str | httpx.Auth | None
+        token: str | None
+        api_key: str | None
+        verify: bool | str | None
+        config: Config | str | os.PathLike[str] | None
+        plugins: Iterable[object]
+        plugin_options: Iterable[str]
+        client_id: str | None
+        plugin_manager: PluginManager | None
 
 __all__ = ["AsyncComfyUIClient", "AsyncJob"]
 
@@ -240,31 +260,10 @@ class AsyncComfyUIClient:
     RECONCILE_INTERVAL = 2.0
 
     def __init__(
-        self,
-        host: str | None = None,
-        port: int | None = None,
-        protocol: str | None = None,
-        *,
-        url: str | None = None,
-        timeout: float | None = None,
-        headers: Mapping[str, str] | None = None,
-        auth: tuple[str, str] | str | httpx.Auth | None = None,
-        token: str | None = None,
-        api_key: str | None = None,
-        verify: bool | str | None = None,
-        config: Config | str | os.PathLike[str] | None = None,
-        plugins: Iterable[object] = (),
-        plugin_options: Iterable[str] = (),
-        transport: httpx.AsyncBaseTransport | None = None,
-        client_id: str | None = None,
-        plugin_manager: PluginManager | None = None,
-        store_outputs: bool = True,
+        self, host: str | None = None, port: int | None = None, protocol: str | None = None, *,
+        transport: httpx.AsyncBaseTransport | None = None, store_outputs: bool = True, **options: Unpack[ClientOptions],
     ) -> None:
-        self.sync_client = ComfyUIClient(
-            host, port, protocol, url=url, timeout=timeout, headers=headers, auth=auth, token=token, api_key=api_key,
-            verify=verify, config=config, plugins=plugins, plugin_options=plugin_options, client_id=client_id,
-            plugin_manager=plugin_manager,
-        )
+        self.sync_client = ComfyUIClient(host, port, protocol, **options)
         self.config = self.sync_client.config
         self.plugin_manager = self.sync_client.plugin_manager
         self.connection = self.sync_client.connection
@@ -362,10 +361,7 @@ class AsyncComfyUIClient:
         try:
             response = await self._http.send(self._http.build_request(method, path, **options), stream=True)
         except httpx.HTTPError as exc:
-            error = _http.send_error(method, url, self.base_url, exc)
-            if error is None:
-                raise
-            raise error from None
+            raise _http.send_error(method, url, self.base_url, exc) from None
         failed = response.status_code >= 300
         try:
             reader = BodyReader(method, url, response, MAX_ERROR_BYTES if failed else limit, budget, truncate=failed)
@@ -373,10 +369,7 @@ class AsyncComfyUIClient:
                 if reader.add(chunk):
                     break
         except httpx.HTTPError as exc:
-            read_error = reader.failure(exc)
-            if read_error is None:
-                raise
-            raise read_error from None
+            raise reader.failure(exc) from None
         finally:
             await response.aclose()
         answer = _http.buffered(response, reader.body())
@@ -573,6 +566,16 @@ class AsyncComfyUIClient:
                 self._forget(prompt_id)
 
     # -- events --------------------------------------------------------------------------------
+
+    async def connect_websocket(self, auto_reconnect: bool = True) -> AsyncEventSocket | None:
+        """Open the live-event channel now (submitting does it anyway); ``None`` without the monitor (waits poll).
+
+        The first connection attempt is awaited; a failed one is retried behind.
+        ``auto_reconnect=False`` leaves the socket closed after a drop, and waits poll.
+        """
+        self.auto_reconnect = auto_reconnect
+        await self._ensure_events()
+        return self._socket
 
     async def _ensure_events(self) -> None:
         """Open the WebSocket (when the monitor is on) and start the supervisor, once per client."""

@@ -162,10 +162,7 @@ class ComfyUIClient:
         try:
             response = self._http.send(self._http.build_request(method, path, **kwargs), stream=True)
         except httpx.HTTPError as exc:
-            error = _http.send_error(method, url, self.base_url, exc)
-            if error is None:
-                raise
-            raise error from None
+            raise _http.send_error(method, url, self.base_url, exc) from None
         try:
             failed = response.status_code >= 300
             # An error page is only read for its message: keep its start, drop the rest.
@@ -186,10 +183,7 @@ class ComfyUIClient:
                 if reader.add(chunk):
                     break
         except httpx.HTTPError as exc:
-            error = reader.failure(exc)
-            if error is None:
-                raise
-            raise error from None
+            raise reader.failure(exc) from None
         return reader.body()
 
     def _json(self, method: str, path: str, **kwargs: Any) -> Any:
