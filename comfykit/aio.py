@@ -19,10 +19,11 @@ receives, because hooks call the server synchronously (a sink downloads with it)
 Which code runs where (so that nothing blocks the event loop):
 
 - on the loop: the HTTP requests of the endpoints, the WebSocket (one per client, shared by
-  every job), timeouts and cancellation;
+  every job), the tracker folding each event into its job's state, timeouts and cancellation;
 - on one event thread, in arrival order: every ``comfykit_handle_event`` hook, the ``on()``
-  callbacks, the tracker that folds events into each job's state, and the lifecycle hooks
-  (``comfykit_session_start/finish``, ``comfykit_job_submitted/started/completed/failed``);
+  callbacks and the lifecycle hooks (``comfykit_job_submitted/started/completed/failed/cancelled``);
+- in a worker thread: ``comfykit_session_start`` (before the first request) and
+  ``comfykit_session_finish`` (in :meth:`AsyncComfyUIClient.aclose`);
 - in ``asyncio.to_thread`` (the loop's default executor, a few threads however many jobs
   wait): the output sinks (``comfykit_store_outputs``: download, metadata) and the
   reconciliation with ``/queue`` and ``/history`` after a socket drop or while polling.
@@ -54,7 +55,7 @@ from comfykit.errors import (
     WaitTimeout,
 )
 from comfykit.jobs import Job, JobStatus, new_prompt_id
-from comfykit.queue import finish
+from comfykit.queue import QueueManager, finish
 
 if TYPE_CHECKING:
     from typing import TypedDict
@@ -83,7 +84,7 @@ if TYPE_CHECKING:
         client_id: str | None
         plugin_manager: PluginManager | None
 
-__all__ = ["AsyncComfyUIClient", "AsyncJob"]
+__all__ = ["AsyncComfyUIClient", "AsyncJob", "run_queue"]
 
 log = logging.getLogger("comfykit.aio")
 
@@ -594,10 +595,13 @@ class AsyncComfyUIClient:
         self._supervisor = asyncio.get_running_loop().create_task(self._supervise(), name="comfykit-aio-supervisor")
 
     def _dispatch(self, event: Event) -> None:
+        # The tracker is quick and never blocks: it runs here, so a job's progress is current when its
+        # event is read, and its end (scheduled by the tracker) comes after its last event.
+        self.tracker.feed(event)
         handle = self._jobs.get(event.prompt_id or "")
         if handle is not None:
-            handle._deliver(event)  # before the tracker sees it, so the job's end comes after its last event
-        self._event_thread.submit(self.sync_client.dispatch_event, event)
+            handle._deliver(event)
+        self._event_thread.submit(self.sync_client.notify_event, event)
 
     def _posted(self) -> list[str]:
         return [prompt_id for prompt_id, handle in self._jobs.items() if handle.posted and not handle.done]
@@ -609,8 +613,6 @@ class AsyncComfyUIClient:
     async def _reconcile(self) -> None:
         posted = self._posted()
         if posted:
-            # After the events already read: a job must not be judged on a state older than them.
-            await asyncio.wrap_future(self._event_thread.submit(lambda: None))
             await asyncio.to_thread(self.tracker.reconcile, posted)
 
     async def _supervise(self) -> None:
@@ -625,3 +627,20 @@ class AsyncComfyUIClient:
                 await self._reconcile()
             except (ComfyKitError, JobError) as exc:
                 log.warning("could not check %d job(s) with %s: %s", len(self._posted()), self.base_url, exc)
+
+
+async def run_queue(queue: QueueManager, timeout: float | None = None) -> dict[str, Any]:
+    """Run a :class:`~comfykit.QueueManager` batch from async code without blocking the loop; its statistics.
+
+    A batch with retries, several servers, a journal and a window is the queue's work, and
+    the queue already waits on its own threads (a fixed few, not one per job), so it is run
+    as it is, with the loop awaiting its end in the default executor.  Cancelling the
+    awaiting task stops the queue at once: what is in flight is cancelled on the servers.
+    """
+    loop = asyncio.get_running_loop()
+    batch = loop.run_in_executor(None, queue.run, timeout)
+    try:
+        return await asyncio.shield(batch)
+    except asyncio.CancelledError:
+        await asyncio.to_thread(queue.stop, False)
+        raise

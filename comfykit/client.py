@@ -495,6 +495,11 @@ class ComfyUIClient:
 
     def dispatch_event(self, event: Event) -> None:
         """Hand one event to the event hook, the ``on()`` callbacks and the tracker (event sources call this)."""
+        self.notify_event(event)
+        self.tracker.feed(event)
+
+    def notify_event(self, event: Event) -> None:
+        """Hand one event to the event hook and the ``on()`` callbacks only (the async client feeds its tracker itself)."""
         try:
             self.plugin_manager.handle_event(event, self)
         except Exception:
@@ -504,7 +509,6 @@ class ComfyUIClient:
                 callback(event)
             except Exception:
                 self._callback_failed(callback, event)
-        self.tracker.feed(event)
 
     def _callback_failed(self, callback: Callable[[Event], None], event: Event) -> None:
         # A callback broken for one kind of event fails on every frame of it (16 per sampler run):
