@@ -308,8 +308,7 @@ class AsyncComfyUIClient:
                 self._supervisor.cancel()
             if self._socket is not None:
                 await self._socket.stop()
-            self._event_thread.shutdown(wait=False)
-            await asyncio.to_thread(self._event_thread.shutdown, wait=True)
+            await asyncio.to_thread(self._event_thread.shutdown, wait=True)  # what was handed to hooks runs
             await asyncio.to_thread(self.sync_client.close)
         finally:
             await self._http.aclose()
@@ -336,6 +335,9 @@ class AsyncComfyUIClient:
         self.sync_client.off(event_type, callback)
 
     def _notify(self, hook: str, *args: Any) -> None:
+        if self._closed:
+            log.debug("the client is closed: %s for job %s is not called", hook, args[0].job_id)
+            return
         client = None if hook == "job_cancelled" else self.sync_client
         call = getattr(self.plugin_manager, hook)
         self._event_thread.submit(call, *args, *([client] if client is not None else []))
@@ -601,7 +603,8 @@ class AsyncComfyUIClient:
         handle = self._jobs.get(event.prompt_id or "")
         if handle is not None:
             handle._deliver(event)
-        self._event_thread.submit(self.sync_client.notify_event, event)
+        if not self._closed:
+            self._event_thread.submit(self.sync_client.notify_event, event)
 
     def _posted(self) -> list[str]:
         return [prompt_id for prompt_id, handle in self._jobs.items() if handle.posted and not handle.done]

@@ -6,11 +6,20 @@ import asyncio
 import threading
 from pathlib import Path
 
+import httpx
 import pytest
 
 from comfykit import AsyncComfyUIClient, JobStatus
 from comfykit.config import Config
-from comfykit.errors import ExecutionError, ExecutionInterrupted, NotFound, PromptRejected, WaitTimeout
+from comfykit.errors import (
+    ComfyKitError,
+    ExecutionError,
+    ExecutionInterrupted,
+    NotFound,
+    PromptRejected,
+    ServerError,
+    WaitTimeout,
+)
 from comfykit.events import ExecutingEvent, ProgressEvent
 from comfykit.testing import ComfyUISimulator
 
@@ -146,3 +155,22 @@ async def test_a_thousand_concurrent_runs_complete_with_outputs_stored_once_and_
     assert all(count == 1 for count in sim.execution_counts.values())
     # Pool threads (the loop's executor, the sinks' downloads), bounded whatever the number of jobs.
     assert peak <= before + 32, f"{peak} threads while 1,000 jobs waited ({before} before)"
+
+
+async def test_credentials_echoed_by_an_error_page_are_masked(config: Config) -> None:
+    def echo(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(401, json={"error": f"bad credentials: {request.headers['Authorization']}"})
+
+    async with AsyncComfyUIClient(url="http://127.0.0.1:9", token="t0ps3cret", config=config,
+                                  transport=httpx.MockTransport(echo)) as client:
+        with pytest.raises(ServerError) as raised:
+            await client.get_queue()
+    assert raised.value.status_code == 401
+    assert "t0ps3cret" not in str(raised.value) and "t0ps3cret" not in repr(raised.value.body)
+
+
+async def test_a_closed_client_refuses_requests(sim: ComfyUISimulator, config: Config) -> None:
+    client = AsyncComfyUIClient(url=sim.url, config=config)
+    await client.aclose()
+    with pytest.raises(ComfyKitError, match="closed"):
+        await client.get_queue()
