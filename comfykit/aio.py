@@ -231,7 +231,7 @@ class AsyncJob:
                 stored = await asyncio.to_thread(
                     finish.store, client.plugin_manager, job, client.sync_client, sinks=client.config.get("output.sinks")
                 )
-                if isinstance(stored, finish.ServerDown):
+                if not isinstance(stored, finish.Completed):  # the server went away, or a sink could not store
                     raise stored.error
                 job.warnings.extend(stored.warnings)
             job.move(JobStatus.COMPLETED, finished_at=collected.finished_at)
