@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from comfykit import AsyncComfyUIClient, JobStatus
+from comfykit import AsyncComfyUIClient, ComfyUIClient, JobStatus, hookimpl
 from comfykit.config import Config
 from comfykit.errors import (
     ComfyKitError,
@@ -174,3 +174,33 @@ async def test_a_closed_client_refuses_requests(sim: ComfyUISimulator, config: C
     await client.aclose()
     with pytest.raises(ComfyKitError, match="closed"):
         await client.get_queue()
+
+
+async def test_plugin_hooks_and_callbacks_run_off_the_event_loop(sim: ComfyUISimulator, config: Config) -> None:
+    seen: dict[str, set[str]] = {}
+
+    def note(where: str) -> None:
+        seen.setdefault(where, set()).add(threading.current_thread().name)
+
+    class Recorder:
+        @hookimpl
+        def comfykit_handle_event(self, event: object, client: object) -> None:
+            note("handle_event")
+
+        @hookimpl
+        def comfykit_job_completed(self, job: object, client: object) -> None:
+            note("job_completed")
+
+        @hookimpl
+        def comfykit_store_outputs(self, job: object, outputs: object, client: object) -> list[object]:
+            note("store_outputs")
+            assert isinstance(client, ComfyUIClient)  # sinks get the sync client: they call the server synchronously
+            return []
+
+    loop_thread = threading.current_thread().name
+    async with AsyncComfyUIClient(url=sim.url, config=config, plugins=[Recorder()]) as client:
+        client.on("*", lambda event: note("on"))
+        await client.run(workflow("invert_save", color_1=9), timeout=30)
+    assert set(seen) == {"handle_event", "job_completed", "store_outputs", "on"}
+    assert loop_thread not in set().union(*seen.values())
+    assert seen["handle_event"] == seen["on"] == seen["job_completed"] == {"comfykit-aio-events_0"}
