@@ -519,9 +519,15 @@ class AsyncComfyUIClient:
         handle = AsyncJob(self, job.prompt_id or "", job)
         self._jobs[handle.prompt_id] = handle
         self.tracker.watch(handle.prompt_id, prompt, handle)
+        posting = asyncio.get_running_loop().create_task(self.post_prompt(prompt, prompt_id=handle.prompt_id, **options))
         try:
-            await self.post_prompt(prompt, prompt_id=handle.prompt_id, **options)
+            await asyncio.shield(posting)
         except asyncio.CancelledError:
+            # The POST may be on its way: let it end first, or the prompt could land after it was taken off.
+            try:
+                await posting
+            except ComfyKitError as exc:
+                log.debug("job %s: the POST cancelled on its way failed (%s); nothing to take off", handle.prompt_id, exc)
             await handle._cancel_for_caller()
             raise
         except BaseException as exc:

@@ -204,3 +204,23 @@ async def test_plugin_hooks_and_callbacks_run_off_the_event_loop(sim: ComfyUISim
     assert set(seen) == {"handle_event", "job_completed", "store_outputs", "on"}
     assert loop_thread not in set().union(*seen.values())
     assert seen["handle_event"] == seen["on"] == seen["job_completed"] == {"comfykit-aio-events_0"}
+
+
+async def test_cancelled_while_the_post_awaits_its_answer_the_prompt_is_taken_off_again(sim: ComfyUISimulator,
+                                                                                      config: Config) -> None:
+    async with AsyncComfyUIClient(url=sim.url, config=config) as client:
+        with sim.pause(node="1") as held:
+            blocker = await client.submit(workflow("invert_save", color_1=11))
+            await asyncio.to_thread(held.wait)
+            sim.knobs.answer_delay = 0.3  # the server queues the prompt, then answers late
+            task = asyncio.create_task(client.run(workflow("invert_save", color_1=12)))
+            while len(sim.server.posted) < 2:  # the second POST reached the server
+                await asyncio.sleep(0.01)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            sim.knobs.answer_delay = 0.0
+            queue = await client.get_queue()
+            assert [item[1] for item in queue["queue_pending"]] == []
+        assert (await blocker.result(timeout=30)).status is JobStatus.COMPLETED
+    assert list(sim.execution_counts) == [blocker.prompt_id]
