@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from comfykit import AsyncComfyUIClient, ComfyUIClient, JobStatus, hookimpl
+from comfykit.aio import AsyncJob
 from comfykit.config import Config
 from comfykit.errors import (
     ComfyKitError,
@@ -224,3 +225,21 @@ async def test_cancelled_while_the_post_awaits_its_answer_the_prompt_is_taken_of
             assert [item[1] for item in queue["queue_pending"]] == []
         assert (await blocker.result(timeout=30)).status is JobStatus.COMPLETED
     assert list(sim.execution_counts) == [blocker.prompt_id]
+
+
+async def test_one_websocket_serves_every_waiting_job(sim: ComfyUISimulator, config: Config) -> None:
+    async with AsyncComfyUIClient(url=sim.url, config=config, store_outputs=False) as client:
+        with sim.pause(node="1") as held:
+            handles = [await client.submit(workflow("invert_save", color_1=20 + n)) for n in range(10)]
+            await asyncio.to_thread(held.wait)
+            assert len(list(sim.server.all_sockets)) == 1
+        streams = await asyncio.gather(*(_collect(handle) for handle in handles))
+    for handle, types in zip(handles, streams, strict=True):
+        assert types[0] == "execution_start" and types[-1] == "executing", handle.prompt_id
+        assert handle.job.status is JobStatus.COMPLETED
+
+
+async def _collect(handle: AsyncJob) -> list[str]:
+    types = [event.type async for event in handle.events()]
+    await handle.result(timeout=30)
+    return types
