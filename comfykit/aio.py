@@ -254,7 +254,9 @@ class AsyncComfyUIClient:
     """An asyncio client for one ComfyUI server; ``async with AsyncComfyUIClient(...) as client:``.
 
     Takes the arguments of :class:`comfykit.ComfyUIClient`; ``transport`` is an
-    ``httpx.AsyncBaseTransport``.  ``store_outputs=False`` skips the output sinks.
+    ``httpx.AsyncBaseTransport`` for this client's own requests (the :attr:`sync_client` that
+    plugin hooks, sinks and the reconciliation use goes over the network).
+    ``store_outputs=False`` skips the output sinks.
     """
 
     #: seconds between server checks while jobs wait with a connected WebSocket
