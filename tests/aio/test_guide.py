@@ -87,3 +87,36 @@ async def test_run_queue_runs_a_batch_without_blocking_the_loop(sim: ComfyUISimu
         statistics = await batch
     assert statistics["completed"] == 3
     assert all(queue.get_job_status(job_id) is JobStatus.COMPLETED for job_id in ids)
+
+
+async def test_progress_reaches_the_browser_while_the_job_runs(sim: ComfyUISimulator, config: Config) -> None:
+    """Served by uvicorn on a real socket: the first messages arrive while the server holds the job."""
+    import socket
+
+    import uvicorn
+
+    app = _load_app_module().create_app(url=sim.url, config=config)
+    listener = socket.create_server(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    serving = asyncio.create_task(server.serve(sockets=[listener]))
+    try:
+        while not server.started:
+            await asyncio.sleep(0.01)
+        base_url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        with sim.pause(node="6") as held:
+            async with httpx.AsyncClient(base_url=base_url, timeout=60) as http, http.stream(
+                "POST", "/generate", json=workflow("tiny_ksampler", seed_6=123)
+            ) as answer:
+                lines = answer.aiter_lines()
+                early: list[str] = []
+                while not any('"event": "execution_start"' in line for line in early):
+                    early.append(await anext(lines))
+                await asyncio.to_thread(held.wait)  # the sampler is held: the job cannot have ended
+                assert not any(line.startswith("event: done") for line in early)
+                held.release()
+                rest = [line async for line in lines]
+        assert any(line.startswith("event: done") for line in rest)
+    finally:
+        server.should_exit = True
+        await serving
+        listener.close()
