@@ -565,15 +565,16 @@ class AsyncComfyUIClient:
             handle = AsyncJob(self, prompt_id, job, posted=True)
             self._jobs[prompt_id] = handle
             self.tracker.watch(prompt_id, listener=handle)
-            await asyncio.to_thread(self.tracker.reconcile, [prompt_id])  # it may have ended already
         try:
-            await asyncio.wait_for(asyncio.shield(handle._finished.wait()), timeout)
-        except asyncio.TimeoutError:
-            raise WaitTimeout(f"job {prompt_id} did not finish within {timeout} s", prompt_id=prompt_id) from None
-        try:
+            if adopted:
+                await asyncio.to_thread(self.tracker.reconcile, [prompt_id])  # it may have ended already
+            try:
+                await asyncio.wait_for(asyncio.shield(handle._finished.wait()), timeout)
+            except asyncio.TimeoutError:
+                raise WaitTimeout(f"job {prompt_id} did not finish within {timeout} s", prompt_id=prompt_id) from None
             return await asyncio.to_thread(self.tracker.result, prompt_id)
         finally:
-            if adopted:
+            if adopted:  # a job submitted here stays the submitter's to finish
                 self._forget(prompt_id)
 
     # -- events --------------------------------------------------------------------------------

@@ -243,3 +243,15 @@ async def _collect(handle: AsyncJob) -> list[str]:
     types = [event.type async for event in handle.events()]
     await handle.result(timeout=30)
     return types
+
+
+async def test_wait_for_completion_of_a_prompt_posted_elsewhere(sim: ComfyUISimulator, config: Config) -> None:
+    async with AsyncComfyUIClient(url=sim.url, config=config) as client:
+        with sim.pause(node="1") as held:
+            answer = await client.post_prompt(workflow("invert_save", color_1=30))  # not watched: posted "elsewhere"
+            await asyncio.to_thread(held.wait)
+            with pytest.raises(WaitTimeout):
+                await client.wait_for_completion(answer["prompt_id"], timeout=0.2)
+            assert not client.tracker.is_watched(answer["prompt_id"])
+        entry = await client.wait_for_completion(answer["prompt_id"], timeout=30)
+    assert entry["status"]["status_str"] == "success"
