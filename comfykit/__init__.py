@@ -16,6 +16,7 @@ from comfykit._version import __version__
 from comfykit.hookspecs import hookimpl
 
 if TYPE_CHECKING:
+    from comfykit.aio import AsyncComfyUIClient
     from comfykit.client import ComfyUIClient
     from comfykit.config import Config, load_config
     from comfykit.errors import ComfyKitError
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from comfykit.workflow import WorkflowManager
 
 __all__ = [
+    "AsyncComfyUIClient",
     "ComfyKitError",
     "ComfyUIClient",
     "Config",
@@ -44,6 +46,7 @@ __all__ = [
 
 #: public name -> the module it is imported from on first use
 _LAZY = {
+    "AsyncComfyUIClient": "comfykit.aio",
     "ComfyKitError": "comfykit.errors",
     "ComfyUIClient": "comfykit.client",
     "Config": "comfykit.config",

@@ -3,43 +3,29 @@
 The client chooses each ``prompt_id`` itself (a lowercase UUID4, the only form ComfyUI
 0.33 accepts), so a lost response can always be checked against the server instead of
 being resubmitted blindly.  Credentials (bearer token, basic auth, comfy.org API key)
-are sent but never logged and never put into exception messages.
+are sent but never logged and never put into exception messages.  What each endpoint
+sends and how its answer is checked lives in :mod:`comfykit._http`, shared with
+:class:`comfykit.AsyncComfyUIClient`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import attrs
 import httpx
 
-from comfykit.answers import check_history, check_list, check_mapping, check_prompt_answer, check_queue
+from comfykit import _http
+from comfykit._http import MAX_ERROR_BYTES, MAX_JSON_BYTES, MAX_SMALL_BYTES, BodyReader, Call
 from comfykit.config import Config
-from comfykit.errors import (
-    ComfyKitError,
-    ConfigError,
-    FeatureUnavailable,
-    NotFound,
-    PromptRejected,
-    ProtocolError,
-    RequestTimeout,
-    ServerError,
-    ServerUnreachable,
-    TransportError,
-)
+from comfykit.errors import ComfyKitError, NotFound, RequestTimeout, ServerError, ServerUnreachable, TransportError
 from comfykit.jobs import new_prompt_id
-from comfykit.parsing import JSONBudgetExceeded, load_json, parse_retry_after
 from comfykit.plugins import PluginManager, open_session
-from comfykit.secrets import SecretMask, secrets_of
 from comfykit.tracking import JobTracker, raise_for_outcome
 
 if TYPE_CHECKING:
@@ -50,17 +36,6 @@ __all__ = ["ComfyUIClient", "ServerInfo", "raise_for_outcome"]  # raise_for_outc
 
 log = logging.getLogger("comfykit.client")
 
-#: JSON answers larger than this are refused: a hostile or broken server cannot exhaust memory.
-MAX_JSON_BYTES = 64 * 1024 * 1024
-#: only this much of an error page is kept (for the exception's message and ``body``)
-MAX_ERROR_BYTES = 1024 * 1024
-#: answers that carry no data (POST /queue, /interrupt, /free, /history deletes) are refused past this
-MAX_SMALL_BYTES = 1024 * 1024
-#: ``get_image`` holds the file in memory; larger outputs are for ``stream_view`` (the download plugin)
-MAX_IMAGE_BYTES = 512 * 1024 * 1024
-#: headers describing the wire form of a body, dropped once it is read and decoded
-_BODY_HEADERS = ("content-encoding", "content-length", "transfer-encoding")
-
 
 @attrs.frozen
 class ServerInfo:
@@ -70,49 +45,6 @@ class ServerInfo:
     has_jobs_api: bool
     features: dict[str, Any]
     system_stats: dict[str, Any]
-
-
-def _checked_url(url: str) -> str:
-    """``url`` when it is an http(s) URL with a host; otherwise a ConfigError saying how to write it."""
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - parsing the port is the check
-    except ValueError as exc:
-        raise ConfigError(f"the server URL {_redact_safely(url)!r} is not valid: {exc}", key="comfyui.url",
-                          hint="Write it as http://HOST:PORT, e.g. http://127.0.0.1:8188.") from None
-    rest = url.split("://", 1)[-1].lstrip("/")
-    if parts.scheme in ("http", "https") and parts.hostname:
-        return url
-    hint = "Write it as http://HOST:PORT, e.g. http://127.0.0.1:8188."
-    if rest and not rest.startswith(("http:", "https:")):
-        hint = f"Did you mean {_redact_safely('http://' + rest)!r}?"
-    raise ConfigError(f"the server URL {_redact_safely(url)!r} needs an http:// or https:// scheme and a host",
-                      key="comfyui.url", hint=hint)
-
-
-def _redact_safely(url: str) -> str:
-    # A URL too broken to parse is shown up to its "@", so a password before it never appears.
-    return url.rpartition("@")[2] if "@" in url else url
-
-
-def _split_credentials(url: str) -> tuple[str, tuple[str, str] | None]:
-    """``url`` without its user information, and the (user, password) it held, if any."""
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url, None
-    netloc = parts.netloc.rpartition("@")[2]
-    credentials = (unquote(parts.username or ""), unquote(parts.password or ""))
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment)), credentials
-
-
-def _redact(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.username or parts.password:
-        netloc = parts.hostname or ""
-        if parts.port:
-            netloc += f":{parts.port}"
-        return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-    return url
 
 
 class ComfyUIClient:
@@ -151,61 +83,21 @@ class ComfyUIClient:
         self.plugin_manager, self.config = open_session(
             config, plugins=plugins, plugin_options=plugin_options, overrides=overrides, plugin_manager=plugin_manager
         )
-        section = self.config.section("comfyui")
-        if section["url"]:
-            self.base_url = str(section["url"]).rstrip("/")
-        else:
-            self.base_url = f"{section['protocol']}://{section['host']}:{section['port']}"
-        # Credentials in the URL become basic auth, so that base_url (shown in logs, errors,
-        # --json and sidecars) never carries a password.
-        self.base_url, url_credentials = _split_credentials(_checked_url(self.base_url))
-        self.client_id = client_id or new_prompt_id()
-        scheme = "wss" if self.base_url.startswith("https") else "ws"
-        self.ws_url = f"{scheme}{self.base_url[self.base_url.index(':'):]}/ws?clientId={quote(self.client_id)}"
-        self._api_key = section["api_key"]
-        self._headers = {str(k): str(v) for k, v in (section["headers"] or {}).items()}
-        self._headers.update(headers or {})
-        self._auth: httpx.Auth | None = None
-        bearer = section["token"]
-        if isinstance(auth, str):
-            bearer = auth
-        elif isinstance(auth, tuple):
-            self._auth = httpx.BasicAuth(*auth)
-        elif isinstance(auth, httpx.Auth):
-            self._auth = auth
-        elif section["username"] and section["password"]:
-            self._auth = httpx.BasicAuth(section["username"], section["password"])
-        if url_credentials is not None:
-            if self._auth is not None:
-                raise ConfigError("the server URL carries a user and password, and basic auth is configured too",
-                                  key="comfyui.url", hint="Keep one of them: the URL's, or comfyui.username/password.")
-            self._auth = httpx.BasicAuth(*url_credentials)
-        if bearer and self._auth is not None:
-            raise ConfigError(
-                "both a bearer token and basic auth (or another httpx.Auth) are configured; a request carries one "
-                "Authorization header, so one of them would be dropped",
-                key="comfyui.token",
-                hint="Keep the one your server or proxy expects: comfyui.token, or comfyui.username/password.",
-            )
-        if bearer:
-            self._headers["Authorization"] = f"Bearer {bearer}"
-        secret_keys = [key.dotted for key in self.config.registry if key.secret]
-        hidden = secrets_of(dict(self.config), secret_keys) | set(self._headers.values())
-        if url_credentials is not None:
-            hidden.add(url_credentials[1])
-        if isinstance(auth, tuple):
-            hidden.add(auth[1])
+        self.connection = _http.connection_settings(
+            self.config, headers=headers, auth=auth, verify=verify, client_id=client_id
+        )
+        self.base_url = self.connection.base_url
+        self.client_id = self.connection.client_id
+        self.ws_url = self.connection.ws_url
         #: masks credentials in what the server echoes back (a 401 page repeating the headers)
-        self.secret_mask = SecretMask(hidden)
-        if verify is None:
-            verify = section["ca_bundle"] or section["verify"]
-        self.timeout = float(section["timeout"])
+        self.secret_mask = self.connection.secret_mask
+        self.timeout = self.connection.timeout
         self._http = httpx.Client(
             base_url=self.base_url,
-            headers=self._headers,
-            auth=self._auth,
-            verify=verify,
-            timeout=httpx.Timeout(self.timeout, connect=float(section["connect_timeout"])),
+            headers=self.connection.headers,
+            auth=self.connection.auth,
+            verify=self.connection.verify,
+            timeout=self.connection.timeouts(),
             transport=transport,
         )
         self._closed = False
@@ -242,26 +134,14 @@ class ComfyUIClient:
             self._http.close()
 
     def ws_headers(self) -> dict[str, str]:
-        """Headers for the WebSocket handshake: the same credentials and custom headers as HTTP.
+        """Headers for the WebSocket handshake: the same credentials and custom headers as HTTP."""
+        return _http.ws_headers(self.connection)
 
-        An ``httpx.Auth`` (basic auth included) is asked for the headers it puts on a first
-        request to the socket's address, through its public ``sync_auth_flow``; an auth that
-        only answers challenges (digest) adds none, and the handshake goes without it.
-        """
-        headers = dict(self._headers)
-        if self._auth is not None:
-            probe = httpx.Request("GET", self.base_url + "/ws", headers=headers)
-            flow = self._auth.sync_auth_flow(probe)
-            try:
-                first = next(flow)
-            finally:
-                flow.close()
-            known = {k.lower() for k in headers} | {"host", "content-length"}
-            for raw_key, raw_value in first.headers.raw:  # raw: names as the auth spelled them
-                key = raw_key.decode("latin-1")
-                if key.lower() not in known:
-                    headers[key] = raw_value.decode("latin-1")
-        return headers
+    def start_session(self) -> None:
+        """Run the plugins' ``comfykit_session_start`` for this client, once (the first request does it)."""
+        if not self._started:
+            self._started = True
+            self.plugin_manager.session_start(self)
 
     # -- transport -----------------------------------------------------------------
 
@@ -275,133 +155,47 @@ class ComfyUIClient:
         """
         if self._closed:
             raise ComfyKitError("this client is closed", hint="Create a new ComfyUIClient.")
-        if not self._started:
-            self._started = True
-            self.plugin_manager.session_start(self)
+        self.start_session()
         url = self.base_url + path
         timeout = kwargs.get("timeout")
         budget = float(timeout) if isinstance(timeout, (int, float)) else self.timeout
         try:
             response = self._http.send(self._http.build_request(method, path, **kwargs), stream=True)
-        except httpx.TimeoutException as exc:
-            raise RequestTimeout(
-                f"{method} {_redact(url)} timed out ({type(exc).__name__})",
-                url=_redact(url),
-                hint="The server is busy or unreachable; raise comfyui.timeout if it is just slow.",
-            ) from None
-        except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
-            raise ServerUnreachable(
-                f"cannot reach ComfyUI at {_redact(self.base_url)}: {type(exc).__name__}: {exc}",
-                url=_redact(url),
-                hint="Is ComfyUI running there? Check the URL (--server / COMFYKIT_URL) and the network.",
-            ) from None
+        except httpx.HTTPError as exc:
+            raise _http.send_error(method, url, self.base_url, exc) from None
         try:
             failed = response.status_code >= 300
-            if failed:
-                # An error page is only read for its message: keep its start, drop the rest.
-                body = self._read_body(method, url, response, MAX_ERROR_BYTES, budget, truncate=True)
-            else:
-                body = self._read_body(method, url, response, limit, budget, truncate=False)
+            # An error page is only read for its message: keep its start, drop the rest.
+            body = self._read_body(method, url, response, MAX_ERROR_BYTES if failed else limit, budget, truncate=failed)
         finally:
             response.close()
-        # A fresh, fully read response: the streamed one cannot be read again once closed.
-        headers = [(k, v) for k, v in response.headers.multi_items() if k.lower() not in _BODY_HEADERS]
-        answer = httpx.Response(response.status_code, headers=headers, content=body, request=response.request)
+        answer = _http.buffered(response, body)
         if failed:
-            self._raise_for_status(method, url, answer)
+            raise _http.status_error(method, url, answer, self.secret_mask)
         return answer
 
     def _read_body(
         self, method: str, url: str, response: httpx.Response, limit: int, budget: float, *, truncate: bool
     ) -> bytes:
-        where = f"{method} {_redact(url)}"
-        declared = response.headers.get("Content-Length", "")
-        if not truncate and declared.isdigit() and int(declared) > limit:
-            raise ProtocolError(
-                f"{where}: answer of {int(declared)} bytes is too large (limit {limit})", url=_redact(url),
-                hint="Is this URL a ComfyUI server? A real answer is far smaller.",
-            )
-        deadline = time.monotonic() + budget
-        chunks: list[bytes] = []
-        size = 0
+        reader = BodyReader(method, url, response, limit, budget, truncate=truncate)
         try:
             for chunk in response.iter_bytes():
-                size += len(chunk)
-                if size > limit:
-                    if truncate:
-                        chunks.append(chunk[: len(chunk) - (size - limit)])
-                        break
-                    raise ProtocolError(
-                        f"{where}: answer is too large (more than {limit} bytes)", url=_redact(url),
-                        hint="Is this URL a ComfyUI server? A real answer is far smaller.",
-                    )
-                chunks.append(chunk)
-                if time.monotonic() > deadline:
-                    raise RequestTimeout(
-                        f"{where}: the answer did not end within {budget} s", url=_redact(url),
-                        hint="The server keeps sending without finishing; raise comfyui.timeout if it is just slow.",
-                    )
-        except httpx.TimeoutException as exc:
-            raise RequestTimeout(f"{where}: the answer stalled ({type(exc).__name__})", url=_redact(url),
-                                 hint="The server stopped sending mid-answer; raise comfyui.timeout if it is just slow.",
-                                 ) from None
-        except httpx.RemoteProtocolError as exc:
-            raise ProtocolError(f"{where}: the answer broke off: {exc}", url=_redact(url),
-                                hint="The server closed the connection before the end of its answer.") from None
-        except (httpx.ReadError, httpx.DecodingError) as exc:
-            raise ProtocolError(f"{where}: the answer could not be read: {type(exc).__name__}: {exc}",
-                                url=_redact(url)) from None
-        return b"".join(chunks)
-
-    def _raise_for_status(self, method: str, url: str, response: httpx.Response) -> None:
-        body: Any
-        try:
-            body = load_json(response.content)
-        except ValueError:
-            body = response.text[:2000]
-        body = self.secret_mask.data(body)
-        retry_after = parse_retry_after(response.headers.get("Retry-After"))
-        status = response.status_code
-        where = f"{method} {_redact(url)}"
-        if status < 400:
-            location = _redact(response.headers.get("Location", "")) or "nowhere"
-            raise ServerError(
-                f"{where} answered a redirect (HTTP {status} to {location}), which comfykit does not follow",
-                status_code=status, url=_redact(url), body=body,
-                hint="Credentials must not follow a redirect to another address: point the client at the "
-                     "server's real address (the one the redirect names, if you trust it).",
-            )
-        if status == 404:
-            raise NotFound(f"{where}: not found (404)", status_code=status, url=_redact(url), body=body)
-        if isinstance(body, dict) and isinstance(body.get("error"), dict) and "node_errors" in body:
-            raise PromptRejected(
-                status_code=status, error=body["error"], node_errors=body.get("node_errors"), url=_redact(url), body=body
-            )
-        detail = body.get("error") if isinstance(body, dict) else body
-        raise ServerError(
-            f"{where} failed with HTTP {status}: {str(detail).strip()[:500]}",
-            status_code=status,
-            url=_redact(url),
-            body=body,
-            retry_after=retry_after,
-            hint="The server had an internal error; it may succeed if retried." if status >= 500 else None,
-        )
+                if reader.add(chunk):
+                    break
+        except httpx.HTTPError as exc:
+            raise reader.failure(exc) from None
+        return reader.body()
 
     def _json(self, method: str, path: str, **kwargs: Any) -> Any:
         response = self._request(method, path, limit=MAX_JSON_BYTES, **kwargs)
-        if not response.content:
+        return _http.decode_json(method, self.base_url + path, response, self.secret_mask)
+
+    def _call(self, call: Call) -> Any:
+        """Make one endpoint's request; its checked JSON, or ``None`` for an endpoint that answers none."""
+        if call.check is None:
+            self._request(call.method, call.path, limit=call.limit, **call.options)
             return None
-        try:
-            return load_json(response.content)
-        except JSONBudgetExceeded as exc:
-            raise ProtocolError(f"{method} {_redact(self.base_url + path)}: {exc}", url=_redact(self.base_url + path),
-                                hint="Is this URL a ComfyUI server? A real answer is far smaller.") from None
-        except ValueError:
-            raise ProtocolError(
-                f"{method} {_redact(self.base_url + path)} did not answer JSON: {self.secret_mask.text(response.text[:200])!r}",
-                url=_redact(self.base_url + path),
-                hint="Is this URL a ComfyUI server (and not a proxy's error page)?",
-            ) from None
+        return call.check(self._json(call.method, call.path, **call.options), call.where)
 
     # -- server facts ------------------------------------------------------------------
 
@@ -422,13 +216,11 @@ class ComfyUIClient:
             except NotFound:
                 features = {}
             try:
-                self._request("GET", "/api/jobs", params={"limit": 1})
+                self._call(_http.jobs_probe())
                 has_jobs = True
             except NotFound:
                 has_jobs = False
-            system = stats.get("system")
-            version = system.get("comfyui_version") if isinstance(system, Mapping) else None
-            self._info = ServerInfo(version=version, has_jobs_api=has_jobs, features=features or {}, system_stats=stats)
+            self._info = ServerInfo(**_http.server_facts(stats, features, has_jobs))
         return self._info
 
     def required_frontend_version(self) -> str | None:
@@ -451,9 +243,9 @@ class ComfyUIClient:
         are never replayed), so :meth:`wait_for_completion` misses nothing; then
         :meth:`post_prompt` posts it (``options``: its ``front``, ``number``, ``extra_data``, ``targets``).
         """
-        prompt = workflow["prompt"] if "prompt" in workflow and isinstance(workflow["prompt"], Mapping) else workflow
+        prompt = _http.prompt_of(workflow)
         prompt_id = prompt_id or new_prompt_id()
-        self.tracker.watch(prompt_id, dict(prompt))
+        self.tracker.watch(prompt_id, prompt)
         self.ensure_event_source()
         return self.post_prompt(prompt, prompt_id=prompt_id, **options)
 
@@ -468,74 +260,56 @@ class ComfyUIClient:
         targets: Iterable[str] | None = None,
     ) -> dict[str, Any]:
         """Only the ``POST /prompt``, nothing watched: for a caller that tracks the prompt itself (the queue)."""
-        prompt = workflow["prompt"] if "prompt" in workflow and isinstance(workflow["prompt"], Mapping) else workflow
-        body: dict[str, Any] = {
-            "prompt": prompt,
-            "client_id": self.client_id,
-            "prompt_id": prompt_id or new_prompt_id(),
-        }
-        extra = dict(extra_data or {})
-        if self._api_key:
-            extra.setdefault("api_key_comfy_org", self._api_key)
-        if extra:
-            body["extra_data"] = extra
-        if front:
-            body["front"] = True
-        if number is not None:
-            body["number"] = number
-        if targets is not None:
-            body["partial_execution_targets"] = list(targets)
-        return check_prompt_answer(self._json("POST", "/prompt", json=body), "POST /prompt")
+        return self._call(_http.post_prompt(
+            workflow, client_id=self.client_id, api_key=self.connection.api_key, prompt_id=prompt_id, front=front,
+            number=number, extra_data=extra_data, targets=targets,
+        ))
 
     def get_prompt_status(self) -> dict[str, Any]:
-        return check_mapping(self._json("GET", "/prompt"), "GET /prompt")
+        return self._call(_http.prompt_status())
 
     def get_queue(self) -> dict[str, Any]:
-        return check_queue(self._json("GET", "/queue"), "GET /queue")
+        return self._call(_http.queue())
 
     def delete_from_queue(self, prompt_ids: Iterable[str]) -> None:
-        self._request("POST", "/queue", json={"delete": list(prompt_ids)})
+        self._call(_http.delete_from_queue(prompt_ids))
 
     def clear_queue(self) -> None:
-        self._request("POST", "/queue", json={"clear": True})
+        self._call(_http.clear_queue())
 
     def get_history(
         self, prompt_id: str | None = None, max_items: int | None = None, offset: int | None = None
     ) -> dict[str, Any]:
-        if prompt_id is not None:
-            return check_history(self._json("GET", f"/history/{quote(prompt_id, safe='')}"), "GET /history/{id}")
-        params = {k: v for k, v in {"max_items": max_items, "offset": offset}.items() if v is not None}
-        return check_history(self._json("GET", "/history", params=params), "GET /history")
+        return self._call(_http.history(prompt_id, max_items, offset))
 
     def delete_history(self, prompt_ids: Iterable[str]) -> None:
-        self._request("POST", "/history", json={"delete": list(prompt_ids)})
+        self._call(_http.delete_history(prompt_ids))
 
     def clear_history(self) -> None:
-        self._request("POST", "/history", json={"clear": True})
+        self._call(_http.clear_history())
 
     def interrupt_execution(self, prompt_id: str | None = None) -> None:
-        self._request("POST", "/interrupt", json={"prompt_id": prompt_id} if prompt_id else None)
+        self._call(_http.interrupt(prompt_id))
 
     def free_memory(self, *, unload_models: bool = False, free_memory: bool = False) -> None:
-        self._request("POST", "/free", json={"unload_models": unload_models, "free_memory": free_memory})
+        self._call(_http.free_memory(unload_models=unload_models, free_memory=free_memory))
 
     # -- information -------------------------------------------------------------------------
 
     def get_system_stats(self) -> dict[str, Any]:
-        return check_mapping(self._json("GET", "/system_stats"), "GET /system_stats")
+        return self._call(_http.system_stats())
 
     def get_features(self) -> dict[str, Any]:
-        return check_mapping(self._json("GET", "/features"), "GET /features")
+        return self._call(_http.features())
 
     def get_embeddings(self) -> list[str]:
-        return check_list(self._json("GET", "/embeddings"), "GET /embeddings")
+        return self._call(_http.embeddings())
 
     def get_extensions(self) -> list[str]:
-        return check_list(self._json("GET", "/extensions"), "GET /extensions")
+        return self._call(_http.extensions())
 
     def get_models(self, folder: str | None = None) -> list[str]:
-        path = "/models" if folder is None else f"/models/{quote(folder, safe='')}"
-        return check_list(self._json("GET", path), f"GET {path}")
+        return self._call(_http.models(folder))
 
     def get_object_info(self, node_class: str | None = None, *, refresh: bool = False) -> dict[str, Any]:
         """The node catalogue (cached per client), or one class's entry (``{}`` when unknown)."""
@@ -544,9 +318,9 @@ class ComfyUIClient:
         if node_class is not None:
             if self._object_info is not None and node_class in self._object_info:
                 return {node_class: self._object_info[node_class]}
-            return check_mapping(self._json("GET", f"/object_info/{quote(node_class, safe='')}"), "GET /object_info/{class}")
+            return self._call(_http.object_info(node_class))
         if self._object_info is None:
-            self._object_info = check_mapping(self._json("GET", "/object_info"), "GET /object_info")
+            self._object_info = self._call(_http.object_info())
         return self._object_info
 
     def invalidate_object_info(self) -> None:
@@ -556,11 +330,7 @@ class ComfyUIClient:
 
     def _require_jobs_api(self) -> None:
         if not self.server_info().has_jobs_api:
-            raise FeatureUnavailable(
-                f"the server at {_redact(self.base_url)} (ComfyUI {self.server_info().version}) has no jobs API",
-                status_code=404,
-                hint="The jobs API arrived in newer ComfyUI releases; use get_queue()/get_history() instead.",
-            )
+            raise _http.jobs_api_missing(self.base_url, self.server_info().version)
 
     def get_jobs(
         self,
@@ -573,77 +343,41 @@ class ComfyUIClient:
         offset: int | None = None,
     ) -> dict[str, Any]:
         self._require_jobs_api()
-        if status is not None and not isinstance(status, str):
-            status = ",".join(status)
-        params = {
-            k: v
-            for k, v in {
-                "status": status, "workflow_id": workflow_id, "sort_by": sort_by, "sort_order": sort_order,
-                "limit": limit, "offset": offset,
-            }.items()
-            if v is not None
-        }
-        return check_mapping(self._json("GET", "/api/jobs", params=params), "GET /api/jobs")
+        return self._call(_http.jobs(status=status, workflow_id=workflow_id, sort_by=sort_by, sort_order=sort_order,
+                                     limit=limit, offset=offset))
 
     def get_job(self, job_id: str) -> dict[str, Any]:
         self._require_jobs_api()
-        return check_mapping(self._json("GET", f"/api/jobs/{quote(job_id, safe='')}"), "GET /api/jobs/{id}")
+        return self._call(_http.job(job_id))
 
     def cancel_job(self, job_id: str) -> bool:
         self._require_jobs_api()
-        answer = check_mapping(self._json("POST", f"/api/jobs/{quote(job_id, safe='')}/cancel"), "POST /api/jobs/{id}/cancel")
-        return bool(answer.get("cancelled"))
+        return bool(self._call(_http.cancel_job(job_id)).get("cancelled"))
 
     def cancel_jobs(self, job_ids: Iterable[str]) -> bool:
         self._require_jobs_api()
-        answer = check_mapping(self._json("POST", "/api/jobs/cancel", json={"job_ids": list(job_ids)}), "POST /api/jobs/cancel")
-        return bool(answer.get("cancelled"))
+        return bool(self._call(_http.cancel_jobs(job_ids)).get("cancelled"))
 
     # -- files ------------------------------------------------------------------------------------
-
-    def _upload(self, path: str, data: Any, filename: str | None, fields: dict[str, str]) -> dict[str, Any]:
-        if isinstance(data, (str, os.PathLike)):
-            source = Path(data)
-            if not source.is_file():
-                raise ComfyKitError(f"cannot upload {source}: no such file", hint="Check the path.")
-            content = source.read_bytes()
-            filename = filename or source.name
-        elif isinstance(data, (bytes, bytearray)):
-            content = bytes(data)
-            filename = filename or "upload.png"
-        elif hasattr(data, "save"):  # a PIL image
-            import io
-
-            buffer = io.BytesIO()
-            data.save(buffer, format="PNG")
-            content = buffer.getvalue()
-            filename = filename or "upload.png"
-        else:
-            raise TypeError(f"cannot upload a {type(data).__name__}: give a path, bytes or a PIL image")
-        return check_mapping(self._json("POST", path, files={"image": (filename, content, "application/octet-stream")},
-                                        data=fields), f"POST {path}")
 
     def upload_image(
         self, path_or_bytes: Any, subfolder: str = "", overwrite: bool = False, type: str = "input", *,
         filename: str | None = None,
     ) -> dict[str, Any]:
         """Upload an image; returns the server's ``{"name", "subfolder", "type"}`` (it may rename)."""
-        fields = {"subfolder": subfolder, "type": type, "overwrite": "true" if overwrite else "false"}
-        return self._upload("/upload/image", path_or_bytes, filename, fields)
+        fields = _http.image_fields(subfolder, overwrite, type)
+        return self._call(_http.upload("/upload/image", path_or_bytes, filename, fields))
 
     def upload_mask(
         self, path_or_bytes: Any, original_ref: Mapping[str, Any], subfolder: str = "", overwrite: bool = False,
         type: str = "input", *, filename: str | None = None,
     ) -> dict[str, Any]:
-        fields = {
-            "subfolder": subfolder, "type": type, "overwrite": "true" if overwrite else "false",
-            "original_ref": json.dumps(dict(original_ref)),
-        }
-        return self._upload("/upload/mask", path_or_bytes, filename, fields)
+        fields = _http.mask_fields(original_ref, subfolder, overwrite, type)
+        return self._call(_http.upload("/upload/mask", path_or_bytes, filename, fields))
 
     def get_image(self, filename: str, subfolder: str = "", folder_type: str = "output") -> bytes:
-        params = {"filename": filename, "subfolder": subfolder, "type": folder_type}
-        return self._request("GET", "/view", params=params, limit=MAX_IMAGE_BYTES).content
+        call = _http.view(filename, subfolder, folder_type)
+        return self._request(call.method, call.path, limit=call.limit, **call.options).content
 
     @contextmanager
     def stream_view(
@@ -654,9 +388,9 @@ class ComfyUIClient:
         Network errors, also those raised while the body is read inside the ``with``
         block, are raised as :class:`RequestTimeout` or :class:`ServerUnreachable`.
         """
-        params = {"filename": filename, "subfolder": subfolder, "type": folder_type}
+        call = _http.view(filename, subfolder, folder_type)
         headers = {"Range": f"bytes={offset}-"} if offset else {}
-        request = self._http.build_request("GET", "/view", params=params, headers=headers)
+        request = self._http.build_request(call.method, call.path, headers=headers, **call.options)
         try:
             response = self._http.send(request, stream=True)
         except httpx.TimeoutException:
@@ -667,8 +401,7 @@ class ComfyUIClient:
             if response.status_code >= 300:
                 url = self.base_url + "/view"
                 body = self._read_body("GET", url, response, MAX_ERROR_BYTES, self.timeout, truncate=True)
-                kept = [(k, v) for k, v in response.headers.multi_items() if k.lower() not in _BODY_HEADERS]
-                self._raise_for_status("GET", url, httpx.Response(response.status_code, headers=kept, content=body))
+                raise _http.status_error("GET", url, _http.buffered(response, body), self.secret_mask)
             # Errors raised while the caller reads the body arrive here too: they leave as comfykit errors.
             try:
                 yield response
@@ -762,6 +495,11 @@ class ComfyUIClient:
 
     def dispatch_event(self, event: Event) -> None:
         """Hand one event to the event hook, the ``on()`` callbacks and the tracker (event sources call this)."""
+        self.notify_event(event)
+        self.tracker.feed(event)
+
+    def notify_event(self, event: Event) -> None:
+        """Hand one event to the event hook and the ``on()`` callbacks only (the async client feeds its tracker itself)."""
         try:
             self.plugin_manager.handle_event(event, self)
         except Exception:
@@ -771,7 +509,6 @@ class ComfyUIClient:
                 callback(event)
             except Exception:
                 self._callback_failed(callback, event)
-        self.tracker.feed(event)
 
     def _callback_failed(self, callback: Callable[[Event], None], event: Event) -> None:
         # A callback broken for one kind of event fails on every frame of it (16 per sampler run):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import socket
@@ -11,6 +12,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from comfykit import AsyncComfyUIClient
+from comfykit.config import Config, load_config
 from comfykit_monitor.frames import BoundedWebSocket, MessageTooLarge, RedirectRefused
 
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -206,3 +209,47 @@ def test_the_monitor_drops_an_oversized_frame_by_reconnecting_and_reads_history(
             client.close()
     finally:
         peers.close()
+
+
+# ---------------------------------------------------------------- the async client's socket (comfykit.aio_socket)
+
+
+def _async_config(**values: object) -> Config:
+    return load_config(overrides={"websocket.reconnect_delay": 0.01, **values}, use_file=False)
+
+
+@pytest.mark.anyio
+async def test_the_async_socket_drops_an_oversized_frame_unread_and_reconnects() -> None:
+    def huge(conn: socket.socket, request: bytes) -> None:
+        _accept(conn, request)
+        conn.sendall(_header(0x1, 10 * 1024 * 1024))
+
+    peers = _Peers(huge, _accept)
+    client = AsyncComfyUIClient(url=f"http://127.0.0.1:{peers.port}",
+                                config=_async_config(**{"websocket.max_frame_size": 4096}))
+    gaps = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    client.tracker.mark_gap = lambda: loop.call_soon_threadsafe(gaps.set)  # type: ignore[method-assign]
+    try:
+        await client.connect_websocket()
+        await asyncio.wait_for(gaps.wait(), 30)
+        assert await asyncio.to_thread(peers.connected[1].wait, 30), "the async socket did not reconnect"
+    finally:
+        await client.aclose()
+        peers.close()
+
+
+@pytest.mark.anyio
+async def test_the_async_socket_refuses_a_redirect_and_the_credentials_go_nowhere_else(peer) -> None:
+    elsewhere = peer(_accept)
+
+    def redirect(conn: socket.socket, request: bytes) -> None:
+        conn.sendall(f"HTTP/1.1 302 Found\r\nLocation: ws://127.0.0.1:{elsewhere.port}/ws\r\n"
+                     "Content-Length: 0\r\n\r\n".encode())
+
+    server = peer(redirect)
+    async with AsyncComfyUIClient(url=f"http://127.0.0.1:{server.port}", token="s3cret", config=_async_config()) as client:
+        await client.connect_websocket()
+        assert client.event_source is not None and not client.event_source.connected
+    assert b"Bearer s3cret" in server.requests[0]
+    assert elsewhere.requests == []
