@@ -58,7 +58,10 @@ def measure(shared: Path, verbose: bool) -> dict[str, tuple[int, int]]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    default = Path(__file__).resolve().parents[3] / "shared"
+    # ../shared beside the checkout, or beside the folder holding git worktrees.
+    here = Path(__file__).resolve()
+    default = next((p / "shared" for p in (here.parents[2], here.parents[3]) if (p / "shared" / "ui-to-api").is_dir()),
+                   here.parents[2] / "shared")
     parser.add_argument("--shared", type=Path, default=default, help=f"the shared folder (default {default})")
     parser.add_argument("-v", "--verbose", action="store_true", help="name the pairs that differ")
     args = parser.parse_args()
