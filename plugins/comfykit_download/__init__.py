@@ -16,11 +16,13 @@ can run clients with different settings without shared state.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import logging
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -178,14 +180,20 @@ def download_outputs(
         return _download(client, output, target, root, verify_size=verify_size, attempts=attempts)
 
     stored: list[StoredOutput] = []
-    if work:
-        with ThreadPoolExecutor(max_workers=max(1, min(max_concurrent, len(work))), thread_name_prefix="comfykit-dl") as pool:
-            futures = [pool.submit(store, item) for item in work]
-            for future in futures:
-                try:
-                    stored.append(future.result())
-                except Exception as exc:  # collected: one bad file must not hide the others
-                    errors.append(exc)
+    with contextlib.ExitStack() as stack:
+        if len(work) > 1 and max_concurrent > 1:
+            pool = stack.enter_context(
+                ThreadPoolExecutor(max_workers=min(max_concurrent, len(work)), thread_name_prefix="comfykit-dl")
+            )
+            results: list[Callable[[], StoredOutput]] = [pool.submit(store, item).result for item in work]
+        else:
+            # A thread pool per job costs more CPU than one small file: the sink's own thread downloads it.
+            results = [functools.partial(store, item) for item in work]
+        for result in results:
+            try:
+                stored.append(result())
+            except Exception as exc:  # collected: one bad file must not hide the others
+                errors.append(exc)
     if errors:
         for error in errors:
             log.error("download failed: %s", error)

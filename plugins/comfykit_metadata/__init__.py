@@ -24,6 +24,7 @@ import re
 import struct
 import threading
 import time
+import weakref
 import zlib
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
@@ -51,6 +52,8 @@ _IEND = struct.pack(">I", 0) + b"IEND" + struct.pack(">I", zlib.crc32(b"IEND"))
 
 # Appends from several jobs of one process go through this lock; other processes through flock.
 _manifest_lock = threading.Lock()
+# id(config) -> (a weak reference to it, its secrets): a cache, not a setting (Config objects are read-only).
+_secrets_by_config: dict[int, tuple[weakref.ref[Any], list[str]]] = {}
 
 
 # --------------------------------------------------------------------------- hooks
@@ -146,12 +149,19 @@ def _public_url(url: str) -> str:
 
 
 def _client_secrets(client: ComfyUIClient) -> list[str]:
+    """The credentials in the client's config, to mask in text; worked out once per config (a config never changes)."""
     config = client.config
+    known = _secrets_by_config.get(id(config))
+    if known is not None and known[0]() is config:
+        return known[1]
     secrets: list[str] = []
     for key in config.registry:
         value = config.get(key.dotted)
         if key.secret and isinstance(value, str) and len(value) >= 4:
             secrets.append(value)
+    with _manifest_lock:
+        _secrets_by_config[id(config)] = (weakref.ref(config, lambda _: _secrets_by_config.pop(id(config), None)),
+                                          secrets)
     return secrets
 
 

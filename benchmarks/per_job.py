@@ -1,0 +1,141 @@
+"""What one job costs the client: a batch of trivial unique jobs, every configuration side by side in one run.
+
+    python benchmarks/per_job.py [--jobs 2000] [--rounds 1] [--profile] [--json per_job.json]
+
+Every job is a unique two-node prompt (EmptyImage -> SaveImage) and the simulator runs
+it in 0 s, so the client's own work decides the throughput.  Each row is a fresh child
+process against one simulator in another process (``comfykit.testing.serve``): CPU
+(``time.process_time()``, every thread) and peak RSS are the client's alone.  Rows:
+
+- **raw pipelined**: plain httpx + one WebSocket, every prompt posted at once; each end
+  read from the socket, then its history and its file fetched and written (no fsync);
+- **naive loop**: post, wait, read history, fetch the file, next;
+- **QueueManager** with the sinks off, download only, download + metadata (the
+  defaults), and the defaults with the SQLite journal.
+
+With ``--rounds N`` the rows are run N times interleaved and the median of each figure
+is printed.  ``--profile`` runs the QueueManager with the defaults and with the sinks
+off once more under cProfile (in every thread) and prints the ten functions that spent
+the most CPU (own time, and inclusive time in comfykit's code).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import pstats
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from harness import ROOT, machine, run_child, simulator, table
+
+#: row name -> (task in tasks.py, its options)
+ROWS: dict[str, tuple[str, dict[str, Any]]] = {
+    "raw pipelined (httpx + WebSocket)": ("raw_pipelined", {"download": True}),
+    "naive loop": ("naive_sequential", {"download": True}),
+    "QueueManager, sinks off": ("comfykit_queue", {"store_outputs": False}),
+    "QueueManager, download only": ("comfykit_queue", {"overrides": {"output.save_metadata": False}}),
+    "QueueManager, download + metadata (defaults)": ("comfykit_queue", {}),
+    "QueueManager, defaults + journal": ("comfykit_queue", {"journal": True}),
+}
+RAW, NAIVE = "raw pipelined (httpx + WebSocket)", "naive loop"
+PROFILED = ("QueueManager, download + metadata (defaults)", "QueueManager, sinks off")
+
+
+def measure(n: int, rounds: int) -> list[dict[str, Any]]:
+    samples: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
+    with simulator() as url:
+        for round_ in range(rounds):
+            for index, (name, (task, options)) in enumerate(ROWS.items()):
+                # Colours unique per row and round: the server's cache never serves a job from another's.
+                offset = (round_ * len(ROWS) + index) * 1_000_000
+                result = run_child(task, {"url": url, "n": n, "offset": offset, "save": True, "options": options})
+                samples[name].append(result)
+    rows = []
+    for name, results in samples.items():
+        # The QueueManager's own window (add_jobs to the end of run()); the baselines' whole call.
+        wall = statistics.median(r.get("batch_wall", r["wall"]) for r in results)
+        cpu = statistics.median(r.get("batch_cpu", r["cpu"]) for r in results)
+        seen = [r["seen_ms"][0] for r in results if r.get("seen_ms")]
+        done = [r["latency_ms"][0] for r in results if r.get("latency_ms")]
+        rows.append({
+            "client": name, "jobs": n, "wall_s": wall, "jobs_per_s": n / wall, "cpu_ms_per_job": 1000 * cpu / n,
+            "peak_rss_mb": statistics.median(r["rss_mb"] for r in results),
+            "seen_p50_ms": statistics.median(seen) if seen else None,
+            "completed_p50_ms": statistics.median(done) if done else None,
+        })
+    by_name = {row["client"]: row for row in rows}
+    for row in rows:
+        row["x_naive"] = row["jobs_per_s"] / by_name[NAIVE]["jobs_per_s"]
+        row["x_raw"] = row["jobs_per_s"] / by_name[RAW]["jobs_per_s"]
+    return rows
+
+
+def render(rows: list[dict[str, Any]]) -> str:
+    return table(
+        ["client", "jobs", "jobs/s", "x naive", "x raw", "CPU ms/job", "peak RSS MB", "end seen p50 ms",
+         "job_completed p50 ms"],
+        [[r["client"], r["jobs"], r["jobs_per_s"], r["x_naive"], r["x_raw"], r["cpu_ms_per_job"], r["peak_rss_mb"],
+          r["seen_p50_ms"] if r["seen_p50_ms"] is not None else "-",
+          r["completed_p50_ms"] if r["completed_p50_ms"] is not None else "-"] for r in rows],
+    )
+
+
+def profile(n: int, name: str, top: int = 10) -> str:
+    """Run one QueueManager row under cProfile (every thread of the batch) and list its costliest functions."""
+    task, options = ROWS[name]
+    with simulator() as url, tempfile.TemporaryDirectory() as folder:
+        stats_file = Path(folder) / "batch.pstats"
+        params = {"url": url, "n": n, "offset": 90_000_000, "save": True, "options": {**options, "profile": str(stats_file)}}
+        result = run_child(task, params)
+        stats = pstats.Stats(str(stats_file))
+    # (calls, primitive calls, own time, inclusive time, callers) per (file, line, function)
+    entries = stats.stats  # type: ignore[attr-defined]
+    own_total = sum(entry[2] for entry in entries.values())
+
+    def where(key: tuple[str, int, str]) -> str:
+        file, line, function = key
+        return f"{function} ({file.replace(str(ROOT) + '/', '').split('site-packages/')[-1]}:{line})"
+
+    def rows(index: int, keep: Any) -> list[list[Any]]:
+        ranked = sorted((k for k in entries if keep(k)), key=lambda k: entries[k][index], reverse=True)[:top]
+        return [[where(k), entries[k][1], 1e6 * entries[k][index] / n, 100 * entries[k][index] / own_total]
+                for k in ranked]
+
+    headers = ["function", "calls", "µs per job", "% of profiled CPU"]
+    # Waiting is not work: a thread blocked on a lock or a socket spends wall time, not CPU.
+    def busy(key: tuple[str, int, str]) -> bool:
+        return not any(word in key[2] for word in ("acquire", "wait", "poll", "select", "recv_into", "sleep"))
+
+    return (f"cProfile in every thread, {n} jobs (profiled CPU {1000 * result['batch_cpu'] / n:.2f} ms per job; "
+            "deterministic profiling inflates small calls)\n\nOwn time:\n\n" + table(headers, rows(2, busy))
+            + "\n\nInclusive time, comfykit's functions:\n\n"
+            + table(headers, rows(3, lambda k: "comfykit" in k[0] and "benchmarks" not in k[0])))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--jobs", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds; medians are printed")
+    parser.add_argument("--profile", action="store_true", help="also print a CPU profile of two QueueManager rows")
+    parser.add_argument("--json", default=None, help="write the raw figures here")
+    args = parser.parse_args()
+    print(f"Machine: {machine()}\n")
+    rows = measure(args.jobs, args.rounds)
+    print(render(rows))
+    if args.profile:
+        for name in PROFILED:
+            print(f"\n## profile: {name}, {args.jobs} jobs\n\n{profile(args.jobs, name)}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"machine": machine(), "rows": rows}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
