@@ -1,17 +1,17 @@
 """What one job costs the client: a batch of trivial unique jobs, every configuration side by side in one run.
 
-    python benchmarks/per_job.py [--jobs 2000] [--rounds 1] [--profile] [--json per_job.json]
+    python benchmarks/per_job.py [--jobs 2000] [--rounds 1] [--profile] [--before DIR] [--json per_job.json]
 
 Every job is a unique two-node prompt (EmptyImage -> SaveImage) and the simulator runs
 it in 0 s, so the client's own work decides the throughput.  Each row is a fresh child
-process against one simulator in another process (``comfykit.testing.serve``): CPU
+process against a fresh simulator in another process (``comfykit.testing.serve``): CPU
 (``time.process_time()``, every thread) and peak RSS are the client's alone.  Rows:
 
 - **raw pipelined**: plain httpx + one WebSocket, every prompt posted at once; each end
   read from the socket, then its history and its file fetched and written (no fsync);
 - **naive loop**: post, wait, read history, fetch the file, next;
 - **QueueManager** with the sinks off, download only, download + metadata (the
-  defaults), and the defaults with the SQLite journal.
+  defaults), the defaults with the SQLite journal, and the defaults without fsync.
 
 With ``--rounds N`` the rows are run N times interleaved and the median of each figure
 is printed.  ``--profile`` runs the QueueManager with the defaults and with the sinks
@@ -43,20 +43,26 @@ ROWS: dict[str, tuple[str, dict[str, Any]]] = {
     "QueueManager, download only": ("comfykit_queue", {"overrides": {"output.save_metadata": False}}),
     "QueueManager, download + metadata (defaults)": ("comfykit_queue", {}),
     "QueueManager, defaults + journal": ("comfykit_queue", {"journal": True}),
+    "QueueManager, defaults, output.fsync off": ("comfykit_queue", {"overrides": {"output.fsync": False}}),
 }
 RAW, NAIVE = "raw pipelined (httpx + WebSocket)", "naive loop"
 PROFILED = ("QueueManager, download + metadata (defaults)", "QueueManager, sinks off")
 
 
-def measure(n: int, rounds: int) -> list[dict[str, Any]]:
+def measure(n: int, rounds: int, before: Path | None = None) -> list[dict[str, Any]]:
+    """Every row ``rounds`` times, interleaved; with ``before`` (an older checkout) its QueueManager rows too."""
+    rows_run = [(name, task, options, None) for name, (task, options) in ROWS.items()]
+    if before is not None:
+        # output.fsync is newer than the code of before: that row would be the defaults again.
+        rows_run += [(f"{name} [before]", task, options, before) for name, (task, options) in ROWS.items()
+                     if task == "comfykit_queue" and "fsync" not in name]
     samples: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
-    with simulator() as url:
-        for round_ in range(rounds):
-            for index, (name, (task, options)) in enumerate(ROWS.items()):
-                # Colours unique per row and round: the server's cache never serves a job from another's.
-                offset = (round_ * len(ROWS) + index) * 1_000_000
-                result = run_child(task, {"url": url, "n": n, "offset": offset, "save": True, "options": options})
-                samples[name].append(result)
+    for _ in range(rounds):
+        for name, task, options, code in rows_run:
+            # A fresh simulator per row: a server whose history already holds the rows before would be slower.
+            with simulator() as url:
+                params = {"url": url, "n": n, "offset": 0, "save": True, "options": options}
+                samples[name].append(run_child(task, params, code=code))
     rows = []
     for name, results in samples.items():
         # The QueueManager's own window (add_jobs to the end of run()); the baselines' whole call.
@@ -125,9 +131,12 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds; medians are printed")
     parser.add_argument("--profile", action="store_true", help="also print a CPU profile of two QueueManager rows")
     parser.add_argument("--json", default=None, help="write the raw figures here")
+    parser.add_argument("--before", type=Path, default=None,
+                        help="a folder with an older comfykit/ and plugins/ (git archive REV comfykit plugins): "
+                             "its QueueManager rows run in the same session, marked [before]")
     args = parser.parse_args()
     print(f"Machine: {machine()}\n")
-    rows = measure(args.jobs, args.rounds)
+    rows = measure(args.jobs, args.rounds, args.before)
     print(render(rows))
     if args.profile:
         for name in PROFILED:

@@ -31,7 +31,7 @@ from comfykit import hookimpl
 from comfykit.errors import NotFound, OutputError, RequestTimeout, ServerError, ServerUnreachable, UnsafePathError
 from comfykit.jobs import Job
 from comfykit.outputs import OutputFile, StoredOutput, discover_outputs
-from comfykit.paths import atomic_write, sha256_of_file, temp_file_beside
+from comfykit.paths import atomic_write, finish_file, sha256_of_file, temp_file_beside
 from comfykit_download.naming import DEFAULT_NAMING, plan_output_paths
 
 if TYPE_CHECKING:
@@ -111,6 +111,7 @@ def comfykit_store_outputs(job: Job, outputs: Sequence[OutputFile], client: Comf
         max_concurrent=int(section.get("concurrent_downloads") or 4),
         verify_size=bool(section.get("verify_size", True)),
         attempts=int(section.get("download_attempts") or 3),
+        durable=bool(section.get("fsync", True)),
     )
 
 
@@ -155,6 +156,7 @@ def download_outputs(
     max_concurrent: int = 4,
     verify_size: bool = True,
     attempts: int = 3,
+    durable: bool = True,
 ) -> list[StoredOutput]:
     """Store the outputs of one job under ``output_dir``; return one record per file written or kept.
 
@@ -162,7 +164,8 @@ def download_outputs(
     ui}`` dict, a list of :class:`OutputFile`, or a prompt id whose history
     is fetched.  Up to ``max_concurrent`` files download at once.  Raises
     :class:`DownloadError` (with ``stored`` and ``errors``) when some outputs
-    could not be stored; the others are complete on disk.
+    could not be stored; the others are complete on disk.  ``durable`` (``output.fsync``)
+    flushes each file to disk before it is renamed into place.
     """
     outputs, found_job, prompt_id = _resolve_outputs(client, job_or_outputs, include_temp)
     job = job or found_job
@@ -176,8 +179,8 @@ def download_outputs(
     def store(item: tuple[OutputFile, Path]) -> StoredOutput:
         output, target = item
         if output.filename is None:
-            return _write_text(output, str(output.value), target, root)
-        return _download(client, output, target, root, verify_size=verify_size, attempts=attempts)
+            return _write_text(output, str(output.value), target, root, durable=durable)
+        return _download(client, output, target, root, verify_size=verify_size, attempts=attempts, durable=durable)
 
     stored: list[StoredOutput] = []
     with contextlib.ExitStack() as stack:
@@ -229,13 +232,13 @@ def _make_parent(target: Path, root: Path) -> None:
         )
 
 
-def _write_text(output: OutputFile, text: str, target: Path, root: Path) -> StoredOutput:
+def _write_text(output: OutputFile, text: str, target: Path, root: Path, *, durable: bool) -> StoredOutput:
     data = text.encode("utf-8")
     digest = hashlib.sha256(data).hexdigest()
     if target.is_file() and target.stat().st_size == len(data) and sha256_of_file(target) == digest:
         return _record(output, target, len(data), digest, skipped=True)
     _make_parent(target, root)
-    atomic_write(target, data)
+    atomic_write(target, data, durable=durable)
     return _record(output, target, len(data), digest)
 
 
@@ -259,7 +262,8 @@ def _total_size(response: httpx.Response, offset: int) -> tuple[int, int | None]
 
 
 def _download(
-    client: ComfyUIClient, output: OutputFile, target: Path, root: Path, *, verify_size: bool, attempts: int
+    client: ComfyUIClient, output: OutputFile, target: Path, root: Path, *, verify_size: bool, attempts: int,
+    durable: bool,
 ) -> StoredOutput:
     assert output.filename is not None
     name = f"{output.filename!r} (node {output.node_id})"
@@ -311,8 +315,7 @@ def _download(
                     ) from exc
                 log.warning("download of %s broke after %d bytes (%s); retrying", name, written, exc)
         assert handle is not None and temp is not None
-        handle.flush()
-        os.fsync(handle.fileno())
+        finish_file(handle, durable=durable)
         handle.close()
         os.replace(temp, target)
         temp = None
