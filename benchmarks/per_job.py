@@ -15,8 +15,8 @@ process against a fresh simulator in another process (``comfykit.testing.serve``
 
 With ``--rounds N`` the rows are run N times interleaved and the median of each figure
 is printed.  ``--profile`` runs the QueueManager with the defaults and with the sinks
-off once more under cProfile (in every thread) and prints the ten functions that spent
-the most CPU (own time, and inclusive time in comfykit's code).
+off once more under yappi (CPU clock, every thread; ``pip install -e '.[bench]'``) and
+prints the ten functions that spent the most CPU (own time, and inclusive time in comfykit's code).
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import collections
 import json
-import pstats
 import statistics
 import sys
 import tempfile
@@ -94,35 +93,29 @@ def render(rows: list[dict[str, Any]]) -> str:
 
 
 def profile(n: int, name: str, top: int = 10) -> str:
-    """Run one QueueManager row under cProfile (every thread of the batch) and list its costliest functions."""
+    """Run one QueueManager row under yappi (CPU clock, every thread) and list its costliest functions."""
+    try:
+        import yappi  # noqa: F401  (the child imports it; fail here with the hint instead)
+    except ImportError:
+        return "yappi is not installed: pip install -e '.[bench]'"
     task, options = ROWS[name]
     with simulator() as url, tempfile.TemporaryDirectory() as folder:
-        stats_file = Path(folder) / "batch.pstats"
-        params = {"url": url, "n": n, "offset": 90_000_000, "save": True, "options": {**options, "profile": str(stats_file)}}
+        stats_file = Path(folder) / "batch.json"
+        params = {"url": url, "n": n, "save": True, "options": {**options, "profile": str(stats_file)}}
         result = run_child(task, params)
-        stats = pstats.Stats(str(stats_file))
-    # (calls, primitive calls, own time, inclusive time, callers) per (file, line, function)
-    entries = stats.stats  # type: ignore[attr-defined]
-    own_total = sum(entry[2] for entry in entries.values())
-
-    def where(key: tuple[str, int, str]) -> str:
-        file, line, function = key
-        return f"{function} ({file.replace(str(ROOT) + '/', '').split('site-packages/')[-1]}:{line})"
+        entries = json.loads(stats_file.read_text())  # [function, calls, own s, inclusive s]
+    profiled = sum(entry[2] for entry in entries)
 
     def rows(index: int, keep: Any) -> list[list[Any]]:
-        ranked = sorted((k for k in entries if keep(k)), key=lambda k: entries[k][index], reverse=True)[:top]
-        return [[where(k), entries[k][1], 1e6 * entries[k][index] / n, 100 * entries[k][index] / own_total]
-                for k in ranked]
+        ranked = sorted((e for e in entries if keep(e[0])), key=lambda e: e[index], reverse=True)[:top]
+        return [[e[0].replace(str(ROOT) + "/", "").split("site-packages/")[-1], e[1], 1e6 * e[index] / n,
+                 100 * e[index] / profiled] for e in ranked]
 
-    headers = ["function", "calls", "µs per job", "% of profiled CPU"]
-    # Waiting is not work: a thread blocked on a lock or a socket spends wall time, not CPU.
-    def busy(key: tuple[str, int, str]) -> bool:
-        return not any(word in key[2] for word in ("acquire", "wait", "poll", "select", "recv_into", "sleep"))
-
-    return (f"cProfile in every thread, {n} jobs (profiled CPU {1000 * result['batch_cpu'] / n:.2f} ms per job; "
-            "deterministic profiling inflates small calls)\n\nOwn time:\n\n" + table(headers, rows(2, busy))
+    headers = ["function", "calls", "CPU µs per job", "% of profiled CPU"]
+    return (f"yappi, CPU clock, every thread, {n} jobs: {1000 * result['batch_cpu'] / n:.2f} ms CPU per job while "
+            "profiled (the profiler's own cost included)\n\nOwn time:\n\n" + table(headers, rows(2, lambda _: True))
             + "\n\nInclusive time, comfykit's functions:\n\n"
-            + table(headers, rows(3, lambda k: "comfykit" in k[0] and "benchmarks" not in k[0])))
+            + table(headers, rows(3, lambda where: "comfykit" in where and "benchmarks" not in where)))
 
 
 def main() -> int:

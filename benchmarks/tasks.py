@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import sys
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -53,7 +52,7 @@ def comfykit_queue(
     writes an SQLite journal.  Besides the process totals it answers ``batch_cpu``/``elapsed``: CPU
     and wall from adding the jobs to the end of ``run()`` (imports, plugin loading and the
     duplicate check afterwards excluded: they are paid once, not per job).  With ``profile`` (a
-    file), cProfile records that window in every thread into it (pstats).
+    file), yappi records the CPU time of every thread in that window into it.
     """
     import tempfile
 
@@ -91,10 +90,10 @@ def comfykit_queue(
             queue.add_jobs_from_list(jobs)
             stats = queue.run(timeout=3600)
             batch_cpu, batch_wall = time.process_time() - cpu_before, time.perf_counter() - wall_before
-            if profiler is not None:
-                profiler.stop()
             # Every submission the server ran left one history entry: more entries than jobs = duplicates.
             executions = sum(len(client.get_history()) for client in queue.clients)
+        if profiler is not None:
+            profiler.stop()  # after close(): every profiled thread has ended, so its record is complete
         files = sum(1 for path in Path(out).rglob("*") if path.is_file())
     def quantiles(values: list[float]) -> list[float]:
         values = sorted(values)
@@ -114,29 +113,22 @@ def comfykit_queue(
 
 
 class _Profiler:
-    """cProfile in every thread started from here on and in this one; ``stop`` merges them into a pstats file."""
+    """yappi, CPU clock, every thread; ``stop`` writes the functions' own and inclusive CPU time as JSON."""
 
     def __init__(self, output: str) -> None:
-        import cProfile
+        import yappi
 
         self.output = output
-        self.profiles: list[cProfile.Profile] = []
-
-        def start_here(*_: Any) -> None:
-            sys.setprofile(None)
-            profile = cProfile.Profile()
-            self.profiles.append(profile)
-            profile.enable()
-
-        threading.setprofile(start_here)
-        start_here()
+        yappi.set_clock_type("cpu")
+        yappi.start(builtins=True)
 
     def stop(self) -> None:
-        import pstats
+        import yappi
 
-        threading.setprofile(None)  # type: ignore[arg-type]
-        self.profiles[0].disable()
-        pstats.Stats(*self.profiles).dump_stats(self.output)
+        yappi.stop()
+        rows = [[f"{stat.name} ({stat.module}:{stat.lineno})", stat.ncall, stat.tsub, stat.ttot]
+                for stat in yappi.get_func_stats()]
+        Path(self.output).write_text(json.dumps(rows))
 
 
 def comfykit_cli(url: str, jobs: list[dict[str, Any]]) -> dict[str, Any]:
