@@ -92,8 +92,11 @@ def render(rows: list[dict[str, Any]]) -> str:
     )
 
 
-def profile(n: int, name: str, top: int = 10) -> str:
-    """Run one QueueManager row under yappi (CPU clock, every thread) and list its costliest functions."""
+def profile(n: int, name: str, top: int = 10, code: Path | None = None) -> str:
+    """Run one QueueManager row under yappi (CPU clock, every thread) and list its costliest functions.
+
+    ``code``: the older checkout of ``--before`` to profile instead.
+    """
     try:
         import yappi  # noqa: F401  (the child imports it; fail here with the hint instead)
     except ImportError:
@@ -102,7 +105,7 @@ def profile(n: int, name: str, top: int = 10) -> str:
     with simulator() as url, tempfile.TemporaryDirectory() as folder:
         stats_file = Path(folder) / "batch.json"
         params = {"url": url, "n": n, "save": True, "options": {**options, "profile": str(stats_file)}}
-        result = run_child(task, params)
+        result = run_child(task, params, code=code)
         entries = json.loads(stats_file.read_text())  # [function, calls, own s, inclusive s]
     profiled = sum(entry[2] for entry in entries)
 
@@ -134,6 +137,8 @@ def main() -> int:
     if args.profile:
         for name in PROFILED:
             print(f"\n## profile: {name}, {args.jobs} jobs\n\n{profile(args.jobs, name)}")
+            if args.before is not None:
+                print(f"\n## profile: {name} [before], {args.jobs} jobs\n\n{profile(args.jobs, name, code=args.before)}")
     if args.json:
         Path(args.json).write_text(json.dumps({"machine": machine(), "rows": rows}, indent=2))
     return 0
