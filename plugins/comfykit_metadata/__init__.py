@@ -55,6 +55,7 @@ _IEND = struct.pack(">I", 0) + b"IEND" + struct.pack(">I", zlib.crc32(b"IEND"))
 _manifest_lock = threading.Lock()
 # id(config) -> (a weak reference to it, its secrets): a cache, not a setting (Config objects are read-only).
 _secrets_by_config: dict[int, tuple[weakref.ref[Any], list[str]]] = {}
+_secrets_lock = threading.Lock()
 
 
 # --------------------------------------------------------------------------- hooks
@@ -164,9 +165,11 @@ def _client_secrets(client: ComfyUIClient) -> list[str]:
         value = config.get(key.dotted)
         if key.secret and isinstance(value, str) and len(value) >= 4:
             secrets.append(value)
-    with _manifest_lock:
-        _secrets_by_config[id(config)] = (weakref.ref(config, lambda _: _secrets_by_config.pop(id(config), None)),
-                                          secrets)
+    config_id = id(config)
+    with _secrets_lock:
+        # The callback must not hold the config itself, or it would never be collected.
+        _secrets_by_config[config_id] = (weakref.ref(config, lambda _: _secrets_by_config.pop(config_id, None)),
+                                         secrets)
     return secrets
 
 
