@@ -75,7 +75,7 @@ class Attempt:
 #: attempts whose prompt the server has run and whose outputs are still being stored, per slot of the
 #: window: they no longer hold a slot (the server can run the next job meanwhile), but their number
 #: is bounded so that slow sinks cannot pile up finished jobs without end
-STORING_PER_SLOT = 3
+STORING_PER_SLOT = 1
 
 
 class ServerState:
