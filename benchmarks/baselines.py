@@ -11,6 +11,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -33,8 +34,11 @@ def _finished_prompt(message: str | bytes) -> str | None:
     return None
 
 
-def raw_pipelined(base_url: str, prompts: list[dict[str, Any]]) -> dict[str, float]:
-    """Post all prompts, then wait for every completion on one socket. Returns per-prompt completion times."""
+def raw_pipelined(
+    base_url: str, prompts: list[dict[str, Any]], download: Callable[[httpx.Client, dict[str, Any]], None] | None = None
+) -> dict[str, float]:
+    """Post all prompts, then wait for every completion on one socket (and fetch its history and
+    files with ``download``). Returns per-prompt completion times."""
     client_id = uuid.uuid4().hex
     ws = _socket(base_url, client_id)
     done_at: dict[str, float] = {}
@@ -50,6 +54,8 @@ def raw_pipelined(base_url: str, prompts: list[dict[str, Any]]) -> dict[str, flo
                 if finished in pending:
                     pending.discard(finished)
                     done_at[finished] = time.perf_counter()
+                    if download is not None:
+                        download(http, http.get(f"/history/{finished}").json().get(finished, {}))
     finally:
         ws.close()
     return done_at
@@ -81,3 +87,18 @@ def download_all(http: httpx.Client, entry: dict[str, Any]) -> None:
     for ui in entry.get("outputs", {}).values():
         for item in ui.get("images", []):
             http.get("/view", params={"filename": item["filename"], "subfolder": item["subfolder"], "type": item["type"]})
+
+
+def saver(folder: Path) -> Callable[[httpx.Client, dict[str, Any]], None]:
+    """A download step that writes every saved (not temp) image of a history entry into ``folder``, as a script would."""
+
+    def save(http: httpx.Client, entry: dict[str, Any]) -> None:
+        for ui in entry.get("outputs", {}).values():
+            for item in ui.get("images", []):
+                if item["type"] == "temp":
+                    continue
+                answer = http.get("/view", params={"filename": item["filename"], "subfolder": item["subfolder"],
+                                                   "type": item["type"]})
+                (folder / item["filename"]).write_bytes(answer.content)
+
+    return save

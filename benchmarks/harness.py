@@ -70,14 +70,23 @@ def simulator(
             proc.wait()
 
 
-def run_child(task: str, params: dict[str, Any], *, timeout: float = 900) -> dict[str, Any]:
-    """Run ``benchmarks/tasks.py TASK PARAMS`` in a fresh interpreter and return its JSON result."""
+def run_child(
+    task: str, params: dict[str, Any], *, timeout: float = 900, code: Path | None = None
+) -> dict[str, Any]:
+    """Run ``benchmarks/tasks.py TASK PARAMS`` in a fresh interpreter and return its JSON result.
+
+    ``code``: a folder with another ``comfykit/`` and ``plugins/`` (an older checkout) to import instead.
+    """
+    env = None
+    if code is not None:
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(code), str(code / "plugins")])}
     result = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "tasks.py"), task, json.dumps(params)],
         capture_output=True,
         text=True,
         timeout=timeout,
         cwd=ROOT,
+        env=env,
     )
     if result.returncode != 0:
         raise RuntimeError(f"benchmark task {task} failed:\n{result.stderr[-4000:]}")
@@ -96,8 +105,8 @@ def current_rss_mb() -> float:
 
 
 def cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+    """CPU seconds of this whole process, every thread (user + system)."""
+    return time.process_time()
 
 
 def machine() -> str:

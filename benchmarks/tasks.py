@@ -16,15 +16,17 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from baselines import naive_sequential, raw_pipelined
+from baselines import naive_sequential, raw_pipelined, saver
 from harness import cpu_seconds, peak_rss_mb
 
 
-def prompts(n: int, offset: int) -> list[dict[str, Any]]:
+def prompts(n: int, offset: int, *, save: bool = False) -> list[dict[str, Any]]:
+    """``n`` unique jobs; ``save`` makes their image an output the download sink stores (else a temp preview)."""
+    saver = {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "bench/job"}}
     return [
         {
             "1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": offset + i}},
-            "2": {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}},
+            "2": saver if save else {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}},
         }
         for i in range(n)
     ]
@@ -40,8 +42,18 @@ def comfykit_client(url: str, jobs: list[dict[str, Any]]) -> None:
             client.wait_for_completion(prompt_id, timeout=600)
 
 
-def comfykit_queue(url: str | list[str], jobs: list[dict[str, Any]], **options: Any) -> dict[str, Any]:
-    """The batch engine: QueueManager on one server or a pool, output sinks on (temp previews are skipped)."""
+def comfykit_queue(
+    url: str | list[str], jobs: list[dict[str, Any]], *, journal: bool = False, overrides: dict[str, Any] | None = None,
+    profile: str | None = None, **options: Any,
+) -> dict[str, Any]:
+    """The batch engine: QueueManager on one server or a pool, output sinks on (temp previews are skipped).
+
+    ``overrides`` are config keys (``output.save_metadata: false`` for "download only"); ``journal``
+    writes an SQLite journal.  Besides the process totals it answers ``batch_cpu``/``elapsed``: CPU
+    and wall from adding the jobs to the end of ``run()`` (imports, plugin loading and the
+    duplicate check afterwards excluded: they are paid once, not per job).  With ``profile`` (a
+    file), yappi records the CPU time of every thread in that window into it.
+    """
     import tempfile
 
     from comfykit import QueueManager, load_config
@@ -65,17 +77,24 @@ def comfykit_queue(url: str | list[str], jobs: list[dict[str, Any]], **options: 
             seen_after.append(time.time() - succeeded.pop(event.prompt_id))
 
     with tempfile.TemporaryDirectory() as out:
-        config = load_config(use_file=False, overrides={"output.output_dir": out})
+        config = load_config(use_file=False, overrides={"output.output_dir": out, **(overrides or {})})
         servers = url if isinstance(url, list) else [url]
-        with QueueManager(servers=servers, config=config, **options) as queue:
+        journal_path = str(Path(out) / "journal.sqlite") if journal else None
+        with QueueManager(servers=servers, config=config, journal=journal_path, **options) as queue:
             queue.on("job_completed", completed)
             for client in queue.clients:
                 client.on("execution_success", on_success)
                 client.on("executing", on_executing)
+            profiler = _Profiler(profile) if profile else None
+            cpu_before, wall_before = time.process_time(), time.perf_counter()
             queue.add_jobs_from_list(jobs)
             stats = queue.run(timeout=3600)
+            batch_cpu, batch_wall = time.process_time() - cpu_before, time.perf_counter() - wall_before
             # Every submission the server ran left one history entry: more entries than jobs = duplicates.
             executions = sum(len(client.get_history()) for client in queue.clients)
+        if profiler is not None:
+            profiler.stop()  # after close(): every profiled thread has ended, so its record is complete
+        files = sum(1 for path in Path(out).rglob("*") if path.is_file())
     def quantiles(values: list[float]) -> list[float]:
         values = sorted(values)
         return [1000 * values[int(q * (len(values) - 1))] for q in (0.5, 0.9, 0.99)] if values else []
@@ -84,10 +103,32 @@ def comfykit_queue(url: str | list[str], jobs: list[dict[str, Any]], **options: 
         "latency_ms": quantiles(latencies),
         "seen_ms": quantiles(seen_after),
         "elapsed": stats["elapsed"],
+        "batch_cpu": batch_cpu,
+        "batch_wall": batch_wall,
+        "files": files,
         "executions": executions,
         "completed": stats["completed"],
         "failed": stats["failed"],
     }
+
+
+class _Profiler:
+    """yappi, CPU clock, every thread; ``stop`` writes the functions' own and inclusive CPU time as JSON."""
+
+    def __init__(self, output: str) -> None:
+        import yappi
+
+        self.output = output
+        yappi.set_clock_type("cpu")
+        yappi.start(builtins=True)
+
+    def stop(self) -> None:
+        import yappi
+
+        yappi.stop()
+        rows = [[f"{stat.name} ({stat.module}:{stat.lineno})", stat.ncall, stat.tsub, stat.ttot]
+                for stat in yappi.get_func_stats()]
+        Path(self.output).write_text(json.dumps(rows))
 
 
 def comfykit_cli(url: str, jobs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -135,14 +176,24 @@ def queue_enqueue(url: str, jobs: list[dict[str, Any]]) -> dict[str, Any]:
         return {"enqueue_s": time.perf_counter() - started}
 
 
+def _saving(baseline: Callable[..., Any], url: str, jobs: list[dict[str, Any]], download: bool) -> Any:
+    """Run a baseline; with ``download`` it writes every saved output into a temporary folder."""
+    import tempfile
+
+    if not download:
+        return baseline(url, jobs)
+    with tempfile.TemporaryDirectory() as folder:
+        return baseline(url, jobs, download=saver(Path(folder)))
+
+
 #: tasks whose answer adds figures to the result line (the baselines' answers are their own business)
 REPORTING_TASKS = ("comfykit_queue", "queue_enqueue", "comfykit_cli")
 
 TASKS: dict[str, Callable[..., Any]] = {
     "comfykit_queue": comfykit_queue,
     "queue_enqueue": queue_enqueue,
-    "raw_pipelined": lambda url, jobs: raw_pipelined(url, jobs),
-    "naive_sequential": lambda url, jobs: naive_sequential(url, jobs),
+    "raw_pipelined": lambda url, jobs, download=False: _saving(raw_pipelined, url, jobs, download),
+    "naive_sequential": lambda url, jobs, download=False: _saving(naive_sequential, url, jobs, download),
     "comfykit_client": comfykit_client,
     "comfykit_cli": comfykit_cli,
 }
@@ -150,7 +201,7 @@ TASKS: dict[str, Callable[..., Any]] = {
 
 def main() -> int:
     task, params = sys.argv[1], json.loads(sys.argv[2])
-    jobs = prompts(int(params["n"]), int(params.get("offset", 0)))
+    jobs = prompts(int(params["n"]), int(params.get("offset", 0)), save=bool(params.get("save")))
     started = time.perf_counter()
     cpu_before = cpu_seconds()
     answer = TASKS[task](params["url"], jobs, **params.get("options", {}))

@@ -213,6 +213,9 @@ def core_registry() -> ConfigRegistry:
     r.add("output", "output_dir", "./outputs", help="Folder the output sinks write under.")
     r.add("output", "sinks", None, type="names", help="Names of the output sinks to run (default: all).")
     r.add("output", "include_temp", False, help="Also report and store temp/preview outputs.")
+    r.add("output", "fsync", True,
+          help="Flush each stored file to disk before it takes its name (off: still atomic, but a power "
+               "loss may leave recent files empty; saves about 0.25 ms CPU and a few ms per file).")
     # batch
     r.add("batch", "max_concurrent", 3, help="Jobs in flight per server.")
     r.add("batch", "retry_on_failure", True, help="Retry failed jobs.")

@@ -6,7 +6,7 @@ Filenames and subfolders come from the server, which may be buggy or hostile
 sanitizes every path component of the result once more, and refuses with
 :class:`comfykit.errors.UnsafePathError` anything whose resolved location
 (symlinks followed) is not inside the output folder.  :func:`temp_file_beside`,
-:func:`atomic_file`, :func:`atomic_write` and :func:`sha256_of_file` are the writing helpers every sink
+:func:`atomic_file`, :func:`atomic_write`, :func:`finish_file` and :func:`sha256_of_file` are the writing helpers every sink
 (bundled or third-party) shares: nothing half-written ever carries a final name.
 """
 
@@ -31,6 +31,7 @@ __all__ = [
     "MAX_RELATIVE_BYTES",
     "atomic_file",
     "atomic_write",
+    "finish_file",
     "safe_output_path",
     "sanitize_component",
     "sha256_of_file",
@@ -209,28 +210,40 @@ def temp_file_beside(target: Path) -> tuple[IO[bytes], Path]:
 
 
 @contextlib.contextmanager
-def atomic_file(target: Path) -> Iterator[IO[bytes]]:
+def atomic_file(target: Path, *, durable: bool = True) -> Iterator[IO[bytes]]:
     """A file to write ``target``'s new content into; it takes ``target``'s name only once complete.
 
-    On leaving the block the data is flushed to disk and renamed over ``target``; if
-    the block raises, the partial file is removed and ``target`` is left as it was.
+    On leaving the block the data is flushed (to disk with ``durable``, see
+    :func:`finish_file`) and renamed over ``target``; if the block raises, the partial
+    file is removed and ``target`` is left as it was.
     """
     handle, temp = temp_file_beside(target)
     try:
         with handle:
             yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
+            finish_file(handle, durable=durable)
         os.replace(temp, target)
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
 
 
-def atomic_write(target: Path, data: bytes) -> None:
+def finish_file(handle: IO[bytes], *, durable: bool) -> None:
+    """Flush a file about to be renamed into place; ``durable`` also waits until the disk has it (fsync).
+
+    Without fsync the rename is still atomic for every reader and survives a crash of the
+    process; only a crash of the machine (power loss) may leave the newest files empty.
+    The price of fsync on the development VM: about 0.25 ms of CPU and 3 ms of wall per file.
+    """
+    handle.flush()
+    if durable:
+        os.fsync(handle.fileno())
+
+
+def atomic_write(target: Path, data: bytes, *, durable: bool = True) -> None:
     """Write ``data`` to ``target`` so that a reader (or a crash) sees the old file or the whole new one."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_file(target) as handle:
+    with atomic_file(target, durable=durable) as handle:
         handle.write(data)
 
 

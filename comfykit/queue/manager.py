@@ -10,7 +10,6 @@ order.  See :mod:`comfykit.queue` for how a job travels.
 from __future__ import annotations
 
 import collections
-import copy
 import hashlib
 import json
 import logging
@@ -190,7 +189,7 @@ class QueueManager(Workers):
         prompt, job_id, metadata = job_arguments((first, second, third), workflow=workflow, job_id=job_id,
                                                  metadata=metadata)
         job = Job(
-            workflow=copy.deepcopy(prompt),
+            workflow=submit.copy_graph(dict(prompt)),
             metadata=dict(metadata or {}),
             params=dict(params or {}),
             extra_data=dict(extra_data or {}),
@@ -535,6 +534,7 @@ class QueueManager(Workers):
                 # job_started still comes before job_completed, as it does for every other job.
                 job.move(JobStatus.RUNNING)
             attempt.ran = True
+            self._changed.notify_all()  # its slot of the window is free while its outputs are stored
             job.history, job.outputs, job.cached_nodes = outcome.entry, outcome.outputs, outcome.cached_nodes
             job.started_at = job.started_at or outcome.started_at
             job.finished_at, job.stored = outcome.finished_at, []

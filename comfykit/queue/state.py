@@ -72,8 +72,18 @@ class Attempt:
         return self.phase in (Phase.WAITING, Phase.FINISHING)
 
 
+#: attempts whose prompt the server has run and whose outputs are still being stored, per slot of the
+#: window: they no longer hold a slot (the server can run the next job meanwhile), but their number
+#: is bounded so that slow sinks cannot pile up finished jobs without end
+STORING_PER_SLOT = 1
+
+
 class ServerState:
-    """The queue's view of one server: its client, in-flight window, attempts and health."""
+    """The queue's view of one server: its client, in-flight window, attempts and health.
+
+    The window counts the attempts the server has not run to the end yet; one whose
+    outputs are being stored has given its slot back (see :data:`STORING_PER_SLOT`).
+    """
 
     def __init__(self, spec: ServerSpec, client: ComfyUIClient, window: int) -> None:
         self.url = spec.url
@@ -89,12 +99,20 @@ class ServerState:
         self.counts: collections.Counter[str] = collections.Counter()
 
     @property
+    def unfinished(self) -> int:
+        """Attempts that hold a slot of the window: not yet run to the end by the server."""
+        return sum(1 for attempt in self.attempts.values() if not attempt.ran)
+
+    @property
     def load(self) -> float:
-        return len(self.attempts) / self.weight
+        return self.unfinished / self.weight
 
     @property
     def has_room(self) -> bool:
-        return self.healthy and len(self.attempts) < self.window
+        return (
+            self.healthy and self.unfinished < self.window
+            and len(self.attempts) < self.window * (1 + STORING_PER_SLOT)
+        )
 
     def release(self, attempt: Attempt) -> None:
         """End ``attempt``: drop it and stop tracking its prompt."""

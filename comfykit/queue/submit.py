@@ -26,7 +26,9 @@ if TYPE_CHECKING:
     from comfykit.config import Config
     from comfykit.plugins import PluginManager
 
-__all__ = ["Invalid", "Posted", "Rejected", "SubmitOutcome", "Unknown", "ask", "post", "prepare", "prepare_error"]
+__all__ = [
+    "Invalid", "Posted", "Rejected", "SubmitOutcome", "Unknown", "ask", "copy_graph", "post", "prepare", "prepare_error",
+]
 
 log = logging.getLogger("comfykit.queue")
 
@@ -64,13 +66,32 @@ def prepare(
     job: Job, client: ComfyUIClient, uploads: UploadCache, *, plugins: PluginManager, config: Config, vary_seeds: bool
 ) -> dict[str, Any]:
     """The prompt to post for ``job``: fresh seeds (``vary_seeds``), uploaded inputs, the hooks' changes, validated."""
-    prompt = randomize_seeds(job.workflow) if vary_seeds else copy.deepcopy(job.workflow)
+    prompt = randomize_seeds(job.workflow) if vary_seeds else copy_graph(job.workflow)
     if job.inputs:
         apply_inputs(prompt, job.inputs, client, uploads)
     plugins.prepare_prompt(prompt, job, client)
     # After the hooks: what is checked is what is sent.  Raises WorkflowValidationError (no retry).
     validate_before_send(prompt, client=client, config=config)
     return prompt
+
+
+def copy_graph(graph: dict[str, Any]) -> dict[str, Any]:
+    """A deep copy of a JSON-like workflow, several times faster than ``copy.deepcopy``.
+
+    Dicts and lists are copied, strings, numbers, booleans and ``None`` shared (they
+    cannot change); any other value is handed to ``copy.deepcopy``.
+    """
+    return {key: _copy_value(value) for key, value in graph.items()}
+
+
+def _copy_value(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _copy_value(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_copy_value(item) for item in value]
+    if value is None or isinstance(value, (str, int, float)):
+        return value
+    return copy.deepcopy(value)
 
 
 def prepare_error(error: Exception) -> SubmitOutcome:

@@ -16,6 +16,8 @@ can run clients with different settings without shared state.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import glob
 import hashlib
 import logging
@@ -23,7 +25,7 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -34,7 +36,7 @@ from comfykit import hookimpl
 from comfykit.errors import NotFound, OutputError, RequestTimeout, ServerError, ServerUnreachable, UnsafePathError
 from comfykit.jobs import Job
 from comfykit.outputs import OutputFile, StoredOutput, discover_outputs
-from comfykit.paths import atomic_write, sha256_of_file, temp_file_beside
+from comfykit.paths import atomic_write, finish_file, sha256_of_file, temp_file_beside
 from comfykit_download.naming import DEFAULT_NAMING, plan_output_paths
 
 if TYPE_CHECKING:
@@ -171,6 +173,7 @@ def comfykit_store_outputs(job: Job, outputs: Sequence[OutputFile], client: Comf
         verify_size=bool(section.get("verify_size", True)),
         attempts=int(section.get("download_attempts") or 3),
         limits=DownloadLimits.from_config(section),
+        durable=bool(section.get("fsync", True)),
     )
 
 
@@ -216,6 +219,7 @@ def download_outputs(
     verify_size: bool = True,
     attempts: int = 3,
     limits: DownloadLimits | None = None,
+    durable: bool = True,
 ) -> list[StoredOutput]:
     """Store the outputs of one job under ``output_dir``; return one record per file written or kept.
 
@@ -223,7 +227,8 @@ def download_outputs(
     ui}`` dict, a list of :class:`OutputFile`, or a prompt id whose history
     is fetched.  Up to ``max_concurrent`` files download at once.  Raises
     :class:`DownloadError` (with ``stored`` and ``errors``) when some outputs
-    could not be stored; the others are complete on disk.
+    could not be stored; the others are complete on disk.  ``durable`` (``output.fsync``)
+    flushes each file to disk before it is renamed into place.
     """
     outputs, found_job, prompt_id = _resolve_outputs(client, job_or_outputs, include_temp)
     job = job or found_job
@@ -237,19 +242,25 @@ def download_outputs(
     def store(item: tuple[OutputFile, Path]) -> StoredOutput:
         output, target = item
         if output.filename is None:
-            return _write_text(output, str(output.value), target, root)
+            return _write_text(output, str(output.value), target, root, durable=durable)
         return _download(client, output, target, root, verify_size=verify_size, attempts=attempts,
-                         limits=limits or DownloadLimits())
+                         limits=limits or DownloadLimits(), durable=durable)
 
     stored: list[StoredOutput] = []
-    if work:
-        with ThreadPoolExecutor(max_workers=max(1, min(max_concurrent, len(work))), thread_name_prefix="comfykit-dl") as pool:
-            futures = [pool.submit(store, item) for item in work]
-            for future in futures:
-                try:
-                    stored.append(future.result())
-                except Exception as exc:  # collected: one bad file must not hide the others
-                    errors.append(exc)
+    with contextlib.ExitStack() as stack:
+        if len(work) > 1 and max_concurrent > 1:
+            pool = stack.enter_context(
+                ThreadPoolExecutor(max_workers=min(max_concurrent, len(work)), thread_name_prefix="comfykit-dl")
+            )
+            results: list[Callable[[], StoredOutput]] = [pool.submit(store, item).result for item in work]
+        else:
+            # A thread pool per job costs more CPU than one small file: the sink's own thread downloads it.
+            results = [functools.partial(store, item) for item in work]
+        for result in results:
+            try:
+                stored.append(result())
+            except Exception as exc:  # collected: one bad file must not hide the others
+                errors.append(exc)
     if errors:
         for error in errors:
             log.error("download failed: %s", error)
@@ -285,13 +296,13 @@ def _make_parent(target: Path, root: Path) -> None:
         )
 
 
-def _write_text(output: OutputFile, text: str, target: Path, root: Path) -> StoredOutput:
+def _write_text(output: OutputFile, text: str, target: Path, root: Path, *, durable: bool) -> StoredOutput:
     data = text.encode("utf-8")
     digest = hashlib.sha256(data).hexdigest()
     if target.is_file() and target.stat().st_size == len(data) and sha256_of_file(target) == digest:
         return _record(output, target, len(data), digest, skipped=True)
     _make_parent(target, root)
-    atomic_write(target, data)
+    atomic_write(target, data, durable=durable)
     return _record(output, target, len(data), digest)
 
 
@@ -317,6 +328,7 @@ def _total_size(response: httpx.Response, offset: int) -> tuple[int, int | None]
 def _download(
     client: ComfyUIClient, output: OutputFile, target: Path, root: Path, *, verify_size: bool, attempts: int,
     limits: DownloadLimits,
+    durable: bool,
 ) -> StoredOutput:
     assert output.filename is not None
     name = f"{output.filename!r} (node {output.node_id})"
@@ -385,8 +397,7 @@ def _download(
                     ) from exc
                 log.warning("download of %s broke after %d bytes (%s); retrying", name, written, exc)
         assert handle is not None and temp is not None
-        handle.flush()
-        os.fsync(handle.fileno())
+        finish_file(handle, durable=durable)
         handle.close()
         os.replace(temp, target)
         temp = None

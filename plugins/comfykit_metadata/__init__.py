@@ -17,6 +17,7 @@ no module-level settings.
 from __future__ import annotations
 
 import datetime
+import functools
 import hashlib
 import json
 import os
@@ -24,6 +25,7 @@ import re
 import struct
 import threading
 import time
+import weakref
 import zlib
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
@@ -51,6 +53,9 @@ _IEND = struct.pack(">I", 0) + b"IEND" + struct.pack(">I", zlib.crc32(b"IEND"))
 
 # Appends from several jobs of one process go through this lock; other processes through flock.
 _manifest_lock = threading.Lock()
+# id(config) -> (a weak reference to it, its secrets): a cache, not a setting (Config objects are read-only).
+_secrets_by_config: dict[int, tuple[weakref.ref[Any], list[str]]] = {}
+_secrets_lock = threading.Lock()
 
 
 # --------------------------------------------------------------------------- hooks
@@ -79,7 +84,7 @@ def comfykit_store_outputs(job: Job, outputs: Sequence[OutputFile], client: Comf
     document = build_metadata(job, outputs, client, rewritten=rewritten)
     data = (json.dumps(document, indent=2, sort_keys=False, default=str) + "\n").encode("utf-8")
     sidecar = safe_output_path(root, "{job_id}.json", {"job_id": job.job_id})
-    atomic_write(sidecar, data)
+    atomic_write(sidecar, data, durable=bool(section.get("fsync", True)))
     stored = [_record(sidecar, data, "metadata")]
     manifest = section.get("manifest")
     if manifest:
@@ -101,9 +106,7 @@ def _record(path: Path, data: bytes, kind: str) -> StoredOutput:
 def strip_secrets(value: Any, secrets: Sequence[str] = ()) -> Any:
     """A copy of ``value`` without credential-like keys, and with each of ``secrets`` masked in text."""
     if isinstance(value, Mapping):
-        return {
-            str(k): strip_secrets(v, secrets) for k, v in value.items() if not SECRET_KEY_PATTERN.search(str(k))
-        }
+        return {str(k): strip_secrets(v, secrets) for k, v in value.items() if not _secret_key(str(k))}
     if isinstance(value, (list, tuple)):
         return [strip_secrets(v, secrets) for v in value]
     if isinstance(value, str):
@@ -112,6 +115,12 @@ def strip_secrets(value: Any, secrets: Sequence[str] = ()) -> Any:
                 value = value.replace(secret, "***")
         return value
     return value
+
+
+@functools.lru_cache(maxsize=4096)
+def _secret_key(key: str) -> bool:
+    # The same few dozen keys come back in every sidecar: one dict look-up instead of a regex search.
+    return SECRET_KEY_PATTERN.search(key) is not None
 
 
 def find_seeds(prompt: Mapping[str, Any]) -> dict[str, dict[str, int]]:
@@ -146,12 +155,21 @@ def _public_url(url: str) -> str:
 
 
 def _client_secrets(client: ComfyUIClient) -> list[str]:
+    """The credentials in the client's config, to mask in text; worked out once per config (a config never changes)."""
     config = client.config
+    known = _secrets_by_config.get(id(config))
+    if known is not None and known[0]() is config:
+        return known[1]
     secrets: list[str] = []
     for key in config.registry:
         value = config.get(key.dotted)
         if key.secret and isinstance(value, str) and len(value) >= 4:
             secrets.append(value)
+    config_id = id(config)
+    with _secrets_lock:
+        # The callback must not hold the config itself, or it would never be collected.
+        _secrets_by_config[config_id] = (weakref.ref(config, lambda _: _secrets_by_config.pop(config_id, None)),
+                                         secrets)
     return secrets
 
 
@@ -344,7 +362,7 @@ def embed_png_text(path: Path, keyword: str, text: str) -> bool:
             return False
         body = keyword.encode("latin-1") + b"\0" + text.encode("latin-1", errors="replace")
         chunk = struct.pack(">I", len(body)) + b"tEXt" + body + struct.pack(">I", zlib.crc32(b"tEXt" + body))
-        with atomic_file(path) as copy:
+        with atomic_file(path) as copy:  # durable always: it replaces a file already stored
             handle.seek(0)
             remaining = end
             while remaining > 0:

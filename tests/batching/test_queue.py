@@ -411,3 +411,32 @@ def test_a_broken_prepare_hook_fails_its_job_and_the_batch_goes_on(new_sim: Comf
         job = queue.get_job(job_id)
         assert job is not None and job.status is JobStatus.COMPLETED and job.outputs
         assert job.outputs[0].filename is not None and job.outputs[0].filename.startswith("prepared")
+
+
+def test_a_job_whose_outputs_are_being_stored_gives_its_slot_to_the_next(new_sim: ComfyUISimulator) -> None:
+    """With max_concurrent=1 the second job is posted while the first one's sink is still busy."""
+    second_posted = threading.Event()
+    first_stored = threading.Event()
+
+    class SlowSink:
+        @hookimpl
+        def comfykit_store_outputs(self, job: Job, outputs: Any, client: ComfyUIClient) -> list[Any]:
+            if job.metadata.get("first"):
+                # Holds the first job in its sink until the next one is on the server.
+                assert second_posted.wait(60), "the next job was not posted while this one's outputs were stored"
+            first_stored.set()
+            return []
+
+    with ComfyUIClient(url=new_sim.url, plugins=[SlowSink()], plugin_options=["no:download", "no:metadata"]) as client:
+        queue = QueueManager(client, max_concurrent=1)
+        first, second = unique_workflows(2)
+        queue.on("job_submitted", lambda job: second_posted.set() if job.metadata.get("second") else None)
+        first_id = queue.add_job(first, metadata={"first": True})
+        second_id = queue.add_job(second, metadata={"second": True})
+        _run(queue)
+        queue.close()
+    assert first_stored.is_set()
+    for job_id in (first_id, second_id):
+        job = queue.get_job(job_id)
+        assert job is not None and job.status is JobStatus.COMPLETED, job and job.error
+        assert not job.warnings

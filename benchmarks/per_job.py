@@ -1,0 +1,148 @@
+"""What one job costs the client: a batch of trivial unique jobs, every configuration side by side in one run.
+
+    python benchmarks/per_job.py [--jobs 2000] [--rounds 1] [--profile] [--before DIR] [--json per_job.json]
+
+Every job is a unique two-node prompt (EmptyImage -> SaveImage) and the simulator runs
+it in 0 s, so the client's own work decides the throughput.  Each row is a fresh child
+process against a fresh simulator in another process (``comfykit.testing.serve``): CPU
+(``time.process_time()``, every thread) and peak RSS are the client's alone.  Rows:
+
+- **raw pipelined**: plain httpx + one WebSocket, every prompt posted at once; each end
+  read from the socket, then its history and its file fetched and written (no fsync);
+- **naive loop**: post, wait, read history, fetch the file, next;
+- **QueueManager** with the sinks off, download only, download + metadata (the
+  defaults), the defaults with the SQLite journal, and the defaults without fsync.
+
+With ``--rounds N`` the rows are run N times interleaved and the median of each figure
+is printed.  ``--profile`` runs the QueueManager with the defaults and with the sinks
+off once more under yappi (CPU clock, every thread; ``pip install -e '.[bench]'``) and
+prints the ten functions that spent the most CPU (own time, and inclusive time in comfykit's code).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from harness import ROOT, machine, run_child, simulator, table
+
+#: row name -> (task in tasks.py, its options)
+ROWS: dict[str, tuple[str, dict[str, Any]]] = {
+    "raw pipelined (httpx + WebSocket)": ("raw_pipelined", {"download": True}),
+    "naive loop": ("naive_sequential", {"download": True}),
+    "QueueManager, sinks off": ("comfykit_queue", {"store_outputs": False}),
+    "QueueManager, download only": ("comfykit_queue", {"overrides": {"output.save_metadata": False}}),
+    "QueueManager, download + metadata (defaults)": ("comfykit_queue", {}),
+    "QueueManager, defaults + journal": ("comfykit_queue", {"journal": True}),
+    "QueueManager, defaults, output.fsync off": ("comfykit_queue", {"overrides": {"output.fsync": False}}),
+}
+RAW, NAIVE = "raw pipelined (httpx + WebSocket)", "naive loop"
+PROFILED = ("QueueManager, download + metadata (defaults)", "QueueManager, sinks off")
+
+
+def measure(n: int, rounds: int, before: Path | None = None) -> list[dict[str, Any]]:
+    """Every row ``rounds`` times, interleaved; with ``before`` (an older checkout) its QueueManager rows too."""
+    rows_run = [(name, task, options, None) for name, (task, options) in ROWS.items()]
+    if before is not None:
+        # output.fsync is newer than the code of before: that row would be the defaults again.
+        rows_run += [(f"{name} [before]", task, options, before) for name, (task, options) in ROWS.items()
+                     if task == "comfykit_queue" and "fsync" not in name]
+    samples: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
+    for _ in range(rounds):
+        for name, task, options, code in rows_run:
+            # A fresh simulator per row: a server whose history already holds the rows before would be slower.
+            with simulator() as url:
+                params = {"url": url, "n": n, "offset": 0, "save": True, "options": options}
+                samples[name].append(run_child(task, params, code=code))
+    rows = []
+    for name, results in samples.items():
+        # The QueueManager's own window (add_jobs to the end of run()); the baselines' whole call.
+        wall = statistics.median(r.get("batch_wall", r["wall"]) for r in results)
+        cpu = statistics.median(r.get("batch_cpu", r["cpu"]) for r in results)
+        seen = [r["seen_ms"][0] for r in results if r.get("seen_ms")]
+        done = [r["latency_ms"][0] for r in results if r.get("latency_ms")]
+        rows.append({
+            "client": name, "jobs": n, "wall_s": wall, "jobs_per_s": n / wall, "cpu_ms_per_job": 1000 * cpu / n,
+            "peak_rss_mb": statistics.median(r["rss_mb"] for r in results),
+            "seen_p50_ms": statistics.median(seen) if seen else None,
+            "completed_p50_ms": statistics.median(done) if done else None,
+        })
+    by_name = {row["client"]: row for row in rows}
+    for row in rows:
+        row["x_naive"] = row["jobs_per_s"] / by_name[NAIVE]["jobs_per_s"]
+        row["x_raw"] = row["jobs_per_s"] / by_name[RAW]["jobs_per_s"]
+    return rows
+
+
+def render(rows: list[dict[str, Any]]) -> str:
+    return table(
+        ["client", "jobs", "jobs/s", "x naive", "x raw", "CPU ms/job", "peak RSS MB", "end seen p50 ms",
+         "job_completed p50 ms"],
+        [[r["client"], r["jobs"], r["jobs_per_s"], r["x_naive"], r["x_raw"], r["cpu_ms_per_job"], r["peak_rss_mb"],
+          r["seen_p50_ms"] if r["seen_p50_ms"] is not None else "-",
+          r["completed_p50_ms"] if r["completed_p50_ms"] is not None else "-"] for r in rows],
+    )
+
+
+def profile(n: int, name: str, top: int = 10, code: Path | None = None) -> str:
+    """Run one QueueManager row under yappi (CPU clock, every thread) and list its costliest functions.
+
+    ``code``: the older checkout of ``--before`` to profile instead.
+    """
+    try:
+        import yappi  # noqa: F401  (the child imports it; fail here with the hint instead)
+    except ImportError:
+        return "yappi is not installed: pip install -e '.[bench]'"
+    task, options = ROWS[name]
+    with simulator() as url, tempfile.TemporaryDirectory() as folder:
+        stats_file = Path(folder) / "batch.json"
+        params = {"url": url, "n": n, "save": True, "options": {**options, "profile": str(stats_file)}}
+        result = run_child(task, params, code=code)
+        entries = json.loads(stats_file.read_text())  # [function, calls, own s, inclusive s]
+    profiled = sum(entry[2] for entry in entries)
+
+    def rows(index: int, keep: Any) -> list[list[Any]]:
+        ranked = sorted((e for e in entries if keep(e[0])), key=lambda e: e[index], reverse=True)[:top]
+        return [[e[0].replace(str(ROOT) + "/", "").split("site-packages/")[-1], e[1], 1e6 * e[index] / n,
+                 100 * e[index] / profiled] for e in ranked]
+
+    headers = ["function", "calls", "CPU µs per job", "% of profiled CPU"]
+    return (f"yappi, CPU clock, every thread, {n} jobs: {1000 * result['batch_cpu'] / n:.2f} ms CPU per job while "
+            "profiled (the profiler's own cost included)\n\nOwn time:\n\n" + table(headers, rows(2, lambda _: True))
+            + "\n\nInclusive time, comfykit's functions:\n\n"
+            + table(headers, rows(3, lambda where: "comfykit" in where and "benchmarks" not in where)))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--jobs", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds; medians are printed")
+    parser.add_argument("--profile", action="store_true", help="also print a CPU profile of two QueueManager rows")
+    parser.add_argument("--json", default=None, help="write the raw figures here")
+    parser.add_argument("--before", type=Path, default=None,
+                        help="a folder with an older comfykit/ and plugins/ (git archive REV comfykit plugins): "
+                             "its QueueManager rows run in the same session, marked [before]")
+    args = parser.parse_args()
+    print(f"Machine: {machine()}\n")
+    rows = measure(args.jobs, args.rounds, args.before)
+    print(render(rows))
+    if args.profile:
+        for name in PROFILED:
+            print(f"\n## profile: {name}, {args.jobs} jobs\n\n{profile(args.jobs, name)}")
+            if args.before is not None:
+                print(f"\n## profile: {name} [before], {args.jobs} jobs\n\n{profile(args.jobs, name, code=args.before)}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"machine": machine(), "rows": rows}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
