@@ -42,7 +42,7 @@ from comfykit.queue.workers import Listener, Workers
 
 if TYPE_CHECKING:
     from comfykit.client import ComfyUIClient
-    from comfykit.queue.journal import Journal
+    from comfykit.queue.journals import BatchJournal
     from comfykit.queue.pool import ServerSpec
 
 __all__ = ["QUEUE_EVENTS", "QueueManager"]
@@ -68,7 +68,8 @@ class QueueManager(Workers):
     :param max_concurrent: jobs in flight per server (``batch.max_concurrent``).
     :param retry_on_failure: retry failed attempts the retry hook deems transient.
     :param max_retries: retries per job on top of the first attempt (counted in the journal too).
-    :param journal: an SQLite file that makes the batch resumable (``batch.journal``).
+    :param journal: what makes the batch resumable (``batch.journal``): an SQLite file, or a batch in
+        PostgreSQL, ``postgresql://user@host/db?batch=NAME`` (needs ``comfykit[postgres]``).
     :param timeout: seconds a job may stay on a server before it is cancelled and failed.
     :param vary_seeds: give every submission fresh ``seed``/``noise_seed`` values, so
         repeated identical jobs really execute instead of being served from cache.
@@ -117,11 +118,11 @@ class QueueManager(Workers):
         self.store_outputs = store_outputs
 
         journal_path = journal if journal is not None else batch["journal"]
-        self.journal: Journal | None = None
+        self.journal: BatchJournal | None = None
         if journal_path:
-            from comfykit.queue.journal import Journal
+            from comfykit.queue.journals import open_journal
 
-            self.journal = Journal(journal_path)
+            self.journal = open_journal(journal_path)
             if client is None and servers is None and self.journal.servers:
                 # A resumed batch goes back to the servers it ran on (its prompt ids are theirs), unless told otherwise.
                 servers = self.journal.servers

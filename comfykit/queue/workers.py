@@ -25,7 +25,7 @@ from comfykit.queue import finish, pool, schedule, submit
 from comfykit.queue.state import Attempt, Moved, Phase, Seen, Sending, ServerState, Started
 
 if TYPE_CHECKING:
-    from comfykit.queue.journal import Journal
+    from comfykit.queue.journals import BatchJournal
     from comfykit.queue.manager import QueueManager
 
 __all__ = ["Listener", "Workers"]
@@ -56,7 +56,7 @@ class Workers:
     timeout: float | None
     health_interval: float
     down_timeout: float
-    journal: Journal | None
+    journal: BatchJournal | None
     _servers: list[ServerState]
     _listeners: dict[str, Listener]
     _lock: threading.RLock

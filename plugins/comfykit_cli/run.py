@@ -275,9 +275,9 @@ def _report_failed(job: Job, mode: str) -> None:
 @click.option("--timeout", type=float, default=None, help="Seconds one job may take before it fails.")
 @click.option("--retries", type=click.IntRange(min=0), default=None,
               help="Retries per failed job (default: batch.max_retries).")
-@click.option("--journal", type=click.Path(dir_okay=False), default=None,
-              help="SQLite journal that makes the batch resumable.")
-@click.option("--resume", type=click.Path(exists=True, dir_okay=False), default=None,
+@click.option("--journal", default=None, metavar="FILE|URL",
+              help="Journal that makes the batch resumable: an SQLite file, or postgresql://user@host/db?batch=NAME.")
+@click.option("--resume", default=None, metavar="FILE|URL", callback=lambda ctx, param, value: _existing_journal(value),
               help="Continue the batch of this journal; finished jobs are not run again.")
 @click.option("--retry-failed", is_flag=True,
               help="With --resume: run the journal's failed jobs again too (completed ones never).")
@@ -325,11 +325,33 @@ def batch(sources: tuple[str, ...], sweeps: tuple[str, ...], updates: tuple[str,
                 graph = build_graph(target, params=params, updates=[*updates, *node_sets], point=values,
                                     random_seeds=random_seeds, rng=rng, source=path)
                 queue.add_job(graph, metadata={"source": str(path)}, params=values, inputs=files)
-        stats = _run_batch(queue, as_json, resume or journal)
+        stats = _run_batch(queue, as_json, queue.journal.location if queue.journal is not None else None)
         jobs = queue.get_all_jobs()
     finally:
         queue.close()
     _report_batch(stats, [job for job in jobs if job.status.value == "failed"], as_json)
+
+
+def _existing_journal(value: str | None) -> str | None:
+    """``--resume``'s value: a journal file must exist (a database batch is checked when it is opened)."""
+    from comfykit.queue.journals import is_database_url
+
+    if value is None or is_database_url(value):
+        return value
+    path = Path(value)
+    if not path.exists():
+        raise click.BadParameter(f"{value!r} does not exist", param_hint="--resume")
+    if path.is_dir():
+        raise click.BadParameter(f"{value!r} is a folder, not a journal file", param_hint="--resume")
+    return value
+
+
+def _same_journal(first: str, second: str) -> bool:
+    from comfykit.queue.journals import is_database_url
+
+    if is_database_url(first) or is_database_url(second):
+        return first == second
+    return Path(first).resolve() == Path(second).resolve()
 
 
 def _check_batch_options(sources: Sequence[str], resume: str | None, journal: str | None, retry_failed: bool) -> None:
@@ -337,8 +359,8 @@ def _check_batch_options(sources: Sequence[str], resume: str | None, journal: st
         raise click.UsageError("give workflow files or folders, or --resume JOURNAL")
     if retry_failed and not (resume or journal):
         raise click.UsageError("--retry-failed applies to a journal: give --resume JOURNAL")
-    if resume and journal and Path(resume).resolve() != Path(journal).resolve():
-        raise click.UsageError("--journal and --resume name different files; give one of them")
+    if resume and journal and not _same_journal(resume, journal):
+        raise click.UsageError("--journal and --resume name different journals; give one of them")
 
 
 def _sweep_points(sweeps: Sequence[str]) -> list[dict[str, Any]]:
