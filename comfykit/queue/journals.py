@@ -12,12 +12,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
+from comfykit.errors import JournalError
 from comfykit.jobs import Job
 from comfykit.secrets import redact_url
 
-__all__ = ["DATABASE_SCHEMES", "BatchJournal", "is_database_url", "journal_location", "open_journal"]
+__all__ = [
+    "DATABASE_SCHEMES", "BatchJournal", "ClaimingJournal", "LeaseLost", "is_database_url", "journal_location",
+    "open_journal",
+]
 
 #: URL schemes that name a PostgreSQL journal rather than a file
 DATABASE_SCHEMES = ("postgresql://", "postgres://")
@@ -52,7 +56,39 @@ class BatchJournal(Protocol):
         """Every journaled job in the order it was added; a damaged record is a :class:`~comfykit.errors.JournalError`."""
 
     def close(self) -> None:
-        """Give the journal up (another process may open it from now on)."""
+        """Give the journal up (another process may open it, or take its jobs, from now on)."""
+
+
+class LeaseLost(JournalError):
+    """Another coordinator holds the job now: this one must leave it alone (not post it, not store its outputs)."""
+
+
+@runtime_checkable
+class ClaimingJournal(BatchJournal, Protocol):
+    """A journal shared by several coordinators: each runs only the jobs it claimed, under a lease."""
+
+    claims: bool
+    coordinator: str
+    host: str
+    lease_seconds: float
+
+    def claim(self, limit: int) -> list[Job]:
+        """Claim up to ``limit`` unfinished jobs that nobody holds (or whose holder's lease ran out)."""
+
+    def renew(self) -> set[str]:
+        """Extend this coordinator's leases; the ids of the unfinished jobs it still holds."""
+
+    def holds(self, job_id: str) -> bool:
+        """Whether this coordinator still holds ``job_id``, renewing the lease if so."""
+
+    def reopen_failed(self) -> int:
+        """Make the batch's failed jobs pending and unclaimed again; return how many."""
+
+    def unfinished(self) -> int:
+        """How many jobs of the batch have not ended, whoever holds them."""
+
+    def summary(self) -> dict[str, Any]:
+        """Counts per status, per coordinator and per server, and the oldest lease."""
 
 
 def is_database_url(target: str | Path) -> bool:
@@ -65,12 +101,15 @@ def journal_location(target: str | Path) -> str:
     return redact_url(str(target)) if is_database_url(target) else str(target)
 
 
-def open_journal(target: str | Path) -> BatchJournal:
-    """Open (creating it if needed) the journal ``target`` names: a PostgreSQL URL, else an SQLite file path."""
+def open_journal(target: str | Path, *, lease_seconds: float = 30.0) -> BatchJournal:
+    """Open (creating it if needed) the journal ``target`` names: a PostgreSQL URL, else an SQLite file path.
+
+    :param lease_seconds: how long a PostgreSQL claim on a job lasts without a heartbeat.
+    """
     if is_database_url(target):
         from comfykit.queue.pgjournal import PostgresJournal
 
-        return PostgresJournal(str(target))
+        return PostgresJournal(str(target), lease_seconds=lease_seconds)
     from comfykit.queue.journal import Journal
 
     return Journal(target)

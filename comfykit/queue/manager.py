@@ -26,6 +26,7 @@ from comfykit.errors import ComfyKitError, ConfigError, OutputError, WaitTimeout
 from comfykit.jobs import Job, JobStatus, job_arguments, job_requests
 from comfykit.plugins import PluginManager, open_session
 from comfykit.queue import finish, pool, schedule, submit
+from comfykit.queue.journals import LeaseLost
 from comfykit.queue.state import (
     Attempt,
     Cancelled,
@@ -76,6 +77,8 @@ class QueueManager(Workers):
     :param store_outputs: run the output sinks (download, metadata...) for finished jobs.
     :param plugin_manager: share the plugins of a session that already configured them (a CLI run).
     :param retry_failed: when resuming a journal, run its failed jobs again (completed ones never run again).
+    :param follow: with a PostgreSQL journal, which several coordinators share, keep claiming the jobs
+        producers add after the batch is done, until stopped (what ``comfykit work --follow`` does).
     """
 
     def __init__(
@@ -95,6 +98,7 @@ class QueueManager(Workers):
         plugin_options: Iterable[str] = (),
         plugin_manager: PluginManager | None = None,
         retry_failed: bool = False,
+        follow: bool = False,
     ) -> None:
         if client is not None:
             self.plugin_manager: PluginManager = client.plugin_manager
@@ -114,6 +118,8 @@ class QueueManager(Workers):
         self.retry_delay_max = float(batch["retry_delay_max"])
         self.down_timeout = float(batch["down_timeout"])
         self.health_interval = float(batch["health_interval"])
+        self.lease_seconds = float(batch["lease_seconds"])
+        self.follow = follow
         self.vary_seeds = vary_seeds
         self.store_outputs = store_outputs
 
@@ -122,7 +128,7 @@ class QueueManager(Workers):
         if journal_path:
             from comfykit.queue.journals import open_journal
 
-            self.journal = open_journal(journal_path)
+            self.journal = open_journal(journal_path, lease_seconds=self.lease_seconds)
             if client is None and servers is None and self.journal.servers:
                 # A resumed batch goes back to the servers it ran on (its prompt ids are theirs), unless told otherwise.
                 servers = self.journal.servers
@@ -156,6 +162,7 @@ class QueueManager(Workers):
         self._paused = False
         self._was_empty = True
         self._open = 0  # jobs not ended yet: counted, so waiting is not O(jobs) per wake-up
+        self._shared_open = False  # a shared journal's batch has unfinished jobs this coordinator does not hold
         self._first_submit: float | None = None
         self._last_finish: float | None = None
         if self.journal is not None:
@@ -206,6 +213,10 @@ class QueueManager(Workers):
                 raise ComfyKitError(f"a job with id {job.job_id!r} was already added", hint="Job ids must be unique.")
             if self.journal is not None:
                 self.journal.add(job)
+            if self._claims:
+                # A shared batch: whoever claims the job runs it, this coordinator too once started.
+                self._shared_open = True
+                return job.job_id
             self._jobs[job.job_id] = job
             self._pending.append(job.job_id)
             self._open += 1
@@ -314,6 +325,8 @@ class QueueManager(Workers):
             )
             for i in range(2 * len(self._servers))
         ]
+        if self._claims:
+            self._threads.append(threading.Thread(target=self._claim_loop, name="comfykit-claim", daemon=True))
         for client in self.clients:
             client.ensure_event_source()
         for thread in [*self._threads, *self._submitters]:
@@ -338,7 +351,7 @@ class QueueManager(Workers):
         self.start()
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
-            while self._open:
+            while self._open or self._shared_open:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False
@@ -448,8 +461,8 @@ class QueueManager(Workers):
             change = self._move(job, outcome, attempt)
         if change is None:
             return False
-        if change.journal:
-            self._journal(job)
+        if change.journal and not self._journal(job):
+            return False
         if change.event is not None:
             getattr(self.plugin_manager, change.event)(job, *change.args)
             self._emit(change.event, job)
@@ -601,9 +614,16 @@ class QueueManager(Workers):
             self.plugin_manager.queue_empty(self)
             self._emit("queue_empty")
 
-    def _journal(self, job: Job) -> None:
-        if self.journal is not None:
+    def _journal(self, job: Job) -> bool:
+        """Record the job's state; ``False`` when another coordinator holds it now (it is dropped here)."""
+        if self.journal is None:
+            return True
+        try:
             self.journal.update(job)
+        except LeaseLost:
+            self._drop(job)
+            return False
+        return True
 
 
 def _describe(error: BaseException) -> str:

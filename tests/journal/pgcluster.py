@@ -58,6 +58,14 @@ def start() -> tuple[Path, str]:
     folder = Path(tempfile.mkdtemp(prefix="comfykit-pg-", dir="/tmp" if os.path.isdir("/tmp") else None))
     if os.geteuid() == 0:
         os.chown(folder, 65534, 65534)
+    try:
+        return folder, _start_in(folder, binaries)
+    except BaseException:
+        stop(folder)
+        raise
+
+
+def _start_in(folder: Path, binaries: Path) -> str:
     data = folder / "data"
     _run([str(binaries / "initdb"), "-D", str(data), "-U", USER, "-A", "trust", "--no-sync", "-E", "UTF8"], folder)
     port = _free_port()
@@ -65,7 +73,7 @@ def start() -> tuple[Path, str]:
     _run([str(binaries / "pg_ctl"), "-D", str(data), "-l", str(folder / "server.log"), "-o", options, "-w", "-t", "60",
           "start"], folder)
     _run([str(binaries / "createdb"), "-h", str(folder), "-p", str(port), "-U", USER, DATABASE], folder)
-    return folder, f"postgresql://{USER}:not-a-real-secret@127.0.0.1:{port}/{DATABASE}"
+    return f"postgresql://{USER}:not-a-real-secret@127.0.0.1:{port}/{DATABASE}"
 
 
 def stop(folder: Path) -> None:

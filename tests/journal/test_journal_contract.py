@@ -5,15 +5,21 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
 from comfykit.errors import JournalError
 from comfykit.jobs import Job, JobStatus
 from comfykit.outputs import OutputFile
-from comfykit.queue.journals import BatchJournal, open_journal
+from comfykit.queue.journals import BatchJournal, ClaimingJournal, open_journal
 
 WORKFLOW = {"1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0}}}
+
+
+def held(journal: BatchJournal) -> list[Job]:
+    """The jobs this process may change: all of them, or, in a shared journal, the ones it claims."""
+    return journal.claim(100) if isinstance(journal, ClaimingJournal) else list(journal.jobs())
 
 
 def test_jobs_come_back_in_order_with_their_state(journal_target: str) -> None:
@@ -22,7 +28,7 @@ def test_jobs_come_back_in_order_with_their_state(journal_target: str) -> None:
     for index in range(3):
         journal.add(Job(workflow=WORKFLOW, job_id=f"job_{index}", metadata={"i": index}, params={"seed": index}))
     journal.add(Job(workflow={"other": "graph"}, job_id="job_0"))  # an id already journaled is ignored
-    done = next(job for job in journal.jobs() if job.job_id == "job_1")
+    done = next(job for job in held(journal) if job.job_id == "job_1")
     done.move(JobStatus.PENDING, prompt_id="p-1", server="http://127.0.0.1:1", attempts=1)
     done.move(JobStatus.QUEUED)
     done.move(JobStatus.RUNNING)
@@ -51,7 +57,8 @@ def test_servers_are_remembered_without_credentials(journal_target: str) -> None
     reopened.close()
 
 
-def test_one_process_owns_a_journal_until_it_closes_it(journal_target: str) -> None:
+def test_one_process_owns_a_journal_file_until_it_closes_it(tmp_path: Path) -> None:
+    journal_target = str(tmp_path / "run.sqlite")
     first = open_journal(journal_target)
     with pytest.raises(JournalError, match="in use by pid") as refused:
         open_journal(journal_target)
@@ -67,8 +74,8 @@ def test_a_recorded_prompt_id_survives_the_process_being_killed(journal_target: 
         from comfykit.jobs import Job, JobStatus
         from comfykit.queue.journals import open_journal
         journal = open_journal({journal_target!r})
-        job = Job(workflow={WORKFLOW!r}, job_id="posted")
-        journal.add(job)
+        journal.add(Job(workflow={WORKFLOW!r}, job_id="posted"))
+        job = journal.claim(1)[0] if hasattr(journal, "claim") else next(journal.jobs())
         job.move(JobStatus.PENDING, prompt_id="prompt-before-post", server="http://127.0.0.1:1", attempts=1)
         journal.update(job)
         os.kill(os.getpid(), signal.SIGKILL)
