@@ -402,9 +402,8 @@ def _run_batch(queue: QueueManager, as_json: bool, journal: str | None) -> dict[
     prompt ids journaled: ``--resume`` asks about each and runs only what never ran.  Without
     one, the in-flight jobs are cancelled on the servers.
     """
-    from comfykit_cli.progress import emit_event, make_batch_reporter
-
     from comfykit.queue.journals import ClaimingJournal
+    from comfykit_cli.progress import emit_event, make_batch_reporter
 
     # A shared batch's jobs are claimed as they run: count what is left of the whole batch.
     total = queue.journal.unfinished() if isinstance(queue.journal, ClaimingJournal) else len(queue.get_all_jobs())
