@@ -11,28 +11,36 @@ import pytest
 
 from . import pgcluster
 
-#: set by ``.ci/run`` to the DSN of the cluster it started for the whole run
+#: set by ``.ci/run`` to the DSN of the cluster it started for the whole run, and to its folder
 DSN_VARIABLE = "COMFYKIT_TEST_POSTGRES_DSN"
+FOLDER_VARIABLE = "COMFYKIT_TEST_POSTGRES_FOLDER"
 
 
 @pytest.fixture(scope="session")
-def postgres_dsn() -> Iterator[str]:
-    """A DSN (without ``batch``) of a running PostgreSQL; skips only where no PostgreSQL can be had."""
+def postgres_cluster() -> Iterator[tuple[Path | None, str]]:
+    """``(folder, DSN)`` of a running PostgreSQL (the folder is ``None`` for a server we did not start)."""
     try:
         import psycopg  # noqa: F401
     except ImportError:
         pytest.skip("psycopg is not installed: pip install -e '.[test]' (it brings comfykit[postgres])")
     given = os.environ.get(DSN_VARIABLE)
     if given:
-        yield given
+        folder = os.environ.get(FOLDER_VARIABLE)
+        yield (Path(folder) if folder else None), given
         return
     if pgcluster.find_binaries() is None:
         pytest.skip(f"no PostgreSQL binaries (initdb, pg_ctl) on PATH or under /usr/lib/postgresql, and no {DSN_VARIABLE}")
     folder, dsn = pgcluster.start()
     try:
-        yield dsn
+        yield folder, dsn
     finally:
         pgcluster.stop(folder)
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn(postgres_cluster: tuple[Path | None, str]) -> str:
+    """A DSN (without ``batch``) of a running PostgreSQL; skips only where no PostgreSQL can be had."""
+    return postgres_cluster[1]
 
 
 @pytest.fixture

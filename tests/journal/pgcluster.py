@@ -2,7 +2,7 @@
 
 ``python tests/journal/pgcluster.py start`` creates a cluster in a new temporary folder, starts it
 on a free loopback port and prints the folder and the DSN; ``... stop FOLDER`` stops it and
-removes the folder.  ``.ci/run`` does both; the
+removes the folder; :func:`restart` crashes and restarts it (the fault tests).  ``.ci/run`` does both; the
 ``postgres_dsn`` fixture does the same for a plain ``pytest`` run.  PostgreSQL refuses to run as
 root, so under root the server runs as ``nobody`` (``runuser``) and owns only ``DIR``.
 """
@@ -74,6 +74,14 @@ def _start_in(folder: Path, binaries: Path) -> str:
           "start"], folder)
     _run([str(binaries / "createdb"), "-h", str(folder), "-p", str(port), "-U", USER, DATABASE], folder)
     return f"postgresql://{USER}:not-a-real-secret@127.0.0.1:{port}/{DATABASE}"
+
+
+def restart(folder: Path) -> None:
+    """Stop the cluster abruptly (as a crash would) and start it again on the same port."""
+    binaries = find_binaries()
+    assert binaries is not None
+    _run([str(binaries / "pg_ctl"), "-D", str(folder / "data"), "-l", str(folder / "server.log"), "-m", "immediate",
+          "-w", "-t", "60", "restart"], folder)
 
 
 def stop(folder: Path) -> None:
