@@ -272,10 +272,12 @@ class PostgresJournal:
     def update(self, job: Job) -> None:
         """Record the job's state and renew its lease; :class:`LeaseLost` when another coordinator holds it now."""
         assignments = ", ".join(f"{column}=%s" for column in STATE_COLUMNS)
-        lease = "NULL" if job.done else "now() + make_interval(secs => %s)"
-        args: tuple[Any, ...] = (*job_state(job), *(() if job.done else (self.lease_seconds,)),
-                                 self.batch, job.job_id, self.coordinator)
         with self._lock:
+            # Read the state under the lock: two threads recording one job write in the order they read it,
+            # so the last write carries the latest state (a job_started write never lands after job_completed).
+            lease = "NULL" if job.done else "now() + make_interval(secs => %s)"
+            args: tuple[Any, ...] = (*job_state(job), *(() if job.done else (self.lease_seconds,)),
+                                     self.batch, job.job_id, self.coordinator)
             changed = self._execute(
                 f"UPDATE comfykit_jobs SET {assignments}, lease_until={lease} "
                 "WHERE batch=%s AND job_id=%s AND coordinator=%s",
