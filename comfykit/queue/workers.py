@@ -127,23 +127,30 @@ class Workers:
     # -- sharing a batch with other coordinators ------------------------------------------------------
 
     def _claim_loop(self) -> None:
-        """Claim jobs while there is room, renew the leases, and notice the ones another coordinator took over."""
+        """Claim jobs as room appears, renew the leases, and notice the jobs another coordinator took over.
+
+        It claims as soon as a job of this coordinator ends (woken by the queue's condition), and
+        looks at the database on a timer only when the batch had nothing left to claim.
+        """
         journal = self.journal
         assert isinstance(journal, ClaimingJournal)
         next_beat = 0.0
         while not self._stop_event.is_set():
-            claimed: list[Job] = []
             try:
                 if time.monotonic() >= next_beat:
                     self._heartbeat(journal)
                     next_beat = time.monotonic() + journal.lease_seconds / 3
-                room = self._room_to_claim()
-                claimed = journal.claim(room) if room > 0 else []
+                room = self._wait_for_room(next_beat)
+                if room <= 0:
+                    continue
+                claimed = journal.claim(room)
                 with self._lock:
                     for job in claimed:
                         job.metadata["comfykit_coordinator"] = {"coordinator": journal.coordinator, "host": journal.host}
                         self._adopt(job)
                     self._changed.notify_all()
+                if len(claimed) == room:
+                    continue  # there may be more: claim again as soon as there is room
                 unfinished = journal.unfinished()
             except JournalError as exc:
                 log.warning("the shared journal cannot be used just now (%s); trying again", exc)
@@ -154,16 +161,22 @@ class Workers:
                 if shared != self._shared_open:
                     self._shared_open = shared
                     self._changed.notify_all()
-            if not claimed:
-                self._stop_event.wait(CLAIM_INTERVAL)
+            self._stop_event.wait(CLAIM_INTERVAL)  # nothing left to claim for now
 
-    def _room_to_claim(self) -> int:
-        """How many more jobs this coordinator can keep busy: a window per healthy server, one waiting job each more."""
+    def _wait_for_room(self, until: float) -> int:
+        """How many more jobs this coordinator can keep busy (a window per healthy server, one waiting job each
+        more), once there is room or at ``until`` (monotonic), whichever comes first."""
         with self._lock:
-            if self._paused or self._stopping:
-                return 0
-            capacity = sum(server.window + 1 for server in self._servers if server.healthy)
-            return capacity - self._open  # every job held and not ended: pending, waiting out a retry, or in flight
+            while True:
+                if self._paused or self._stopping:
+                    room = 0
+                else:
+                    # Every job held and not ended counts: pending, waiting out a retry, or in flight.
+                    room = sum(server.window + 1 for server in self._servers if server.healthy) - self._open
+                left = until - time.monotonic()
+                if room > 0 or left <= 0 or self._stopping:
+                    return room
+                self._changed.wait(min(left, CLAIM_INTERVAL))
 
     def _heartbeat(self, journal: ClaimingJournal) -> None:
         held = journal.renew()
