@@ -104,6 +104,14 @@ def split_journal_url(url: str) -> tuple[str, str]:
     return urlunsplit(parts._replace(query=rest)), batches[0].strip()
 
 
+def _server_list(text: str) -> list[str]:
+    """The batch's recorded server URLs; ``ValueError`` when they are not a JSON list of strings."""
+    urls = json.loads(text)
+    if not isinstance(urls, list) or not all(isinstance(url, str) for url in urls):
+        raise ValueError("not a list of URLs")
+    return urls
+
+
 class PostgresJournal:
     """One batch of a PostgreSQL journal database, shared with other coordinators, safe to use from several threads.
 
@@ -133,6 +141,7 @@ class PostgresJournal:
         self._psycopg = psycopg
         self._lock = threading.Lock()
         self._known_workflows: set[str] = set()
+        self._column_names: list[str] | None = None
         self._db = self._connect()
         try:
             self._migrate()
@@ -234,20 +243,26 @@ class PostgresJournal:
             found = self._execute("SELECT servers FROM comfykit_batches WHERE batch=%s", (self.batch,),
                                   "read the batch's servers", rows=True)
         try:
-            urls = json.loads(found[0][0]) if found else []
+            return _server_list(found[0][0] if found else "[]")
         except ValueError:
-            urls = None
-        if not isinstance(urls, list) or not all(isinstance(url, str) for url in urls):
-            raise self._error("the batch's list of servers is damaged", hint="Resume with --server to say where the jobs go.")
-        return urls
+            raise self._error("the batch's list of servers is damaged",
+                              hint="Resume with --server to say where the jobs go.") from None
 
     def remember_servers(self, urls: list[str]) -> None:
         """Add this coordinator's servers to the batch's (coordinators may each have their own pool)."""
-        known = self.servers
-        merged = known + [url for url in (without_credentials(u) for u in urls) if url not in known]
         with self._lock:
-            self._execute("UPDATE comfykit_batches SET servers=%s WHERE batch=%s", (dumps(merged), self.batch),
-                          "record the batch's servers")
+            try:
+                with self._db.transaction():  # the row lock keeps two coordinators starting at once from losing one's
+                    row = self._db.execute("SELECT servers FROM comfykit_batches WHERE batch=%s FOR UPDATE",
+                                           (self.batch,)).fetchone()
+                    known = _server_list(row[0] if row else "[]")
+                    merged = known + [url for url in (without_credentials(u) for u in urls) if url not in known]
+                    self._db.execute("UPDATE comfykit_batches SET servers=%s WHERE batch=%s", (dumps(merged), self.batch))
+            except ValueError:
+                raise self._error("the batch's list of servers is damaged",
+                                  hint="Resume with --server to say where the jobs go.") from None
+            except self._psycopg.Error as exc:
+                raise self._failed(exc, "record the batch's servers") from None
 
     # -- writing -------------------------------------------------------------------------------
 
@@ -377,7 +392,7 @@ class PostgresJournal:
         return [*self._columns(), "body"]
 
     def _columns(self) -> list[str]:
-        if not hasattr(self, "_column_names"):
+        if self._column_names is None:
             found = self._execute(
                 "SELECT column_name FROM information_schema.columns WHERE table_name='comfykit_jobs' "
                 "AND table_schema=current_schema() ORDER BY ordinal_position", (), "read the journal", rows=True,

@@ -2,7 +2,7 @@
 
 ``python tests/journal/pgcluster.py start`` creates a cluster in a new temporary folder, starts it
 on a free loopback port and prints the folder and the DSN; ``... stop FOLDER`` stops it and
-removes the folder; :func:`restart` crashes and restarts it (the fault tests).  ``.ci/run`` does both; the
+removes the folder; ``... available`` exits 0 when the binaries exist; :func:`restart` crashes and restarts it (the fault tests).  ``.ci/run`` does both; the
 ``postgres_dsn`` fixture does the same for a plain ``pytest`` run.  PostgreSQL refuses to run as
 root, so under root the server runs as ``nobody`` (``runuser``) and owns only ``DIR``.
 """
@@ -96,5 +96,7 @@ def stop(folder: Path) -> None:
 if __name__ == "__main__":
     if sys.argv[1] == "start":
         print(*start())
+    elif sys.argv[1] == "available":
+        sys.exit(0 if find_binaries() is not None else 1)
     else:
         stop(Path(sys.argv[2]))
