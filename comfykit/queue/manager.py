@@ -191,7 +191,8 @@ class QueueManager(Workers):
         workflow is copied, so the caller may change and re-add the same dict.  With a
         journal, a job already journaled (same ``job_id``, or same content added in the
         same order when no id is given) is not added again: re-running a killed script
-        with the same journal resumes it.
+        with the same journal resumes it.  With a PostgreSQL journal the job goes to the shared
+        batch, and whichever coordinator claims it runs it: ``get_job`` knows it once this one has.
         """
         prompt, job_id, metadata = job_arguments((first, second, third), workflow=workflow, job_id=job_id,
                                                  metadata=metadata)
