@@ -81,6 +81,15 @@ class ClaimingJournal(BatchJournal, Protocol):
     def holds(self, job_id: str) -> bool:
         """Whether this coordinator still holds ``job_id``, renewing the lease if so."""
 
+    def begin_post(self, job_id: str) -> bool:
+        """Start posting ``job_id``: until :meth:`end_post`, no coordinator can claim it; ``False`` when one is."""
+
+    def end_post(self, job_id: str) -> None:
+        """The POST of ``job_id`` is over (answered or failed)."""
+
+    def release(self, job_id: str) -> None:
+        """Give the claim on ``job_id`` back, so any coordinator may claim it at once."""
+
     def reopen_failed(self) -> int:
         """Make the batch's failed jobs pending and unclaimed again; return how many."""
 

@@ -12,7 +12,9 @@ its heartbeat while it holds them.  Every write of a job's state is conditional 
 holding it, so a coordinator whose lease was taken over (it was stopped, or cut off) learns so
 at its next write (:class:`~comfykit.queue.journals.LeaseLost`) instead of overwriting the new
 holder.  A dead coordinator's jobs are claimable once their leases end; the new holder asks
-the job's server about its recorded prompt id first, as a resume does.  A finished job keeps
+the job's server about its recorded prompt id first, as a resume does.  While a coordinator
+journals a prompt id and posts it, it holds the job's advisory lock, which claims respect: a
+coordinator frozen mid-POST cannot have its job taken over and posted a second time.  A finished job keeps
 the name of the coordinator and host that finished it.  A lost connection (the database
 restarted) is retried for ``reconnect_timeout`` seconds before it is an error.  The URL's
 password never leaves this module: locations and errors show it through
@@ -304,6 +306,36 @@ class PostgresJournal:
 
     # -- claiming ------------------------------------------------------------------------------
 
+    def _job_key(self, job_id: str) -> str:
+        return f"comfykit-job:{self.batch}:{job_id}"
+
+    def begin_post(self, job_id: str) -> bool:
+        """Hold the job's advisory lock while its prompt is journaled and posted.
+
+        A claim skips a job whose lock another session holds, so a coordinator frozen mid-POST
+        keeps its job; the lock ends with the session, so a killed one does not.  A claim looking
+        at the job takes the lock for the length of one statement: a few quick tries get past it.
+        """
+        for _ in range(20):
+            with self._lock:
+                found = self._execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (self._job_key(job_id),),
+                                      f"lock job {job_id}", rows=True)
+            if found and found[0][0]:
+                return True
+            time.sleep(0.01)
+        return False
+
+    def end_post(self, job_id: str) -> None:
+        with self._lock:
+            self._execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (self._job_key(job_id),),
+                          f"unlock job {job_id}", rows=True)
+
+    def release(self, job_id: str) -> None:
+        with self._lock:
+            self._execute("UPDATE comfykit_jobs SET coordinator=NULL, host=NULL, lease_until=NULL "
+                          "WHERE batch=%s AND job_id=%s AND coordinator=%s", (self.batch, job_id, self.coordinator),
+                          f"give back job {job_id}")
+
     def reopen_failed(self) -> int:
         """Make the batch's failed jobs pending again, claimed by nobody (``--retry-failed``); return how many."""
         with self._lock:
@@ -322,7 +354,10 @@ class PostgresJournal:
                 "WITH claimed AS (UPDATE comfykit_jobs SET coordinator=%s, host=%s, "
                 "lease_until=now() + make_interval(secs => %s) WHERE (batch, job_id) IN ("
                 f"SELECT batch, job_id FROM comfykit_jobs WHERE batch=%s AND {_NOT_DONE} "
-                "AND (coordinator IS NULL OR lease_until < now()) ORDER BY seq LIMIT %s FOR UPDATE SKIP LOCKED) "
+                "AND (coordinator IS NULL OR lease_until < now()) "
+                # A job whose holder is posting it (begin_post) is not taken over, however late its lease.
+                "AND pg_try_advisory_xact_lock(hashtextextended('comfykit-job:' || batch || ':' || job_id, 0)) "
+                "ORDER BY seq LIMIT %s FOR UPDATE SKIP LOCKED) "
                 "RETURNING *) "
                 "SELECT c.*, w.body FROM claimed c LEFT JOIN comfykit_workflows w ON w.digest = c.workflow ORDER BY c.seq",
                 (self.coordinator, self.host, self.lease_seconds, self.batch, limit), "claim jobs", rows=True,

@@ -193,6 +193,24 @@ class Workers:
         self._drop(job)
         return False
 
+    def _begin_post(self, job: Job) -> bool:
+        """Fence the posting of ``job`` in a shared batch: while it lasts, no other coordinator can take the job over.
+
+        Without it, a coordinator frozen between journaling a prompt id and posting it could post
+        after another had found the server ignorant of that prompt id and posted the job again.
+        """
+        journal = self.journal
+        if not isinstance(journal, ClaimingJournal) or journal.begin_post(job.job_id):
+            return True
+        self._drop(job)
+        journal.release(job.job_id)  # someone was looking at it: let whoever claims it next run it
+        return False
+
+    def _end_post(self, job: Job) -> None:
+        journal = self.journal
+        if isinstance(journal, ClaimingJournal):
+            journal.end_post(job.job_id)
+
     def _drop(self, job: Job) -> None:
         """Let go of a job another coordinator took over: nothing more is posted, stored or recorded for it here."""
         with self._lock:
@@ -265,11 +283,16 @@ class Workers:
         except Exception as exc:
             self._apply(job, submit.prepare_error(exc), attempt)
             return
-        # Journal the prompt id before posting: a crash after the POST can then be reconciled.
-        if not self._apply(job, Sending(), attempt):
+        if not self._begin_post(job):
             return
-        server.client.tracker.watch(attempt.prompt_id, prompt, self._listeners[server.url])
-        outcome = submit.post(server.client, prompt, attempt.prompt_id, job.extra_data, self._stop_event)
+        try:
+            # Journal the prompt id before posting: a crash after the POST can then be reconciled.
+            if not self._apply(job, Sending(), attempt):
+                return
+            server.client.tracker.watch(attempt.prompt_id, prompt, self._listeners[server.url])
+            outcome = submit.post(server.client, prompt, attempt.prompt_id, job.extra_data, self._stop_event)
+        finally:
+            self._end_post(job)
         self._apply(job, outcome, attempt)
         if isinstance(outcome, submit.Posted) and job.status is JobStatus.CANCELLED:
             self._cancel_on_server(attempt)  # cancelled while the POST was on its way: take it off the server again

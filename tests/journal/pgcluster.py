@@ -2,9 +2,10 @@
 
 ``python tests/journal/pgcluster.py start`` creates a cluster in a new temporary folder, starts it
 on a free loopback port and prints the folder and the DSN; ``... stop FOLDER`` stops it and
-removes the folder; ``... available`` exits 0 when the binaries exist; :func:`restart` crashes and restarts it (the fault tests).  ``.ci/run`` does both; the
-``postgres_dsn`` fixture does the same for a plain ``pytest`` run.  PostgreSQL refuses to run as
-root, so under root the server runs as ``nobody`` (``runuser``) and owns only ``DIR``.
+removes the folder; ``... available`` exits 0 when the binaries exist.  ``.ci/run`` uses these;
+the ``postgres_cluster`` fixture does the same for a plain ``pytest`` run, and :func:`restart`
+crashes and restarts a cluster for the fault tests.  PostgreSQL refuses to run as root, so
+under root the server runs as ``nobody`` (``runuser``) and owns only its folder.
 """
 
 from __future__ import annotations
