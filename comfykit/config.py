@@ -221,7 +221,10 @@ def core_registry() -> ConfigRegistry:
     r.add("batch", "retry_on_failure", True, help="Retry failed jobs.")
     r.add("batch", "max_retries", 3, help="Retries per job.")
     r.add("batch", "timeout", None, type="float", help="Seconds a job may take before it fails.")
-    r.add("batch", "journal", None, type="str", help="SQLite journal that makes a batch resumable.")
+    r.add("batch", "journal", None, type="str",
+          help="Journal that makes a batch resumable: an SQLite file, or postgresql://user@host/db?batch=NAME.")
+    r.add("batch", "lease_seconds", 30.0, type="float",
+          help="With a PostgreSQL journal: how long a coordinator's claim on a job lasts without its heartbeat.")
     r.add("batch", "retry_delay", 1.0, type="float", help="First retry delay in seconds.")
     r.add("batch", "retry_delay_max", 60.0, type="float", help="Longest retry delay in seconds.")
     r.add("batch", "down_timeout", 60.0, type="float",

@@ -29,7 +29,7 @@ from comfykit.jobs import Job, JobStatus
 from comfykit.outputs import OutputFile, StoredOutput
 from comfykit.queue.lock import JournalLock
 
-__all__ = ["Journal"]
+__all__ = ["STATE_COLUMNS", "Journal", "dumps", "job_from_record", "job_state", "without_credentials", "workflow_digest"]
 
 SCHEMA_VERSION = 1
 
@@ -60,19 +60,67 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 """
 
-_STATE_COLUMNS = (
+#: the columns :func:`job_state` fills, in its order (shared by every journal's ``jobs`` table)
+STATE_COLUMNS = (
     "status", "attempts", "server", "prompt_id", "submitted_at", "started_at", "finished_at",
     "outputs", "stored", "cached_nodes", "error", "error_type",
 )
 
 
-def _dumps(value: Any) -> str:
+def dumps(value: Any) -> str:
+    """Canonical compact JSON, as the journals store it."""
     return json.dumps(value, separators=(",", ":"), sort_keys=True, default=str)
+
+
+def job_state(job: Job) -> tuple[Any, ...]:
+    """The values of :data:`STATE_COLUMNS` for ``job``."""
+    return (
+        job.status.value, job.attempts, job.server, job.prompt_id, job.submitted_at, job.started_at,
+        job.finished_at,
+        dumps([attrs.asdict(o) for o in job.outputs]),
+        dumps([attrs.asdict(s) for s in job.stored]),
+        dumps(job.cached_nodes), job.error, job.error_type,
+    )
+
+
+def job_from_record(record: dict[str, Any], workflows: dict[str, Any]) -> Job:
+    """The job of one journal row (its columns by name, ``body`` its workflow's JSON); ``workflows`` caches bodies.
+
+    Raises ``ValueError``/``TypeError``/``KeyError``/``AttributeError`` for a damaged row.
+    """
+    digest = record["workflow"]
+    if digest not in workflows:
+        if record["body"] is None:
+            raise KeyError(f"workflow {digest} is missing")
+        workflows[digest] = json.loads(record["body"])
+    if not isinstance(record["job_id"], str) or not isinstance(record["attempts"], int):
+        raise TypeError("job_id must be text and attempts a number")
+    return Job(
+        workflow=workflows[digest],
+        job_id=record["job_id"],
+        metadata=json.loads(record["metadata"]),
+        params=json.loads(record["params"]),
+        extra_data=json.loads(record["extra_data"]),
+        inputs=json.loads(record["inputs"]),
+        status=JobStatus(record["status"]),
+        attempts=record["attempts"],
+        server=record["server"],
+        prompt_id=record["prompt_id"],
+        created_at=record["created_at"],
+        submitted_at=record["submitted_at"],
+        started_at=record["started_at"],
+        finished_at=record["finished_at"],
+        outputs=[OutputFile(**o) for o in json.loads(record["outputs"])],
+        stored=[StoredOutput(**s) for s in json.loads(record["stored"])],
+        cached_nodes=json.loads(record["cached_nodes"]),
+        error=record["error"],
+        error_type=record["error_type"],
+    )
 
 
 def workflow_digest(workflow: Any) -> str:
     """A stable SHA-256 of a workflow's canonical JSON."""
-    return hashlib.sha256(_dumps(workflow).encode()).hexdigest()
+    return hashlib.sha256(dumps(workflow).encode()).hexdigest()
 
 
 class Journal:
@@ -141,6 +189,11 @@ class Journal:
         return self._error(f"cannot record {what}: {exc}",
                            hint=_disk_hint(exc) or "The journal file may be damaged; resume from a copy.")
 
+    @property
+    def location(self) -> str:
+        """Where the journal is, as it may be shown: its path."""
+        return str(self.path)
+
     def close(self) -> None:
         with self._lock:
             self._db.close()
@@ -166,7 +219,7 @@ class Journal:
 
     def remember_servers(self, urls: list[str]) -> None:
         """Record where the batch runs; user names and passwords are left out (they come from the config)."""
-        value = _dumps([_without_credentials(url) for url in urls])
+        value = dumps([without_credentials(url) for url in urls])
         with self._lock:
             try:
                 self._db.execute("INSERT OR REPLACE INTO meta VALUES ('servers', ?)", (value,))
@@ -184,15 +237,15 @@ class Journal:
             try:
                 if digest not in self._known_workflows:
                     self._db.execute(
-                        "INSERT OR IGNORE INTO workflows VALUES (?, ?)", (digest, _dumps(job.workflow))
+                        "INSERT OR IGNORE INTO workflows VALUES (?, ?)", (digest, dumps(job.workflow))
                     )
                     self._known_workflows.add(digest)
                 self._db.execute(
                     "INSERT OR IGNORE INTO jobs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     (
-                        job.job_id, self._seq, digest, _dumps(job.metadata), _dumps(job.params),
-                        _dumps(job.extra_data), _dumps(job.inputs), *self._state(job)[:4], job.created_at,
-                        *self._state(job)[4:],
+                        job.job_id, self._seq, digest, dumps(job.metadata), dumps(job.params),
+                        dumps(job.extra_data), dumps(job.inputs), *job_state(job)[:4], job.created_at,
+                        *job_state(job)[4:],
                     ),
                 )
                 self._db.execute("COMMIT")
@@ -208,22 +261,12 @@ class Journal:
 
     def update(self, job: Job) -> None:
         """Record the job's current state (status, attempt, server, prompt id, times, outputs, error)."""
-        assignments = ", ".join(f"{column}=?" for column in _STATE_COLUMNS)
+        assignments = ", ".join(f"{column}=?" for column in STATE_COLUMNS)
         with self._lock:
             try:
-                self._db.execute(f"UPDATE jobs SET {assignments} WHERE job_id=?", (*self._state(job), job.job_id))
+                self._db.execute(f"UPDATE jobs SET {assignments} WHERE job_id=?", (*job_state(job), job.job_id))
             except sqlite3.Error as exc:
                 raise self._write_failed(exc, f"the state of job {job.job_id}") from None
-
-    @staticmethod
-    def _state(job: Job) -> tuple[Any, ...]:
-        return (
-            job.status.value, job.attempts, job.server, job.prompt_id, job.submitted_at, job.started_at,
-            job.finished_at,
-            _dumps([attrs.asdict(o) for o in job.outputs]),
-            _dumps([attrs.asdict(s) for s in job.stored]),
-            _dumps(job.cached_nodes), job.error, job.error_type,
-        )
 
     # -- reading ------------------------------------------------------------------------
 
@@ -250,47 +293,18 @@ class Journal:
         for row in rows:
             record = dict(zip(names, row, strict=True))
             try:
-                job = self._job(record, workflows)
+                job = job_from_record(record, workflows)
             except (ValueError, TypeError, KeyError, AttributeError) as exc:
                 raise self._error(
                     f"the record of job {record.get('job_id')!r} is damaged ({type(exc).__name__}: {exc})",
                     hint="The file was changed by something other than comfykit; resume from a copy of it.",
                 ) from None
+            self._known_workflows.add(record["workflow"])
             yield job
 
-    def _job(self, record: dict[str, Any], workflows: dict[str, Any]) -> Job:
-        digest = record["workflow"]
-        if digest not in workflows:
-            if record["body"] is None:
-                raise KeyError(f"workflow {digest} is missing")
-            workflows[digest] = json.loads(record["body"])
-        if not isinstance(record["job_id"], str) or not isinstance(record["attempts"], int):
-            raise TypeError("job_id must be text and attempts a number")
-        self._known_workflows.add(digest)
-        return Job(
-            workflow=workflows[digest],
-            job_id=record["job_id"],
-            metadata=json.loads(record["metadata"]),
-            params=json.loads(record["params"]),
-            extra_data=json.loads(record["extra_data"]),
-            inputs=json.loads(record["inputs"]),
-            status=JobStatus(record["status"]),
-            attempts=record["attempts"],
-            server=record["server"],
-            prompt_id=record["prompt_id"],
-            created_at=record["created_at"],
-            submitted_at=record["submitted_at"],
-            started_at=record["started_at"],
-            finished_at=record["finished_at"],
-            outputs=[OutputFile(**o) for o in json.loads(record["outputs"])],
-            stored=[StoredOutput(**s) for s in json.loads(record["stored"])],
-            cached_nodes=json.loads(record["cached_nodes"]),
-            error=record["error"],
-            error_type=record["error_type"],
-        )
 
-
-def _without_credentials(url: str) -> str:
+def without_credentials(url: str) -> str:
+    """``url`` without user name and password (a journal records where, the config says as whom)."""
     parts = urlsplit(url)
     return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 

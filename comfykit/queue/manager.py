@@ -25,6 +25,7 @@ from comfykit.errors import ComfyKitError, ConfigError, JournalError, OutputsNot
 from comfykit.jobs import Job, JobStatus, job_arguments, job_requests
 from comfykit.plugins import PluginManager, open_session
 from comfykit.queue import finish, pool, schedule, submit
+from comfykit.queue.journals import LeaseLost
 from comfykit.queue.state import (
     Attempt,
     Cancelled,
@@ -41,7 +42,7 @@ from comfykit.queue.workers import Listener, Workers
 
 if TYPE_CHECKING:
     from comfykit.client import ComfyUIClient
-    from comfykit.queue.journal import Journal
+    from comfykit.queue.journals import BatchJournal
     from comfykit.queue.pool import ServerSpec
 
 __all__ = ["QUEUE_EVENTS", "QueueManager"]
@@ -67,13 +68,16 @@ class QueueManager(Workers):
     :param max_concurrent: jobs in flight per server (``batch.max_concurrent``).
     :param retry_on_failure: retry failed attempts the retry hook deems transient.
     :param max_retries: retries per job on top of the first attempt (counted in the journal too).
-    :param journal: an SQLite file that makes the batch resumable (``batch.journal``).
+    :param journal: what makes the batch resumable (``batch.journal``): an SQLite file, or a batch in
+        PostgreSQL, ``postgresql://user@host/db?batch=NAME`` (needs ``comfykit[postgres]``).
     :param timeout: seconds a job may stay on a server before it is cancelled and failed.
     :param vary_seeds: give every submission fresh ``seed``/``noise_seed`` values, so
         repeated identical jobs really execute instead of being served from cache.
     :param store_outputs: run the output sinks (download, metadata...) for finished jobs.
     :param plugin_manager: share the plugins of a session that already configured them (a CLI run).
     :param retry_failed: when resuming a journal, run its failed jobs again (completed ones never run again).
+    :param follow: with a PostgreSQL journal, which several coordinators share, keep claiming the jobs
+        producers add after the batch is done, until stopped (what ``comfykit work --follow`` does).
     """
 
     def __init__(
@@ -93,6 +97,7 @@ class QueueManager(Workers):
         plugin_options: Iterable[str] = (),
         plugin_manager: PluginManager | None = None,
         retry_failed: bool = False,
+        follow: bool = False,
     ) -> None:
         if client is not None:
             self.plugin_manager: PluginManager = client.plugin_manager
@@ -112,15 +117,17 @@ class QueueManager(Workers):
         self.retry_delay_max = float(batch["retry_delay_max"])
         self.down_timeout = float(batch["down_timeout"])
         self.health_interval = float(batch["health_interval"])
+        self.lease_seconds = float(batch["lease_seconds"])
+        self.follow = follow
         self.vary_seeds = vary_seeds
         self.store_outputs = store_outputs
 
         journal_path = journal if journal is not None else batch["journal"]
-        self.journal: Journal | None = None
+        self.journal: BatchJournal | None = None
         if journal_path:
-            from comfykit.queue.journal import Journal
+            from comfykit.queue.journals import open_journal
 
-            self.journal = Journal(journal_path)
+            self.journal = open_journal(journal_path, lease_seconds=self.lease_seconds)
             if client is None and servers is None and self.journal.servers:
                 # A resumed batch goes back to the servers it ran on (its prompt ids are theirs), unless told otherwise.
                 servers = self.journal.servers
@@ -156,6 +163,7 @@ class QueueManager(Workers):
         self._paused = False
         self._was_empty = True
         self._open = 0  # jobs not ended yet: counted, so waiting is not O(jobs) per wake-up
+        self._shared_open = False  # a shared journal's batch has unfinished jobs this coordinator does not hold
         self._first_submit: float | None = None
         self._last_finish: float | None = None
         if self.journal is not None:
@@ -184,7 +192,8 @@ class QueueManager(Workers):
         workflow is copied, so the caller may change and re-add the same dict.  With a
         journal, a job already journaled (same ``job_id``, or same content added in the
         same order when no id is given) is not added again: re-running a killed script
-        with the same journal resumes it.
+        with the same journal resumes it.  With a PostgreSQL journal the job goes to the shared
+        batch, and whichever coordinator claims it runs it: ``get_job`` knows it once this one has.
         """
         prompt, job_id, metadata = job_arguments((first, second, third), workflow=workflow, job_id=job_id,
                                                  metadata=metadata)
@@ -206,6 +215,10 @@ class QueueManager(Workers):
                 raise ComfyKitError(f"a job with id {job.job_id!r} was already added", hint="Job ids must be unique.")
             if self.journal is not None:
                 self.journal.add(job)
+            if self._claims:
+                # A shared batch: whoever claims the job runs it, this coordinator too once started.
+                self._shared_open = True
+                return job.job_id
             self._jobs[job.job_id] = job
             self._pending.append(job.job_id)
             self._open += 1
@@ -316,6 +329,8 @@ class QueueManager(Workers):
             )
             for i in range(2 * len(self._servers))
         ]
+        if self._claims:
+            self._threads.append(threading.Thread(target=self._claim_loop, name="comfykit-claim", daemon=True))
         for client in self.clients:
             client.ensure_event_source()
         for thread in [*self._threads, *self._submitters]:
@@ -340,7 +355,7 @@ class QueueManager(Workers):
         self.start()
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
-            while self._open and self._fatal is None:
+            while (self._open or self._shared_open) and self._fatal is None:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False
@@ -607,16 +622,21 @@ class QueueManager(Workers):
             self._emit("queue_empty")
 
     def _journal(self, job: Job) -> bool:
-        """Record the job's state; on a journal that cannot be written (disk full), stop the batch cleanly.
+        """Record the job's state; ``False`` when it could not be recorded.
 
-        Nothing more is posted once a state could not be recorded: the write-ahead rule would
-        break.  :meth:`wait_for_completion` (and so :meth:`run`) then raises the JournalError;
-        the journal keeps every state recorded before, so the batch resumes once there is room.
+        When another coordinator holds the job now (a shared batch), it is dropped here.  On a
+        journal that cannot be written (disk full) the batch stops cleanly: nothing more is posted,
+        since the write-ahead rule would break, and :meth:`wait_for_completion` (so :meth:`run`)
+        raises the JournalError; the journal keeps every state recorded before, so the batch
+        resumes once there is room.
         """
         if self.journal is None:
             return True
         try:
             self.journal.update(job)
+        except LeaseLost:
+            self._drop(job)
+            return False
         except JournalError as exc:
             with self._lock:
                 first = self._fatal is None

@@ -18,19 +18,22 @@ from typing import TYPE_CHECKING
 
 from comfykit.answers import queued_ids
 from comfykit.config import Config
-from comfykit.errors import ComfyKitError, ServerUnreachable, WaitTimeout
+from comfykit.errors import ComfyKitError, JournalError, ServerUnreachable, WaitTimeout
 from comfykit.jobs import Job, JobStatus, new_prompt_id
 from comfykit.plugins import PluginManager
 from comfykit.queue import finish, pool, schedule, submit
+from comfykit.queue.journals import BatchJournal, ClaimingJournal
 from comfykit.queue.state import Attempt, Moved, Phase, Seen, Sending, ServerState, Started
 
 if TYPE_CHECKING:
-    from comfykit.queue.journal import Journal
     from comfykit.queue.manager import QueueManager
 
 __all__ = ["Listener", "Workers"]
 
 log = logging.getLogger("comfykit.queue")
+
+#: seconds between two looks for claimable jobs when the last look found none
+CLAIM_INTERVAL = 0.25
 
 
 class Listener:
@@ -56,7 +59,11 @@ class Workers:
     timeout: float | None
     health_interval: float
     down_timeout: float
-    journal: Journal | None
+    journal: BatchJournal | None
+    follow: bool
+    _open: int
+    _shared_open: bool
+    _was_empty: bool
     _servers: list[ServerState]
     _listeners: dict[str, Listener]
     _lock: threading.RLock
@@ -78,11 +85,21 @@ class Workers:
 
     # -- resuming ------------------------------------------------------------------------------------
 
+    @property
+    def _claims(self) -> bool:
+        """Whether the journal is shared by several coordinators, each running only the jobs it claimed."""
+        return isinstance(self.journal, ClaimingJournal)
+
     def _load_journal(self, retry_failed: bool) -> None:
-        assert self.journal is not None
-        by_url = {server.url: server for server in self._servers}
-        for job in self.journal.jobs():
-            self._jobs[job.job_id] = job
+        journal = self.journal
+        assert journal is not None
+        if isinstance(journal, ClaimingJournal):
+            # Nothing is loaded: the claim thread takes jobs as this coordinator has room for them.
+            if retry_failed:
+                journal.reopen_failed()
+            self._shared_open = self.follow or journal.unfinished() > 0
+            return
+        for job in journal.jobs():
             if job.status is JobStatus.FAILED and job.error_type == "OutputsNotStored" and job.prompt_id:
                 # It ran; only its outputs are missing: ask its server again and store them (it does not run again).
                 job.move(JobStatus.PENDING, finished_at=None)
@@ -90,20 +107,129 @@ class Workers:
             elif retry_failed and job.status is JobStatus.FAILED:
                 job.move(JobStatus.PENDING, prompt_id=None, server=None, finished_at=None)
                 job.warnings.append(f"failed before ({job.error}); run again")
-                self.journal.update(job)
-            if job.done:
-                continue
-            server = by_url.get(job.server or "")
-            if job.prompt_id is not None and server is not None:
-                # It may be queued, running or done there: the supervisor asks before anything is resubmitted.
-                server.attempts[job.prompt_id] = Attempt(job.prompt_id, server, job, Phase.WAITING, polled=True)
-                server.client.tracker.watch(job.prompt_id, None, self._listeners[server.url])
-            else:
-                # Never posted, or posted to a server no longer in the pool (at-least-once).
-                job.move(JobStatus.PENDING, prompt_id=None, server=None)
-                self._pending.append(job.job_id)
-        self._open = sum(1 for job in self._jobs.values() if not job.done)
+                journal.update(job)
+            self._adopt(job)
         self._was_empty = self._open == 0
+
+    def _adopt(self, job: Job) -> None:
+        """Take a journaled job on (the caller holds the lock, or the queue has not started)."""
+        self._jobs[job.job_id] = job
+        if job.done:
+            return
+        self._open += 1
+        self._was_empty = False
+        server = {s.url: s for s in self._servers}.get(job.server or "")
+        if job.prompt_id is not None and server is not None:
+            # It may be queued, running or done there: the supervisor asks before anything is resubmitted.
+            server.attempts[job.prompt_id] = Attempt(job.prompt_id, server, job, Phase.WAITING, polled=True)
+            server.client.tracker.watch(job.prompt_id, None, self._listeners[server.url])
+        else:
+            # Never posted, or posted to a server no longer in the pool (at-least-once).
+            job.move(JobStatus.PENDING, prompt_id=None, server=None)
+            self._pending.append(job.job_id)
+
+    # -- sharing a batch with other coordinators ------------------------------------------------------
+
+    def _claim_loop(self) -> None:
+        """Claim jobs as room appears, renew the leases, and notice the jobs another coordinator took over.
+
+        It claims as soon as a job of this coordinator ends (woken by the queue's condition), and
+        looks at the database on a timer only when the batch had nothing left to claim.
+        """
+        journal = self.journal
+        assert isinstance(journal, ClaimingJournal)
+        next_beat = 0.0
+        while not self._stop_event.is_set():
+            try:
+                if time.monotonic() >= next_beat:
+                    self._heartbeat(journal)
+                    next_beat = time.monotonic() + journal.lease_seconds / 3
+                room = self._wait_for_room(next_beat)
+                if room <= 0:
+                    continue
+                claimed = journal.claim(room)
+                with self._lock:
+                    for job in claimed:
+                        job.metadata["comfykit_coordinator"] = {"coordinator": journal.coordinator, "host": journal.host}
+                        self._adopt(job)
+                    self._changed.notify_all()
+                if len(claimed) == room:
+                    continue  # there may be more: claim again as soon as there is room
+                unfinished = journal.unfinished()
+            except JournalError as exc:
+                log.warning("the shared journal cannot be used just now (%s); trying again", exc)
+                self._stop_event.wait(1.0)
+                continue
+            with self._lock:
+                shared = self.follow or unfinished > self._open
+                if shared != self._shared_open:
+                    self._shared_open = shared
+                    self._changed.notify_all()
+            self._stop_event.wait(CLAIM_INTERVAL)  # nothing left to claim for now
+
+    def _wait_for_room(self, until: float) -> int:
+        """How many more jobs this coordinator can keep busy (a window per healthy server, one waiting job each
+        more), once there is room or at ``until`` (monotonic), whichever comes first."""
+        with self._lock:
+            while True:
+                if self._paused or self._stopping:
+                    room = 0
+                else:
+                    # Every job held and not ended counts: pending, waiting out a retry, or in flight.
+                    room = sum(server.window + 1 for server in self._servers if server.healthy) - self._open
+                left = until - time.monotonic()
+                if room > 0 or left <= 0 or self._stopping:
+                    return room
+                self._changed.wait(min(left, CLAIM_INTERVAL))
+
+    def _heartbeat(self, journal: ClaimingJournal) -> None:
+        held = journal.renew()
+        with self._lock:
+            lost = [job for job in self._jobs.values() if not job.done and job.job_id not in held]
+        for job in lost:
+            self._drop(job)
+
+    def _holds(self, job: Job) -> bool:
+        """Whether this coordinator may still finish ``job`` (always, unless a shared journal says it was taken over)."""
+        journal = self.journal
+        if not isinstance(journal, ClaimingJournal) or journal.holds(job.job_id):
+            return True
+        self._drop(job)
+        return False
+
+    def _begin_post(self, job: Job) -> bool:
+        """Fence the posting of ``job`` in a shared batch: while it lasts, no other coordinator can take the job over.
+
+        Without it, a coordinator frozen between journaling a prompt id and posting it could post
+        after another had found the server ignorant of that prompt id and posted the job again.
+        """
+        journal = self.journal
+        if not isinstance(journal, ClaimingJournal) or journal.begin_post(job.job_id):
+            return True
+        self._drop(job)
+        journal.release(job.job_id)  # someone was looking at it: let whoever claims it next run it
+        return False
+
+    def _end_post(self, job: Job) -> None:
+        journal = self.journal
+        if isinstance(journal, ClaimingJournal):
+            journal.end_post(job.job_id)
+
+    def _drop(self, job: Job) -> None:
+        """Let go of a job another coordinator took over: nothing more is posted, stored or recorded for it here."""
+        with self._lock:
+            if self._jobs.pop(job.job_id, None) is not job:
+                return
+            if job.job_id in self._pending:
+                self._pending.remove(job.job_id)
+            self._delayed.discard(job.job_id)
+            for server in self._servers:
+                for attempt in [a for a in server.attempts.values() if a.job is job]:
+                    self._release(attempt)
+            self._open -= 1  # it was counted open: it is dropped before it could settle
+            self._changed.notify_all()
+        log.warning("job %s: another coordinator took it over (this one's lease ran out); leaving it to that one",
+                    job.job_id)
 
     def _cancel_on_server(self, attempt: Attempt) -> None:
         client = attempt.server.client
@@ -161,11 +287,16 @@ class Workers:
         except Exception as exc:
             self._apply(job, submit.prepare_error(exc), attempt)
             return
-        # Journal the prompt id before posting: a crash after the POST can then be reconciled.
-        if not self._apply(job, Sending(), attempt):
+        if not self._begin_post(job):
             return
-        server.client.tracker.watch(attempt.prompt_id, prompt, self._listeners[server.url])
-        outcome = submit.post(server.client, prompt, attempt.prompt_id, job.extra_data, self._stop_event)
+        try:
+            # Journal the prompt id before posting: a crash after the POST can then be reconciled.
+            if not self._apply(job, Sending(), attempt):
+                return
+            server.client.tracker.watch(attempt.prompt_id, prompt, self._listeners[server.url])
+            outcome = submit.post(server.client, prompt, attempt.prompt_id, job.extra_data, self._stop_event)
+        finally:
+            self._end_post(job)
         self._apply(job, outcome, attempt)
         if isinstance(outcome, submit.Posted) and job.status is JobStatus.CANCELLED:
             self._cancel_on_server(attempt)  # cancelled while the POST was on its way: take it off the server again
@@ -202,7 +333,7 @@ class Workers:
         if not isinstance(result, finish.Finished):
             self._apply(job, result, attempt)
             return
-        if not self._apply(job, result, attempt):
+        if not self._apply(job, result, attempt) or not self._holds(job):
             return
         stored: finish.Completed | finish.ServerDown | finish.Failed = finish.Completed()
         if self.store_outputs:

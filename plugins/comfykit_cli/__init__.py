@@ -279,9 +279,9 @@ def comfykit_add_config(registry: ConfigRegistry) -> None:
 
 @hookimpl
 def comfykit_register_commands(cli: click.Group) -> None:
-    from comfykit_cli import admin, run, scaffold, serve, server, templates
+    from comfykit_cli import admin, run, scaffold, serve, server, templates, work
 
-    for command in (server.validate, run.send, run.batch, server.queue, server.system, server.history, server.cancel,
-                    server.interrupt, server.clear, server.upload, server.nodes, server.convert, admin.plugins,
-                    admin.show_config, templates.templates, serve.serve, scaffold.plugin):
+    for command in (server.validate, run.send, run.batch, work.work, work.jobs, server.queue, server.system,
+                    server.history, server.cancel, server.interrupt, server.clear, server.upload, server.nodes,
+                    server.convert, admin.plugins, admin.show_config, templates.templates, serve.serve, scaffold.plugin):
         cli.add_command(command)

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from comfykit.client import ComfyUIClient
     from comfykit.tracking import JobProgress
 
-__all__ = ["WORKFLOW_SUFFIXES", "batch", "check_servers", "log_job_events", "send", "workflow_files"]
+__all__ = ["WORKFLOW_SUFFIXES", "batch", "check_servers", "log_job_events", "output_overrides", "send", "workflow_files"]
 
 log = logging.getLogger("comfykit.cli")
 
@@ -101,7 +101,8 @@ def _running_progress(queue: QueueManager) -> dict[str, JobProgress]:
     return found
 
 
-def _output_overrides(output_dir: str | None, no_download: bool) -> dict[str, Any]:
+def output_overrides(output_dir: str | None, no_download: bool) -> dict[str, Any]:
+    """Config overrides for ``--output-dir`` and ``--no-download``."""
     overrides: dict[str, Any] = {"output.output_dir": output_dir} if output_dir else {}
     if no_download:
         # Only the switches of sinks this run loaded: a disabled sink declares no key.
@@ -148,7 +149,7 @@ def send(workflow: str, updates: tuple[str, ...], sets: tuple[str, ...], random_
     as_json = get_state().json(as_json)
     node_sets, params = split_sets(sets)
     files = dict(parse_assignment(text, "--input") for text in inputs)
-    with open_client(servers, _output_overrides(output_dir, no_download) or None) as client:
+    with open_client(servers, output_overrides(output_dir, no_download) or None) as client:
         graph = build_graph(load_target(workflow, client), params=params, updates=[*updates, *node_sets],
                             random_seeds=random_seeds, source=workflow, object_info=_catalogue_for_checks(client))
         if wait:
@@ -289,12 +290,14 @@ def _report_failed(job: Job, mode: str) -> None:
 @click.option("--timeout", type=float, default=None, help="Seconds one job may take before it fails.")
 @click.option("--retries", type=click.IntRange(min=0), default=None,
               help="Retries per failed job (default: batch.max_retries).")
-@click.option("--journal", type=click.Path(dir_okay=False), default=None,
-              help="SQLite journal that makes the batch resumable.")
-@click.option("--resume", type=click.Path(exists=True, dir_okay=False), default=None,
+@click.option("--journal", default=None, metavar="FILE|URL",
+              help="Journal that makes the batch resumable: an SQLite file, or postgresql://user@host/db?batch=NAME.")
+@click.option("--resume", default=None, metavar="FILE|URL", callback=lambda ctx, param, value: _existing_journal(value),
               help="Continue the batch of this journal; finished jobs are not run again.")
 @click.option("--retry-failed", is_flag=True,
               help="With --resume: run the journal's failed jobs again too (completed ones never).")
+@click.option("--enqueue-only", is_flag=True,
+              help="With a PostgreSQL --journal: add the jobs to the shared batch and return; `comfykit work` runs them.")
 @click.option("--output-dir", type=click.Path(file_okay=False), default=None,
               help="Where outputs are downloaded (default: output.output_dir).")
 @click.option("--no-download", is_flag=True, help="Do not download outputs (nor write metadata sidecars).")
@@ -304,8 +307,8 @@ def _report_failed(job: Job, mode: str) -> None:
 def batch(sources: tuple[str, ...], sweeps: tuple[str, ...], updates: tuple[str, ...], sets: tuple[str, ...],
           random_seeds: bool, inputs: tuple[str, ...],
           concurrency: int | None, timeout: float | None, retries: int | None, journal: str | None,
-          resume: str | None, retry_failed: bool, output_dir: str | None, no_download: bool, vary_seeds: bool,
-          servers: tuple[str, ...], as_json: bool) -> None:
+          resume: str | None, retry_failed: bool, enqueue_only: bool, output_dir: str | None, no_download: bool,
+          vary_seeds: bool, servers: tuple[str, ...], as_json: bool) -> None:
     """Run workflows in bulk on one server or a pool (--server repeated), with progress.
 
     DIR|FILES are workflow files, or folders whose .json/.yaml/.png files are
@@ -319,19 +322,20 @@ def batch(sources: tuple[str, ...], sweeps: tuple[str, ...], updates: tuple[str,
 
     state = get_state()
     as_json = state.json(as_json)
-    _check_batch_options(sources, resume, journal, retry_failed)
+    _check_batch_options(sources, resume, journal, retry_failed, enqueue_only)
     combos = _sweep_points(sweeps)
     files = dict(parse_assignment(text, "--input") for text in inputs)
     node_sets, params = split_sets(sets)
     paths = workflow_files(sources)
-    config = state.config().with_overrides({"output.output_dir": output_dir, **_output_overrides(None, no_download)})
+    config = state.config().with_overrides({"output.output_dir": output_dir, **output_overrides(None, no_download)})
     queue = QueueManager(
         servers=state.server_list(servers) or None, config=config, max_concurrent=concurrency, max_retries=retries,
         journal=resume or journal, timeout=timeout, vary_seeds=vary_seeds, plugin_manager=state.plugin_manager(),
         retry_failed=retry_failed,
     )
     try:
-        check_servers(queue.clients)
+        if not enqueue_only:
+            check_servers(queue.clients)
         rng = random.SystemRandom()
         catalogue = _catalogue_for_checks(queue.clients[0]) if updates or node_sets else None
         for path in paths:
@@ -340,20 +344,60 @@ def batch(sources: tuple[str, ...], sweeps: tuple[str, ...], updates: tuple[str,
                 graph = build_graph(target, params=params, updates=[*updates, *node_sets], point=values,
                                     random_seeds=random_seeds, rng=rng, source=path, object_info=catalogue)
                 queue.add_job(graph, metadata={"source": str(path)}, params=values, inputs=files)
-        stats = _run_batch(queue, as_json, resume or journal)
+        if enqueue_only:
+            _report_enqueued(queue, as_json)
+            return
+        stats = _run_batch(queue, as_json, queue.journal.location if queue.journal is not None else None)
         jobs = queue.get_all_jobs()
     finally:
         queue.close()
     _report_batch(stats, [job for job in jobs if job.status.value == "failed"], as_json)
 
 
-def _check_batch_options(sources: Sequence[str], resume: str | None, journal: str | None, retry_failed: bool) -> None:
+def _existing_journal(value: str | None) -> str | None:
+    """``--resume``'s value: a journal file must exist (a database batch is checked when it is opened)."""
+    from comfykit.queue.journals import is_database_url
+
+    if value is None or is_database_url(value):
+        return value
+    path = Path(value)
+    if not path.exists():
+        raise click.BadParameter(f"{value!r} does not exist", param_hint="--resume")
+    if path.is_dir():
+        raise click.BadParameter(f"{value!r} is a folder, not a journal file", param_hint="--resume")
+    return value
+
+
+def _same_journal(first: str, second: str) -> bool:
+    from comfykit.queue.journals import is_database_url
+
+    if is_database_url(first) or is_database_url(second):
+        return first == second
+    return Path(first).resolve() == Path(second).resolve()
+
+
+def _report_enqueued(queue: QueueManager, as_json: bool) -> None:
+    from comfykit.queue.journals import ClaimingJournal
+
+    assert isinstance(queue.journal, ClaimingJournal)
+    total, unfinished = len(queue.journal), queue.journal.unfinished()
+    emit({"event": "enqueued", "journal": queue.journal.location, "total": total, "unfinished": unfinished}, as_json,
+         f"{total} job(s) in {queue.journal.location}, {unfinished} not finished; run them with: comfykit work "
+         f"--journal '{queue.journal.location}'")
+
+
+def _check_batch_options(sources: Sequence[str], resume: str | None, journal: str | None, retry_failed: bool,
+                         enqueue_only: bool = False) -> None:
+    from comfykit.queue.journals import is_database_url
+
+    if enqueue_only and not is_database_url(resume or journal or ""):
+        raise click.UsageError("--enqueue-only adds jobs to a shared batch: give --journal postgresql://...?batch=NAME")
     if not sources and not resume:
         raise click.UsageError("give workflow files or folders, or --resume JOURNAL")
     if retry_failed and not (resume or journal):
         raise click.UsageError("--retry-failed applies to a journal: give --resume JOURNAL")
-    if resume and journal and Path(resume).resolve() != Path(journal).resolve():
-        raise click.UsageError("--journal and --resume name different files; give one of them")
+    if resume and journal and not _same_journal(resume, journal):
+        raise click.UsageError("--journal and --resume name different journals; give one of them")
 
 
 def _sweep_points(sweeps: Sequence[str]) -> list[dict[str, Any]]:
@@ -373,9 +417,11 @@ def _run_batch(queue: QueueManager, as_json: bool, journal: str | None) -> dict[
     prompt ids journaled: ``--resume`` asks about each and runs only what never ran.  Without
     one, the in-flight jobs are cancelled on the servers.
     """
+    from comfykit.queue.journals import ClaimingJournal
     from comfykit_cli.progress import emit_event, make_batch_reporter
 
-    total = len(queue.get_all_jobs())
+    # A shared batch's jobs are claimed as they run: count what is left of the whole batch.
+    total = queue.journal.unfinished() if isinstance(queue.journal, ClaimingJournal) else len(queue.get_all_jobs())
     reporter = make_batch_reporter(total, as_json)
     for event in JOB_EVENTS:
         queue.on(event, lambda job, name=event: reporter.job_event(name, job))

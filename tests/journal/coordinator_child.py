@@ -1,0 +1,28 @@
+"""One coordinator of a shared batch, run by test_coordinator_faults.py in a process it kills or stops."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from comfykit import QueueManager
+from comfykit.config import load_config
+from comfykit.queue.journals import ClaimingJournal
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(threadName)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    journal, lease, servers = sys.argv[1], sys.argv[2], sys.argv[3:]
+    config = load_config(overrides={"batch.lease_seconds": float(lease)}, use_file=False)
+    with QueueManager(servers=servers, journal=journal, config=config, store_outputs=False) as queue:
+        assert isinstance(queue.journal, ClaimingJournal)
+        print("coordinator", queue.journal.coordinator, flush=True)
+        for event in ("job_submitted", "job_completed", "job_retrying"):
+            queue.on(event, lambda job, name=event: logging.info("%s %s %s %s", name, job.job_id, job.prompt_id, job.server))
+        stats = queue.run(timeout=120)
+        print("done", stats["completed"], flush=True)
+
+
+if __name__ == "__main__":
+    main()

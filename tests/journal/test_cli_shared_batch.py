@@ -1,0 +1,73 @@
+"""The command line of a shared batch: a producer enqueues, `comfykit work` runs, `comfykit jobs` shows; no password shown."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from comfykit.testing import ComfyUISimulator
+from comfykit_cli import build_cli
+
+RECORDINGS = Path(__file__).resolve().parent.parent / "fixtures" / "recordings" / "0.33.0" / "workflows"
+INVERT = str(RECORDINGS / "invert_save.json")
+PASSWORD = "not-a-real-secret"
+
+
+@pytest.fixture(autouse=True)
+def _in_tmp_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture
+def sim(tmp_path: Path) -> Iterator[ComfyUISimulator]:
+    with ComfyUISimulator(port=0, root=tmp_path / "sim") as simulator:
+        yield simulator
+
+
+def run(*args: str) -> Result:
+    result = CliRunner().invoke(build_cli(), list(args), prog_name="comfykit")
+    assert PASSWORD not in result.stdout + result.stderr
+    return result
+
+
+def events(result: Result) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+
+
+def test_a_producer_enqueues_and_a_worker_runs_the_batch(pg_journal_url: str, sim: ComfyUISimulator,
+                                                         tmp_path: Path) -> None:
+    assert PASSWORD in pg_journal_url
+    enqueued = run("--server", sim.url, "batch", INVERT, "--sweep", "color=1..5", "--journal", pg_journal_url,
+                   "--enqueue-only", "--json")
+    assert enqueued.exit_code == 0, enqueued.output
+    assert json.loads(enqueued.stdout) | {"journal": None} == {"event": "enqueued", "journal": None, "total": 5,
+                                                               "unfinished": 5}
+    assert sim.execution_counts == {}  # nothing ran yet
+
+    status = json.loads(run("jobs", "--journal", pg_journal_url, "--json").stdout)
+    assert status["statuses"] == {"pending": 5} and status["oldest_lease"] is None
+
+    worked = run("work", "--journal", pg_journal_url, "--output-dir", str(tmp_path / "out"), "--json")  # the batch's servers
+    assert worked.exit_code == 0, worked.output
+    stream = events(worked)
+    assert stream[0]["event"] == "work_started" and stream[0]["servers"] == [sim.url]
+    assert stream[-1]["event"] == "summary" and stream[-1]["completed"] == 5
+    assert sorted(sim.execution_counts.values()) == [1] * 5
+
+    done = run("jobs", "--journal", pg_journal_url)
+    assert done.exit_code == 0 and "5 completed" in done.stdout and "***" in done.stdout
+    assert f"server {sim.url}: 5 completed" in done.stdout
+
+
+def test_usage_errors_and_the_config_listing(pg_journal_url: str, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    assert run("work", "--journal", str(tmp_path / "run.sqlite")).exit_code == 2
+    assert run("batch", INVERT, "--journal", str(tmp_path / "run.sqlite"), "--enqueue-only").exit_code == 2
+    monkeypatch.setenv("COMFYKIT_BATCH_JOURNAL", pg_journal_url)
+    listing = run("config")
+    assert listing.exit_code == 0 and "comfykit:***@" in listing.stdout
