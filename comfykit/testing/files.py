@@ -64,7 +64,10 @@ class SimFiles:
             (int(m.group(1)) for p in directory.iterdir() if (m := pattern.match(p.name))), default=0
         )
         filename = f"{prefix}_{counter:05d}_.{ext}"
-        (directory / filename).write_bytes(data)
+        # Whole or not at all: a /view (view_any_name serves "the newest file") must never read half of it.
+        partial = directory / f".{filename}.partial"
+        partial.write_bytes(data)
+        os.replace(partial, directory / filename)
         return filename, subfolder
 
     def clear_temp(self) -> None:

@@ -186,7 +186,7 @@ def _apply_mask(server: SimServer, form: Any, data: bytes) -> bytes:
 
 
 def _newest_file(folder: Any) -> Any:
-    files = [p for p in folder.rglob("*") if p.is_file()]
+    files = [p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")]
     return max(files, key=lambda p: (p.stat().st_mtime_ns, str(p))) if files else None
 
 
