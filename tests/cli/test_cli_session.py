@@ -17,6 +17,7 @@ import click
 import httpx
 import pytest
 from click.testing import CliRunner, Result
+from compat.folder import readme_config
 
 from comfykit import hookimpl
 from comfykit.outputs import StoredOutput
@@ -208,43 +209,14 @@ def test_send_wait_of_an_invalid_workflow_fails_before_posting(comfyui_simulator
 # --------------------------------------------------------------------------- logging
 
 
-#: The original tool's config.yaml as its README gives it, with the port of the test's simulator.
-README_CONFIG = """\
-comfyui:
-  host: "127.0.0.1"
-  port: {port}
-  protocol: "http"
-  timeout: 300
-websocket:
-  enable: true
-  reconnect_attempts: 5
-  reconnect_delay: 2
-workflow:
-  validate_before_send: true
-  auto_queue: true
-output:
-  download_results: true
-  output_dir: "./outputs"
-  save_metadata: true
-batch:
-  max_concurrent: 3
-  retry_on_failure: true
-  max_retries: 3
-logging:
-  level: "INFO"
-  file: "./x.log"
-  console: true
-"""
-
-
 def test_the_readme_config_yaml_puts_info_records_in_the_log_file(comfyui_simulator: ComfyUISimulator,
                                                                   tmp_path: Path) -> None:
     port = comfyui_simulator.url.rsplit(":", 1)[1]
-    (tmp_path / "config.yaml").write_text(README_CONFIG.format(port=port))
+    (tmp_path / "config.yaml").write_text(readme_config(int(port)))
     result = run("--json", "send", INVERT, "--wait")
     assert result.exit_code == 0, result.output
     done = events(result)[-1]
-    text = (tmp_path / "x.log").read_text()
+    text = (tmp_path / "comfyui_api.log").read_text()
     assert "INFO comfykit.cli: job " in text and done["prompt_id"] in text and "completed" in text
     assert "INFO comfykit.cli" in result.stderr  # console: true
     assert (tmp_path / "outputs" / f"{done['job_id']}.json").is_file()  # save_metadata: true
