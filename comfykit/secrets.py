@@ -91,6 +91,11 @@ class SecretMask:
     def __bool__(self) -> bool:
         return bool(self._secrets)
 
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """The values masked, longest first."""
+        return tuple(self._secrets)
+
     def text(self, text: str) -> str:
         for secret in self._secrets:
             if secret in text:

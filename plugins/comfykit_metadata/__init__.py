@@ -21,11 +21,9 @@ import functools
 import hashlib
 import json
 import os
-import re
 import struct
 import threading
 import time
-import weakref
 import zlib
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
@@ -36,6 +34,7 @@ from comfykit import __version__, hookimpl
 from comfykit.jobs import Job, JobStatus
 from comfykit.outputs import OutputFile, StoredOutput
 from comfykit.paths import atomic_file, atomic_write, safe_output_path, sha256_of_file
+from comfykit.secrets import SECRET_NAME
 
 if TYPE_CHECKING:
     from comfykit.client import ComfyUIClient
@@ -45,7 +44,7 @@ __all__ = ["SECRET_KEY_PATTERN", "build_metadata", "embed_png_text", "find_seeds
 
 SINK_NAME = "metadata"
 #: Keys removed wherever they appear in the sidecar (``extra_data.api_key_comfy_org`` among others).
-SECRET_KEY_PATTERN = re.compile(r"token|api[-_]?key|authorization|password|passwd|secret|cookie", re.IGNORECASE)
+SECRET_KEY_PATTERN = SECRET_NAME
 SEED_INPUTS = frozenset({"seed", "noise_seed"})
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PNG_KEYWORD = "comfykit"
@@ -53,9 +52,6 @@ _IEND = struct.pack(">I", 0) + b"IEND" + struct.pack(">I", zlib.crc32(b"IEND"))
 
 # Appends from several jobs of one process go through this lock; other processes through flock.
 _manifest_lock = threading.Lock()
-# id(config) -> (a weak reference to it, its secrets): a cache, not a setting (Config objects are read-only).
-_secrets_by_config: dict[int, tuple[weakref.ref[Any], list[str]]] = {}
-_secrets_lock = threading.Lock()
 
 
 # --------------------------------------------------------------------------- hooks
@@ -154,23 +150,9 @@ def _public_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
-def _client_secrets(client: ComfyUIClient) -> list[str]:
-    """The credentials in the client's config, to mask in text; worked out once per config (a config never changes)."""
-    config = client.config
-    known = _secrets_by_config.get(id(config))
-    if known is not None and known[0]() is config:
-        return known[1]
-    secrets: list[str] = []
-    for key in config.registry:
-        value = config.get(key.dotted)
-        if key.secret and isinstance(value, str) and len(value) >= 4:
-            secrets.append(value)
-    config_id = id(config)
-    with _secrets_lock:
-        # The callback must not hold the config itself, or it would never be collected.
-        _secrets_by_config[config_id] = (weakref.ref(config, lambda _: _secrets_by_config.pop(config_id, None)),
-                                         secrets)
-    return secrets
+def _client_secrets(client: ComfyUIClient) -> Sequence[str]:
+    """The credentials to mask in text: the client's own mask knows them all (keys, headers, URL passwords)."""
+    return client.secret_mask.secrets
 
 
 def _sent_prompt(job: Job) -> tuple[Any, Any]:
