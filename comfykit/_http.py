@@ -38,7 +38,7 @@ from comfykit.errors import (
 )
 from comfykit.jobs import new_prompt_id
 from comfykit.parsing import JSONBudgetExceeded, load_json, parse_retry_after
-from comfykit.secrets import SecretMask, secrets_of
+from comfykit.secrets import SecretMask, secrets_of, without_credentials
 
 __all__ = [
     "MAX_ERROR_BYTES", "MAX_IMAGE_BYTES", "MAX_JSON_BYTES", "MAX_SMALL_BYTES", "BodyReader", "Call", "Connection",
@@ -98,14 +98,8 @@ def _split_credentials(url: str) -> tuple[str, tuple[str, str] | None]:
 
 
 def redact(url: str) -> str:
-    """``url`` without the user and password it may carry."""
-    parts = urlsplit(url)
-    if parts.username or parts.password:
-        netloc = parts.hostname or ""
-        if parts.port:
-            netloc += f":{parts.port}"
-        return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-    return url
+    """``url`` as errors show it: without the user and password it may carry (even when it does not parse)."""
+    return without_credentials(url)
 
 
 @attrs.frozen

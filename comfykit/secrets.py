@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-__all__ = ["MASK", "SECRET_NAME", "MaskingFilter", "SecretMask", "redact_url", "secrets_of"]
+__all__ = ["MASK", "SECRET_NAME", "MaskingFilter", "SecretMask", "redact_url", "secrets_of", "without_credentials"]
 
 MASK = "***"
 
@@ -42,6 +42,21 @@ def redact_url(url: str) -> str:
         if any(SECRET_NAME.search(name) for name, _ in pairs):
             query = urlencode([(name, MASK if SECRET_NAME.search(name) else value) for name, value in pairs], safe="*")
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def without_credentials(url: str) -> str:
+    """``url`` without the user information it may carry (``user:password@``), whatever else it holds.
+
+    Text that is not a parsable URL loses everything up to its last ``@`` the same way, so
+    nothing before it (a password) can show.
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url.rpartition("@")[2]
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 def _url_secrets(url: str) -> list[str]:

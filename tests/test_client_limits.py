@@ -168,3 +168,4 @@ def test_a_url_without_an_http_scheme_is_a_clear_error(url: str, suggestion: str
 def test_a_url_with_a_bad_port_is_a_clear_error() -> None:
     with pytest.raises(ConfigError, match="is not valid"):
         ComfyUIClient(url="http://gpu1:99999999")
+

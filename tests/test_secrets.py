@@ -66,3 +66,11 @@ def test_the_log_filter_masks_messages_arguments_and_tracebacks(caplog) -> None:
         caplog.handler.removeFilter(handler_filter)
     assert "s3cr3t-value" not in caplog.text
     assert "Bearer ***" in caplog.text and "server echoed ***" in caplog.text
+
+
+def test_without_credentials_drops_the_user_information_even_from_broken_urls() -> None:
+    from comfykit.secrets import without_credentials
+
+    assert without_credentials("http://ann:pw@[::1]:8188/x?y=1") == "http://[::1]:8188/x?y=1"
+    assert without_credentials("http://gpu1:8188") == "http://gpu1:8188"
+    assert without_credentials("http://ann:pw@[::1") == "[::1"  # unparsable: cut at the last "@"

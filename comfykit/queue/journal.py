@@ -20,7 +20,6 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import attrs
 
@@ -28,8 +27,9 @@ from comfykit.errors import JournalError
 from comfykit.jobs import Job, JobStatus
 from comfykit.outputs import OutputFile, StoredOutput
 from comfykit.queue.lock import JournalLock
+from comfykit.secrets import without_credentials
 
-__all__ = ["STATE_COLUMNS", "Journal", "dumps", "job_from_record", "job_state", "without_credentials", "workflow_digest"]
+__all__ = ["STATE_COLUMNS", "Journal", "dumps", "job_from_record", "job_state", "workflow_digest"]
 
 SCHEMA_VERSION = 1
 
@@ -302,11 +302,6 @@ class Journal:
             self._known_workflows.add(record["workflow"])
             yield job
 
-
-def without_credentials(url: str) -> str:
-    """``url`` without user name and password (a journal records where, the config says as whom)."""
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 def _disk_hint(exc: BaseException) -> str | None:

@@ -36,9 +36,9 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from comfykit.errors import JournalError
 from comfykit.jobs import Job, JobStatus
-from comfykit.queue.journal import STATE_COLUMNS, dumps, job_from_record, job_state, without_credentials, workflow_digest
+from comfykit.queue.journal import STATE_COLUMNS, dumps, job_from_record, job_state, workflow_digest
 from comfykit.queue.journals import LeaseLost
-from comfykit.secrets import SecretMask, redact_url
+from comfykit.secrets import SecretMask, redact_url, without_credentials
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "PostgresJournal", "split_journal_url"]
 
