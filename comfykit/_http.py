@@ -17,7 +17,7 @@ import os
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import attrs
@@ -41,7 +41,8 @@ from comfykit.parsing import JSONBudgetExceeded, load_json, parse_retry_after
 from comfykit.secrets import SecretMask, secrets_of, without_credentials
 
 __all__ = [
-    "MAX_ERROR_BYTES", "MAX_IMAGE_BYTES", "MAX_JSON_BYTES", "MAX_SMALL_BYTES", "BodyReader", "Call", "Connection",
+    "MAX_ERROR_BYTES", "MAX_IMAGE_BYTES", "MAX_JSON_BYTES", "MAX_SMALL_BYTES", "Answer", "BodyReader", "Call",
+    "Connection", "Streamed",
     "buffered", "cancel_job", "cancel_jobs", "checked_url", "clear_history", "clear_queue", "connection_settings",
     "decode_json", "delete_from_queue", "delete_history", "embeddings", "extensions", "features", "free_memory",
     "history", "image_fields", "interrupt", "job", "jobs", "jobs_api_missing", "jobs_probe", "mask_fields", "models",
@@ -229,6 +230,29 @@ def send_error(method: str, url: str, base_url: str, exc: Exception) -> Exceptio
     return exc
 
 
+class Streamed(Protocol):
+    """What is read of an answer whose body is still coming: its status, and headers read case-insensitively."""
+
+    @property
+    def status_code(self) -> int: ...
+
+    @property
+    def headers(self) -> Any: ...
+
+
+@attrs.frozen
+class Answer:
+    """A fully read answer: its status, its headers (read case-insensitively) and its body."""
+
+    status_code: int
+    headers: Any
+    content: bytes
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", "replace")
+
+
 class BodyReader:
     """Collects a streamed answer, refusing one larger than ``limit`` or slower than ``budget`` seconds.
 
@@ -237,7 +261,7 @@ class BodyReader:
     True or the stream ends, and passes any exception raised meanwhile to :meth:`failure`.
     """
 
-    def __init__(self, method: str, url: str, response: httpx.Response, limit: int, budget: float, *,
+    def __init__(self, method: str, url: str, response: Streamed, limit: int, budget: float, *,
                  truncate: bool) -> None:
         self.where = f"{method} {redact(url)}"
         self.url = redact(url)
@@ -299,7 +323,7 @@ def buffered(response: httpx.Response, body: bytes) -> httpx.Response:
     return httpx.Response(response.status_code, headers=headers, content=body, request=request)
 
 
-def status_error(method: str, url: str, response: httpx.Response, mask: SecretMask) -> ComfyKitError:
+def status_error(method: str, url: str, response: httpx.Response | Answer, mask: SecretMask) -> ComfyKitError:
     """The comfykit error for an answer with a status of 300 or more (its body read, credentials masked)."""
     body: Any
     try:
@@ -335,7 +359,7 @@ def status_error(method: str, url: str, response: httpx.Response, mask: SecretMa
     )
 
 
-def decode_json(method: str, url: str, response: httpx.Response, mask: SecretMask) -> Any:
+def decode_json(method: str, url: str, response: httpx.Response | Answer, mask: SecretMask) -> Any:
     """The JSON of a read answer (``None`` when empty); a ProtocolError for anything else."""
     if not response.content:
         return None

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import httpx
 
-from comfykit import _http
-from comfykit._http import MAX_ERROR_BYTES, MAX_JSON_BYTES, MAX_SMALL_BYTES, BodyReader, Call
+from comfykit import _http, _wire
+from comfykit._http import MAX_ERROR_BYTES, MAX_JSON_BYTES, MAX_SMALL_BYTES, Answer, BodyReader, Call
 from comfykit.config import Config
 from comfykit.errors import ComfyKitError, NotFound, RequestTimeout, ServerError, ServerUnreachable, TransportError
 from comfykit.jobs import new_prompt_id
@@ -100,6 +100,14 @@ class ComfyUIClient:
             timeout=self.connection.timeouts(),
             transport=transport,
         )
+        #: plain requests (no upload, no auth flow, no proxy) go over this lighter pool instead of httpx
+        self._wire: _wire.Wire | None = None
+        if _wire.usable(self.base_url, transport=transport, auth=self.connection.auth):
+            # httpx's own headers (its User-Agent, the custom ones), uncompressed: http.client does not inflate.
+            wire_headers = {k: v for k, v in self._http.headers.items() if k.lower() != "accept-encoding"}
+            wire_headers.update(_wire.static_auth_headers(self.connection.auth))
+            self._wire = _wire.Wire(self.base_url, wire_headers, verify=self.connection.verify,
+                                    timeout=self.connection.timeout, connect_timeout=self.connection.connect_timeout)
         self._closed = False
         self._started = False
         self._info: ServerInfo | None = None
@@ -131,6 +139,8 @@ class ComfyUIClient:
             if self._started:
                 self.plugin_manager.session_finish(self)
         finally:
+            if self._wire is not None:
+                self._wire.close()
             self._http.close()
 
     def ws_headers(self) -> dict[str, str]:
@@ -145,7 +155,7 @@ class ComfyUIClient:
 
     # -- transport -----------------------------------------------------------------
 
-    def _request(self, method: str, path: str, *, limit: int = MAX_SMALL_BYTES, **kwargs: Any) -> httpx.Response:
+    def _request(self, method: str, path: str, *, limit: int = MAX_SMALL_BYTES, **kwargs: Any) -> Answer:
         """Send a request and read its answer, refusing bodies larger than ``limit`` or slower than the timeout.
 
         The body is streamed so that a hostile or broken server cannot make the client hold
@@ -160,7 +170,7 @@ class ComfyUIClient:
         timeout = kwargs.get("timeout")
         budget = float(timeout) if isinstance(timeout, (int, float)) else self.timeout
         try:
-            response = self._http.send(self._http.build_request(method, path, **kwargs), stream=True)
+            response = self._send(method, path, kwargs)
         except httpx.HTTPError as exc:
             raise _http.send_error(method, url, self.base_url, exc) from None
         try:
@@ -169,13 +179,20 @@ class ComfyUIClient:
             body = self._read_body(method, url, response, MAX_ERROR_BYTES if failed else limit, budget, truncate=failed)
         finally:
             response.close()
-        answer = _http.buffered(response, body)
+        answer = Answer(response.status_code, response.headers, body)
         if failed:
             raise _http.status_error(method, url, answer, self.secret_mask)
         return answer
 
+    def _send(self, method: str, path: str, options: dict[str, Any]) -> httpx.Response | _wire.WireResponse:
+        """Send a request, its body left to read: over the wire pool when it can carry it, else httpx."""
+        if self._wire is not None and options.keys() <= _wire.WIRE_OPTIONS:
+            return self._wire.send(method, path, **options)
+        return self._http.send(self._http.build_request(method, path, **options), stream=True)
+
     def _read_body(
-        self, method: str, url: str, response: httpx.Response, limit: int, budget: float, *, truncate: bool
+        self, method: str, url: str, response: httpx.Response | _wire.WireResponse, limit: int, budget: float, *,
+        truncate: bool
     ) -> bytes:
         reader = BodyReader(method, url, response, limit, budget, truncate=truncate)
         try:
@@ -390,9 +407,8 @@ class ComfyUIClient:
         """
         call = _http.view(filename, subfolder, folder_type)
         headers = {"Range": f"bytes={offset}-"} if offset else {}
-        request = self._http.build_request(call.method, call.path, headers=headers, **call.options)
         try:
-            response = self._http.send(request, stream=True)
+            response = self._stream(call, headers)
         except httpx.TimeoutException:
             raise RequestTimeout(f"GET /view {filename!r} timed out", url="/view") from None
         except httpx.TransportError as exc:
@@ -401,7 +417,8 @@ class ComfyUIClient:
             if response.status_code >= 300:
                 url = self.base_url + "/view"
                 body = self._read_body("GET", url, response, MAX_ERROR_BYTES, self.timeout, truncate=True)
-                raise _http.status_error("GET", url, _http.buffered(response, body), self.secret_mask)
+                raise _http.status_error("GET", url, Answer(response.status_code, response.headers, body),
+                                         self.secret_mask)
             # Errors raised while the caller reads the body arrive here too: they leave as comfykit errors.
             try:
                 yield response
@@ -411,6 +428,13 @@ class ComfyUIClient:
                 raise ServerUnreachable(f"the download of {filename!r} broke: {exc}", url="/view") from None
         finally:
             response.close()
+
+    def _stream(self, call: Call, headers: dict[str, str]) -> httpx.Response:
+        if self._wire is None:
+            return self._http.send(self._http.build_request(call.method, call.path, headers=headers, **call.options),
+                                   stream=True)
+        answer = self._wire.send(call.method, call.path, headers=headers, **call.options)
+        return httpx.Response(answer.status_code, headers=answer.raw_headers(), stream=_WireStream(answer))
 
     # -- completion ------------------------------------------------------------------------------------
 
@@ -523,3 +547,16 @@ class ComfyUIClient:
                           event.type, name, event.type)
         else:
             log.debug("the on(%r) callback %s failed again", event.type, name, exc_info=True)
+
+
+class _WireStream(httpx.SyncByteStream):
+    """The body of a wire answer as httpx reads a streamed body (``stream_view`` answers an ``httpx.Response``)."""
+
+    def __init__(self, answer: _wire.WireResponse) -> None:
+        self._answer = answer
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self._answer.iter_bytes()
+
+    def close(self) -> None:
+        self._answer.close()

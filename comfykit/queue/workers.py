@@ -10,6 +10,7 @@ in each ``comfykit_job_*`` hookspec.
 from __future__ import annotations
 
 import collections
+import functools
 import logging
 import queue as queue_module
 import threading
@@ -85,10 +86,19 @@ class Workers:
 
     # -- resuming ------------------------------------------------------------------------------------
 
+    @functools.cached_property
+    def _shared_journal(self) -> ClaimingJournal | None:
+        """The journal when several coordinators share it, each running only the jobs it claimed; else ``None``.
+
+        Asked once: ``isinstance`` against a runtime-checkable protocol walks its members every
+        time, and the posting of every job asks it twice.
+        """
+        return self.journal if isinstance(self.journal, ClaimingJournal) else None
+
     @property
     def _claims(self) -> bool:
         """Whether the journal is shared by several coordinators, each running only the jobs it claimed."""
-        return isinstance(self.journal, ClaimingJournal)
+        return self._shared_journal is not None
 
     def _load_journal(self, retry_failed: bool) -> None:
         journal = self.journal
@@ -191,8 +201,8 @@ class Workers:
 
     def _holds(self, job: Job) -> bool:
         """Whether this coordinator may still finish ``job`` (always, unless a shared journal says it was taken over)."""
-        journal = self.journal
-        if not isinstance(journal, ClaimingJournal) or journal.holds(job.job_id):
+        journal = self._shared_journal
+        if journal is None or journal.holds(job.job_id):
             return True
         self._drop(job)
         return False
@@ -203,16 +213,16 @@ class Workers:
         Without it, a coordinator frozen between journaling a prompt id and posting it could post
         after another had found the server ignorant of that prompt id and posted the job again.
         """
-        journal = self.journal
-        if not isinstance(journal, ClaimingJournal) or journal.begin_post(job.job_id):
+        journal = self._shared_journal
+        if journal is None or journal.begin_post(job.job_id):
             return True
         self._drop(job)
         journal.release(job.job_id)  # someone was looking at it: let whoever claims it next run it
         return False
 
     def _end_post(self, job: Job) -> None:
-        journal = self.journal
-        if isinstance(journal, ClaimingJournal):
+        journal = self._shared_journal
+        if journal is not None:
             journal.end_post(job.job_id)
 
     def _drop(self, job: Job) -> None:
