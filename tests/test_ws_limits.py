@@ -135,6 +135,54 @@ def test_messages_within_the_limit_arrive_whole(peer) -> None:
     ws.shutdown()
 
 
+def test_frames_split_anywhere_or_packed_together_arrive_whole_and_pings_are_answered(peer) -> None:
+    pongs: list[bytes] = []
+    answered = threading.Event()
+
+    def awkward(conn: socket.socket, request: bytes) -> None:
+        _accept(conn, request)
+        stream = (_header(0x1, 300) + b"a" * 300 + _header(0x9, 4) + b"ping"
+                  + _header(0x2, 2, fin=False) + b"\x01\x02" + _header(0x9, 0) + _header(0x0, 1) + b"\x03"
+                  + _header(0x1, 70_000) + b"z" * 70_000)
+        for index in range(0, 400):  # the start a byte at a time: headers and payloads cut anywhere
+            conn.sendall(stream[index:index + 1])
+        conn.sendall(stream[400:] + _header(0x1, 2) + b"ok" + _header(0x1, 3) + b"end")  # the rest packed together
+        conn.settimeout(5)
+        while len(pongs) < 2:  # the client's pong frames: masked, as every client frame is
+            head = conn.recv(2)
+            length = head[1] & 0x7F
+            key, body = conn.recv(4), conn.recv(length) if length else b""
+            if head[0] & 0x0F == 0xA:
+                pongs.append(bytes(b ^ key[i % 4] for i, b in enumerate(body)))
+        answered.set()
+
+    server = peer(awkward)
+    ws = _client(100_000)
+    ws.connect(f"ws://127.0.0.1:{server.port}/ws", timeout=20)
+    assert ws.recv_data() == (0x1, b"a" * 300)
+    assert ws.recv_data() == (0x2, b"\x01\x02\x03")  # the pings between were answered, not returned
+    assert ws.recv_data() == (0x1, b"z" * 70_000)
+    assert ws.recv_data() == (0x1, b"ok")
+    assert ws.recv_data() == (0x1, b"end")
+    assert answered.wait(10)
+    assert pongs == [b"ping", b""]
+    ws.shutdown()
+
+
+def test_a_masked_frame_from_the_server_is_unmasked(peer) -> None:
+    def masked(conn: socket.socket, request: bytes) -> None:
+        _accept(conn, request)
+        key = b"\x11\x22\x33\x44"
+        body = bytes(b ^ key[i % 4] for i, b in enumerate(b"hidden"))
+        conn.sendall(struct.pack("!BB", 0x81, 0x80 | len(body)) + key + body)
+
+    server = peer(masked)
+    ws = _client(64)
+    ws.connect(f"ws://127.0.0.1:{server.port}/ws", timeout=20)
+    assert ws.recv_data() == (0x1, b"hidden")
+    ws.shutdown()
+
+
 def test_a_redirect_is_refused_and_the_credentials_go_nowhere_else(peer) -> None:
     elsewhere = peer(_accept)
 

@@ -56,9 +56,9 @@ class WebSocketEventSource:
 
     def _open(self) -> websocket.WebSocket:
         headers = [f"{k}: {v}" for k, v in self.client.ws_headers().items()]
-        # Frames are decoded with errors='replace' anyway; the library's pure-Python UTF-8 check costs ~40% of a batch's CPU.
         # Bounded: a frame's announced length is checked before its payload is read, fragments are
-        # capped, and a redirect (which would carry the credentials elsewhere) is refused.
+        # capped, and a redirect (which would carry the credentials elsewhere) is refused.  Text is
+        # decoded with errors='replace' below, so websocket-client's pure-Python UTF-8 check is skipped.
         ws = BoundedWebSocket(max_message_bytes=self.max_frame_size, enable_multithread=True, skip_utf8_validation=True)
         ws.connect(self.client.ws_url, header=headers, timeout=float(self.client.config["comfyui.connect_timeout"]))
         ws.settimeout(self.ping_interval)
