@@ -13,6 +13,7 @@ sanitizes every path component of the result once more, and refuses with
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import re
@@ -32,6 +33,7 @@ __all__ = [
     "atomic_file",
     "atomic_write",
     "finish_file",
+    "output_root",
     "safe_output_path",
     "sanitize_component",
     "sha256_of_file",
@@ -155,6 +157,20 @@ def _is_inside(path: Path, root: Path) -> bool:
         return False
 
 
+def output_root(folder: Path | str) -> Path:
+    """``folder`` as an absolute path with ``~`` and symbolic links resolved: the root every output stays inside.
+
+    Worked out once per folder and working directory: resolving walks every component
+    with a system call, and each stored file needs its root.
+    """
+    return _resolved(str(folder), os.getcwd())
+
+
+@functools.lru_cache(maxsize=256)
+def _resolved(folder: str, cwd: str) -> Path:
+    return Path(folder).expanduser().resolve()
+
+
 def safe_output_path(root: Path | str, template: str, fields: Mapping[str, Any]) -> Path:
     """The absolute file path for one output: ``template`` rendered with ``fields`` under ``root``.
 
@@ -165,7 +181,7 @@ def safe_output_path(root: Path | str, template: str, fields: Mapping[str, Any])
     pointing elsewhere) or is empty; :class:`OutputError` when the template
     itself is wrong.
     """
-    root_path = Path(root).expanduser().resolve()
+    root_path = output_root(root)
     rendered = _render(template, fields)
     parts = [sanitize_component(p) for p in _SEPARATORS.split(rendered) if p.strip(" ").rstrip(". ")]
     where = f"filename {fields.get('filename')!r}, subfolder {fields.get('subfolder')!r} from node {fields.get('node_id')}"

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import glob
 import hashlib
 import logging
 import os
 import re
 import shutil
+import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -36,7 +37,7 @@ from comfykit import hookimpl
 from comfykit.errors import NotFound, OutputError, RequestTimeout, ServerError, ServerUnreachable, UnsafePathError
 from comfykit.jobs import Job
 from comfykit.outputs import OutputFile, StoredOutput, discover_outputs
-from comfykit.paths import atomic_write, finish_file, sha256_of_file, temp_file_beside
+from comfykit.paths import atomic_write, finish_file, output_root, sha256_of_file, temp_file_beside
 from comfykit_download.naming import DEFAULT_NAMING, plan_output_paths
 
 if TYPE_CHECKING:
@@ -93,14 +94,53 @@ class DownloadError(OutputError):
         self.errors = list(errors)
 
 
-def _remove_stale_parts(target: Path) -> None:
-    """Partial files of ``target`` left by a killed run: it is written again now, so they are only garbage."""
-    for stale in target.parent.glob(f".{glob.escape(target.name[:40])}.*.part"):
-        try:
-            stale.unlink()
-            log.info("removed a partial file left by an earlier run: %s", stale)
-        except OSError as exc:
-            log.warning("could not remove the partial file %s: %s", stale, exc)
+class _LeftoverParts:
+    """The partial files killed runs left in each folder a client writes to, listed once per folder and client.
+
+    Listing the folder for every file made storing a batch quadratic: the 10,000th output
+    of a folder looked at 10,000 names.  A killed run's ``.part`` files are in the folder
+    before this client first writes there, so one listing finds them all; each is removed
+    when its target is written again (a part file of another name may be another live
+    process's transfer, so only the target's own are touched, as before).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._found: weakref.WeakKeyDictionary[Any, dict[Path, dict[str, list[str]]]] = weakref.WeakKeyDictionary()
+
+    def remove(self, client: ComfyUIClient, target: Path) -> None:
+        folder, prefix = target.parent, f".{target.name[:40]}."
+        with self._lock:
+            folders = self._found.setdefault(client, {})
+            if folder not in folders:
+                folders[folder] = _list_parts(folder)
+            stale = folders[folder].pop(prefix, [])
+        for name in stale:
+            path = folder / name
+            try:
+                path.unlink(missing_ok=True)
+                log.info("removed a partial file left by an earlier run: %s", path)
+            except OSError as exc:
+                log.warning("could not remove the partial file %s: %s", path, exc)
+
+
+def _list_parts(folder: Path) -> dict[str, list[str]]:
+    """``{".<target name, 40 characters>.": [part file names]}`` of the ``.part`` files in ``folder``."""
+    found: dict[str, list[str]] = {}
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return found
+    for name in names:
+        if name.startswith(".") and name.endswith(".part"):
+            # ".<name[:40]>.<12 hex>.part": the prefix is everything before the random token.
+            head = name[: -len(".part")].rpartition(".")[0]
+            if head:
+                found.setdefault(head + ".", []).append(name)
+    return found
+
+
+_leftovers = _LeftoverParts()
 
 
 def _check_room(name: str, target: Path, coming: int, limits: DownloadLimits) -> None:
@@ -234,7 +274,7 @@ def download_outputs(
     job = job or found_job
     prompt_id = prompt_id or (job.prompt_id if job is not None else None)
     selected = selected_outputs(outputs, include_temp=include_temp)
-    root = Path(output_dir).expanduser().resolve()
+    root = output_root(output_dir)
     plan = plan_output_paths(root, naming, selected, job=job, prompt_id=prompt_id, server=client.base_url)
     errors: list[BaseException] = [target for _, target in plan if isinstance(target, UnsafePathError)]
     work = [(output, target) for output, target in plan if isinstance(target, Path)]
@@ -333,7 +373,7 @@ def _download(
     assert output.filename is not None
     name = f"{output.filename!r} (node {output.node_id})"
     _make_parent(target, root)
-    _remove_stale_parts(target)
+    _leftovers.remove(client, target)
     deadline = time.monotonic() + limits.deadline
     next_space_check = 0
     handle: IO[bytes] | None = None

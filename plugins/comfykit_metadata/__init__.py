@@ -33,14 +33,14 @@ from urllib.parse import urlsplit, urlunsplit
 from comfykit import __version__, hookimpl
 from comfykit.jobs import Job, JobStatus
 from comfykit.outputs import OutputFile, StoredOutput
-from comfykit.paths import atomic_file, atomic_write, safe_output_path, sha256_of_file
+from comfykit.paths import atomic_file, atomic_write, output_root, safe_output_path, sha256_of_file
 from comfykit.secrets import SECRET_NAME
 
 if TYPE_CHECKING:
     from comfykit.client import ComfyUIClient
     from comfykit.config import ConfigRegistry
 
-__all__ = ["SECRET_KEY_PATTERN", "build_metadata", "embed_png_text", "find_seeds", "strip_secrets"]
+__all__ = ["SECRET_KEY_PATTERN", "build_metadata", "embed_png_text", "find_seeds", "readable_json", "strip_secrets"]
 
 SINK_NAME = "metadata"
 #: Keys removed wherever they appear in the sidecar (``extra_data.api_key_comfy_org`` among others).
@@ -70,7 +70,7 @@ def comfykit_store_outputs(job: Job, outputs: Sequence[OutputFile], client: Comf
     section = client.config.section("output")
     if not section.get("save_metadata", True):
         return []
-    root = Path(section.get("output_dir") or "outputs").expanduser().resolve()
+    root = output_root(section.get("output_dir") or "outputs")
     rewritten: set[str] = set()
     if section.get("embed_png_metadata"):
         payload = json.dumps(_png_payload(job, _client_secrets(client)), sort_keys=True)
@@ -78,7 +78,7 @@ def comfykit_store_outputs(job: Job, outputs: Sequence[OutputFile], client: Comf
             if path.suffix.lower() == ".png" and embed_png_text(path, PNG_KEYWORD, payload):
                 rewritten.add(str(path))
     document = build_metadata(job, outputs, client, rewritten=rewritten)
-    data = (json.dumps(document, indent=2, sort_keys=False, default=str) + "\n").encode("utf-8")
+    data = (readable_json(document) + "\n").encode("utf-8")
     sidecar = safe_output_path(root, "{job_id}.json", {"job_id": job.job_id})
     atomic_write(sidecar, data, durable=bool(section.get("fsync", True)))
     stored = [_record(sidecar, data, "metadata")]
@@ -88,6 +88,26 @@ def comfykit_store_outputs(job: Job, outputs: Sequence[OutputFile], client: Comf
         path = _append_line(Path(manifest).expanduser(), line)
         stored.append(_record(path, line.encode("utf-8"), "manifest"))
     return stored
+
+
+def readable_json(value: Any, levels: int = 2, indent: str = "") -> str:
+    """``value`` as JSON with its first ``levels`` levels one item per line, and what is deeper on one line each.
+
+    ``json.dumps(indent=2)`` runs the pure-Python encoder (its C accelerator only writes
+    compact JSON), which made the sidecar's prompt and history the costliest part of
+    storing a small job; here only the outer levels are laid out in Python.
+    """
+    if levels > 0 and value and isinstance(value, (dict, list)):
+        inner = indent + "  "
+        if isinstance(value, dict):
+            items = [f"{inner}{_encode(str(key))}: {readable_json(item, levels - 1, inner)}" for key, item in value.items()]
+            return "{\n" + ",\n".join(items) + "\n" + indent + "}"
+        return "[\n" + ",\n".join(inner + readable_json(item, levels - 1, inner) for item in value) + "\n" + indent + "]"
+    return _encode(value)
+
+
+#: ``json.dumps(value, default=str)`` without building an encoder per call
+_encode = json.JSONEncoder(default=str).encode
 
 
 def _record(path: Path, data: bytes, kind: str) -> StoredOutput:
@@ -101,15 +121,21 @@ def _record(path: Path, data: bytes, kind: str) -> StoredOutput:
 
 def strip_secrets(value: Any, secrets: Sequence[str] = ()) -> Any:
     """A copy of ``value`` without credential-like keys, and with each of ``secrets`` masked in text."""
-    if isinstance(value, Mapping):
-        return {str(k): strip_secrets(v, secrets) for k, v in value.items() if not _secret_key(str(k))}
-    if isinstance(value, (list, tuple)):
-        return [strip_secrets(v, secrets) for v in value]
-    if isinstance(value, str):
+    # The common types first, by exact type: the Mapping check is an ABC's, slow for every leaf.
+    kind = type(value)
+    if kind is str:
         for secret in secrets:
-            if secret:
+            if secret and secret in value:
                 value = value.replace(secret, "***")
         return value
+    if kind is dict or (kind is not int and kind is not float and isinstance(value, Mapping)):
+        return {str(k): strip_secrets(v, secrets) for k, v in value.items() if not _secret_key(str(k))}
+    if kind is list or kind is tuple:
+        return [strip_secrets(v, secrets) for v in value]
+    if isinstance(value, str):  # a str subclass
+        return strip_secrets(str(value), secrets)
+    if isinstance(value, (list, tuple)):
+        return [strip_secrets(v, secrets) for v in value]
     return value
 
 

@@ -50,8 +50,12 @@ def test_partial_files_left_by_a_killed_run_are_removed(
     target.unlink()
     leftover = target.parent / f".{target.name}.0123456789ab.part"
     leftover.write_bytes(b"half a file")
-    download_outputs(client, job, out_dir)
-    assert target.is_file() and not leftover.exists()
+    another = target.parent / ".another.png.0123456789ab.part"  # maybe another process's transfer: left alone
+    another.write_bytes(b"in progress")
+    # The next run (a new client) finds what the killed one left.
+    with ComfyUIClient(url=client.base_url, config=client.config) as next_run:
+        download_outputs(next_run, job, out_dir)
+    assert target.is_file() and not leftover.exists() and another.exists()
 
 
 def test_the_limits_are_config_keys_of_the_download_plugin() -> None:

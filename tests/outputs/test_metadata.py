@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from PIL import Image
 
 import comfykit_download
@@ -264,3 +266,18 @@ def test_a_batch_sidecar_lists_the_downloaded_files(sim: ComfyUISimulator, out_d
     [document] = _sidecars(out_dir)
     [output] = document["outputs"]
     assert output["path"] == downloaded.location and output["sha256"] == downloaded.sha256
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=30,
+)
+
+
+@given(_json_values, st.integers(min_value=0, max_value=4))
+def test_the_sidecar_layout_is_the_same_json(value: Any, levels: int) -> None:
+    text = comfykit_metadata.readable_json(value, levels)
+    assert json.loads(text) == value
+    if levels and isinstance(value, dict) and value:
+        assert text.count("\n") >= len(value) + 1  # one top-level item per line
