@@ -148,6 +148,12 @@ def connection_settings(
     ws_url = f"{scheme}{base_url[base_url.index(':'):]}/ws?clientId={quote(client_id)}"
     merged = {str(k): str(v) for k, v in (section["headers"] or {}).items()}
     merged.update(headers or {})
+    for name, value in merged.items():
+        if any(c in name + value for c in "\r\n\0") or not name or ":" in name:
+            # The value is not shown: it may be a credential.
+            raise ConfigError(f"the header {name!r} cannot be sent: its name or value holds a line break, a NUL "
+                              "or (in the name) a colon", key="comfyui.headers",
+                              hint="Write each header as one line, a name without ':' and a value on the same line.")
     chosen_auth: httpx.Auth | None = None
     bearer = section["token"]
     if isinstance(auth, str):

@@ -1,10 +1,13 @@
-"""A keep-alive HTTP/1.1 connection pool on :mod:`http.client`, for the sync client's plain requests.
+"""A keep-alive HTTP/1.1 client on plain sockets, for the sync client's plain requests.
 
 httpx sends a request through several layers (URL merging, cookies, auth flows, httpcore's
 pool, h11's pure-Python parser): about 0.6 ms of CPU for one ``POST /prompt`` on a small
-machine, three times what :mod:`http.client` spends on the same exchange, and a batch makes
-one or two requests per job.  :class:`Wire` does what those requests need and no more: a
-pool of persistent connections, an empty or JSON body, query parameters, static headers.
+machine, and a batch makes one or two requests per job; :mod:`http.client` still spends
+0.18 ms (a header parser built for e-mail, two sends per request).  :class:`Wire` does what
+ComfyUI's requests need and no more: persistent connections shared by the client's threads,
+an empty or JSON body, query parameters, static headers, and answers framed by
+``Content-Length``, chunked encoding or the end of the connection.  Each request is one
+``sendall``; each answer is read 64 KiB at a time into one buffer.
 
 It raises httpx's own exception types (``httpx.ConnectError``, ``httpx.ReadTimeout``...),
 so the translation into comfykit errors (:func:`comfykit._http.send_error`,
@@ -16,7 +19,6 @@ every multipart upload) goes through httpx.
 
 from __future__ import annotations
 
-import http.client
 import json
 import select
 import socket
@@ -79,6 +81,54 @@ def _query(params: Mapping[str, Any]) -> str:
     return urlencode([(str(key), text(value)) for key, value in params.items()], quote_via=quote)
 
 
+class _Headers(dict[str, str]):
+    """Answer headers under lowercase names, read case-insensitively (as ``httpx.Headers``)."""
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return super().get(key.lower(), default)
+
+    def __getitem__(self, key: str) -> str:
+        return super().__getitem__(key.lower())
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and super().__contains__(key.lower())
+
+
+class _Connection:
+    """One socket to the server and what has been read from it but not used yet."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buffer = bytearray()
+
+    def fill(self, *, first: bool = False) -> bool:
+        """Read what the server sent (up to :data:`READ_SIZE`); ``False`` when it closed the connection.
+
+        ``first``: nothing of the answer has come yet, so a connection closed or reset now was
+        given up by the server before it read the request (:class:`_StaleConnection`).
+        """
+        try:
+            chunk = self.sock.recv(READ_SIZE)
+        except TimeoutError as exc:
+            raise httpx.ReadTimeout(f"the answer stalled: {exc}") from None
+        except ConnectionResetError as exc:
+            if first:
+                raise _StaleConnection() from None
+            raise httpx.ReadError(f"{type(exc).__name__}: {exc}") from None
+        except OSError as exc:
+            raise httpx.ReadError(f"{type(exc).__name__}: {exc}") from None
+        if not chunk and first:
+            raise _StaleConnection()
+        self.buffer += chunk
+        return bool(chunk)
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass  # closing a broken socket: nothing is left to release
+
+
 class WireResponse:
     """An answer whose body is still on the wire: ``status_code``, ``headers``, then :meth:`iter_bytes`.
 
@@ -86,46 +136,110 @@ class WireResponse:
     end (and the server keeps it open), and closes it otherwise.
     """
 
-    def __init__(self, wire: Wire, connection: http.client.HTTPConnection, answer: http.client.HTTPResponse) -> None:
-        self._wire, self._connection, self._answer = wire, connection, answer
-        self.status_code = answer.status
-        self.headers = answer.headers  # reads case-insensitively, as httpx.Headers
+    def __init__(self, wire: Wire, connection: _Connection, status: int, headers: list[tuple[str, str]],
+                 *, keep_alive: bool, bodiless: bool) -> None:
+        self._wire, self._connection = wire, connection
+        self.status_code = status
+        self._raw = headers
+        self.headers = _Headers((name.lower(), value) for name, value in headers)
+        self._keep_alive = keep_alive and "close" not in self.headers.get("connection", "").lower()
+        self._done = bodiless
+        self._remaining: int | None = None  # bytes still to come when framed by Content-Length
+        self._chunked = False
+        if not bodiless:
+            if "chunked" in self.headers.get("transfer-encoding", "").lower():
+                self._chunked = True
+            elif (length := self.headers.get("content-length", "").strip()).isdigit():
+                self._remaining = int(length)
+                self._done = self._remaining == 0
+            else:
+                self._keep_alive = False  # the body ends when the server closes the connection
         self._closed = False
+
+    def raw_headers(self) -> list[tuple[str, str]]:
+        return list(self._raw)
 
     def iter_bytes(self) -> Iterator[bytes]:
         """The body as it arrives (at most one network read per chunk)."""
-        answer = self._answer
-        while True:
-            if answer.length == 0:  # the announced length is in: read() marks the answer done
-                answer.read()
-                return
-            try:
-                chunk = answer.read1(READ_SIZE)
-            except TimeoutError as exc:
-                raise httpx.ReadTimeout(f"the answer stalled: {exc}") from None
-            except http.client.IncompleteRead as exc:
-                raise httpx.RemoteProtocolError(f"the answer broke off: {exc!r}") from None
-            except http.client.HTTPException as exc:
-                raise httpx.RemoteProtocolError(f"{type(exc).__name__}: {exc}") from None
-            except OSError as exc:
-                raise httpx.ReadError(f"{type(exc).__name__}: {exc}") from None
-            if not chunk:
-                if answer.length:  # read1 reports a connection closed early as an end, not as an error
-                    raise httpx.RemoteProtocolError(f"the connection closed {answer.length} bytes before the "
-                                                    "announced end of the answer")
-                return
+        if self._done:
+            return
+        if self._chunked:
+            yield from self._chunks()
+        elif self._remaining is not None:
+            yield from self._counted()
+        else:
+            yield from self._until_close()
+        self._done = True
+
+    def _counted(self) -> Iterator[bytes]:
+        connection = self._connection
+        while self._remaining:
+            if not connection.buffer and not connection.fill():
+                raise httpx.RemoteProtocolError(f"the answer broke off {self._remaining} bytes before its announced "
+                                                "end (the server closed the connection)")
+            take = min(self._remaining, len(connection.buffer))
+            chunk = bytes(connection.buffer[:take])
+            del connection.buffer[:take]
+            self._remaining -= take
             yield chunk
 
-    def raw_headers(self) -> list[tuple[str, str]]:
-        return list(self._answer.getheaders())
+    def _until_close(self) -> Iterator[bytes]:
+        connection = self._connection
+        while connection.buffer or connection.fill():
+            chunk = bytes(connection.buffer)
+            connection.buffer.clear()
+            yield chunk
+
+    def _chunks(self) -> Iterator[bytes]:
+        connection = self._connection
+        while True:
+            line = _read_line(connection)
+            try:
+                size = int(line.split(b";", 1)[0].strip(), 16)
+            except ValueError:
+                raise httpx.RemoteProtocolError(f"a bad chunk size line {bytes(line[:40])!r}") from None
+            if size == 0:
+                while _read_line(connection):  # trailers, up to the empty line
+                    pass
+                return
+            left = size
+            while left:
+                if not connection.buffer and not connection.fill():
+                    raise httpx.RemoteProtocolError("the answer broke off inside a chunk")
+                take = min(left, len(connection.buffer))
+                chunk = bytes(connection.buffer[:take])
+                del connection.buffer[:take]
+                left -= take
+                yield chunk
+            if _read_line(connection):
+                raise httpx.RemoteProtocolError("a chunk did not end with CRLF")
 
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
-        reusable = self._answer.isclosed() and not self._answer.will_close
-        self._answer.close()
+        # Anything unread (a body left half-read, bytes beyond the answer) makes the connection unusable.
+        reusable = self._done and self._keep_alive and not self._connection.buffer
         self._wire.put_back(self._connection, reusable)
+
+
+#: the most bytes of status line and headers accepted (http.client allows 100 lines of 64 KiB)
+MAX_HEAD_BYTES = 256 * 1024
+
+
+def _read_line(connection: _Connection) -> bytearray:
+    """One CRLF-ended line of the answer (without the CRLF), bounded like the head."""
+    buffer = connection.buffer
+    while True:
+        end = buffer.find(b"\r\n")
+        if end >= 0:
+            line = buffer[:end]
+            del buffer[:end + 2]
+            return line
+        if len(buffer) > MAX_HEAD_BYTES:
+            raise httpx.RemoteProtocolError("a line of the answer is too long")
+        if not connection.fill():
+            raise httpx.RemoteProtocolError("the answer broke off (the server closed the connection)")
 
 
 class Wire:
@@ -138,48 +252,54 @@ class Wire:
         self.host = parts.hostname or ""
         self.port = parts.port or (443 if self.https else 80)
         self.prefix = parts.path.rstrip("/")
-        self.headers = dict(headers)
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        default_port = 443 if self.https else 80
+        sent = {"Host": host if self.port == default_port else f"{host}:{self.port}"}
+        sent.update((name, value) for name, value in headers.items() if name.lower() != "host")
+        _check_headers(sent)
+        self.headers = sent
+        self._head = "".join(f"{name}: {value}\r\n" for name, value in sent.items())
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         # httpx's own context: the same certificates (certifi, SSL_CERT_FILE) as the httpx path.
         self._ssl = httpx.create_ssl_context(verify=verify) if self.https else None
-        self._idle: list[http.client.HTTPConnection] = []
+        self._idle: list[_Connection] = []
         self._lock = threading.Lock()
         self._closed = False
 
     # -- connections -------------------------------------------------------------------
 
-    def _connect(self) -> http.client.HTTPConnection:
-        connection: http.client.HTTPConnection
-        if self._ssl is not None:
-            connection = http.client.HTTPSConnection(self.host, self.port, timeout=self.connect_timeout,
-                                                     context=self._ssl)
-        else:
-            connection = http.client.HTTPConnection(self.host, self.port, timeout=self.connect_timeout)
+    def _connect(self) -> _Connection:
         try:
-            connection.connect()
+            sock = socket.create_connection((self.host, self.port), timeout=self.connect_timeout)
         except TimeoutError as exc:
-            connection.close()
             raise httpx.ConnectTimeout(f"connecting to {self.host}:{self.port} timed out: {exc}") from None
-        except OSError as exc:  # refused, unreachable, a certificate that does not verify
-            connection.close()
+        except OSError as exc:  # refused, unreachable, unknown host
             raise httpx.ConnectError(f"{type(exc).__name__}: {exc}") from None
-        assert connection.sock is not None
-        connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return connection
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self._ssl is not None:
+                sock = self._ssl.wrap_socket(sock, server_hostname=self.host)
+        except TimeoutError as exc:
+            sock.close()
+            raise httpx.ConnectTimeout(f"the TLS handshake with {self.host}:{self.port} timed out: {exc}") from None
+        except OSError as exc:  # a certificate that does not verify, a broken handshake
+            sock.close()
+            raise httpx.ConnectError(f"{type(exc).__name__}: {exc}") from None
+        return _Connection(sock)
 
-    def _take(self) -> tuple[http.client.HTTPConnection, bool]:
+    def _take(self) -> tuple[_Connection, bool]:
         """An idle connection still open (and whether it was reused), else a new one."""
         while True:
             with self._lock:
                 connection = self._idle.pop() if self._idle else None
             if connection is None:
                 return self._connect(), False
-            if _still_open(connection):
+            if _still_open(connection.sock):
                 return connection, True
             connection.close()
 
-    def put_back(self, connection: http.client.HTTPConnection, reusable: bool) -> None:
+    def put_back(self, connection: _Connection, reusable: bool) -> None:
         with self._lock:
             if reusable and not self._closed and len(self._idle) < MAX_IDLE:
                 self._idle.append(connection)
@@ -201,16 +321,24 @@ class Wire:
         target = self.prefix + path
         if params:
             target += "?" + _query(params)
-        sent = {**self.headers, **(headers or {})}
-        body = None
+        if not target.isascii() or any(c in target for c in " \r\n\t"):
+            raise httpx.InvalidURL(f"the request target {target!r} is not URL-encoded")
+        head = f"{method} {target} HTTP/1.1\r\n{self._head}"
+        if headers:
+            _check_headers(headers)
+            head += "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+        body = b""
         if json is not None:
             body = _encode_json(json)
-            sent["Content-Type"] = "application/json"
+            head += "Content-Type: application/json\r\n"
+        if body or method in ("POST", "PUT", "PATCH"):
+            head += f"Content-Length: {len(body)}\r\n"
+        request = (head + "\r\n").encode("latin-1") + body
         read_timeout = self.timeout if timeout is None else float(timeout)
         while True:
             connection, reused = self._take()
             try:
-                return self._exchange(connection, method, target, body, sent, read_timeout)
+                return self._exchange(connection, method, request, read_timeout)
             except _StaleConnection:
                 # The server had closed this kept-alive connection before reading the request: send it again.
                 connection.close()
@@ -220,29 +348,56 @@ class Wire:
                 connection.close()
                 raise
 
-    def _exchange(self, connection: http.client.HTTPConnection, method: str, target: str, body: bytes | None,
-                  headers: dict[str, str], read_timeout: float) -> WireResponse:
-        assert connection.sock is not None
+    def _exchange(self, connection: _Connection, method: str, request: bytes, read_timeout: float) -> WireResponse:
         connection.sock.settimeout(read_timeout)
         try:
-            connection.request(method, target, body=body, headers=headers)
+            connection.sock.sendall(request)
         except TimeoutError as exc:
             raise httpx.WriteTimeout(f"sending the request timed out: {exc}") from None
         except (BrokenPipeError, ConnectionResetError):
             raise _StaleConnection() from None
         except OSError as exc:
             raise httpx.WriteError(f"{type(exc).__name__}: {exc}") from None
-        try:
-            answer = connection.getresponse()
-        except TimeoutError as exc:
-            raise httpx.ReadTimeout(f"no answer in time: {exc}") from None
-        except (http.client.RemoteDisconnected, ConnectionResetError):
-            raise _StaleConnection() from None
-        except http.client.HTTPException as exc:
-            raise httpx.RemoteProtocolError(f"{type(exc).__name__}: {exc}") from None
-        except OSError as exc:
-            raise httpx.ReadError(f"{type(exc).__name__}: {exc}") from None
-        return WireResponse(self, connection, answer)
+        first = True
+        while True:
+            status, version, headers = _read_head(connection, first=first)
+            if not 100 <= status < 200:
+                break
+            first = False  # 1xx (100 Continue, 103 Early Hints): the real answer follows
+        bodiless = method == "HEAD" or status in (204, 304)
+        return WireResponse(self, connection, status, headers, keep_alive=version == "HTTP/1.1", bodiless=bodiless)
+
+
+def _read_head(connection: _Connection, *, first: bool) -> tuple[int, str, list[tuple[str, str]]]:
+    """The status, HTTP version and headers of the next answer (``first``: the first of this request)."""
+    buffer = connection.buffer
+    while True:
+        end = buffer.find(b"\r\n\r\n")
+        if end >= 0:
+            break
+        if len(buffer) > MAX_HEAD_BYTES:
+            raise httpx.RemoteProtocolError(f"the answer's headers are larger than {MAX_HEAD_BYTES} bytes")
+        if not connection.fill(first=first and not buffer):
+            raise httpx.RemoteProtocolError("the answer broke off inside its headers")
+    lines = bytes(buffer[:end]).decode("latin-1").split("\r\n")
+    del buffer[:end + 4]
+    version, _, rest = lines[0].partition(" ")
+    code = rest[:3]
+    if not version.startswith("HTTP/1.") or not code.isdigit():
+        raise httpx.RemoteProtocolError(f"not an HTTP/1.x answer: {lines[0][:80]!r}")
+    headers = []
+    for line in lines[1:]:
+        name, colon, value = line.partition(":")
+        if not colon or not name or name != name.strip():
+            raise httpx.RemoteProtocolError(f"a malformed header line {line[:80]!r}")
+        headers.append((name, value.strip()))
+    return int(code), version, headers
+
+
+def _check_headers(headers: Mapping[str, str]) -> None:
+    for name, value in headers.items():
+        if any(c in f"{name}{value}" for c in "\r\n\0") or not name or ":" in name:
+            raise httpx.LocalProtocolError(f"the header {name!r} cannot be sent (a line break or colon in it)")
 
 
 class _StaleConnection(Exception):
@@ -254,11 +409,8 @@ def _encode_json(value: Any) -> bytes:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
 
 
-def _still_open(connection: http.client.HTTPConnection) -> bool:
+def _still_open(sock: socket.socket) -> bool:
     """An idle connection is usable when nothing is waiting on it: readable means closed (or garbage)."""
-    sock = connection.sock
-    if sock is None:
-        return False
     if isinstance(sock, ssl.SSLSocket) and sock.pending():
         return False
     try:

@@ -17,7 +17,7 @@ import pytest
 
 from comfykit import ComfyUIClient
 from comfykit._wire import usable
-from comfykit.errors import ProtocolError, ServerUnreachable
+from comfykit.errors import ConfigError, ProtocolError, ServerUnreachable
 
 Handler = Callable[[socket.socket, bytes], bool]  # (connection, request head) -> keep the connection open?
 
@@ -141,3 +141,38 @@ def test_which_clients_use_the_wire(monkeypatch: pytest.MonkeyPatch) -> None:
     assert not usable("http://comfy.example:8188", transport=None, auth=None)  # httpx would use the proxy
     monkeypatch.setenv("NO_PROXY", "comfy.example")
     assert usable("http://comfy.example:8188", transport=None, auth=None)
+
+
+def test_chunked_informational_and_close_delimited_answers_are_read_whole(scripted) -> None:
+    answers = iter([
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"5;ext=1\r\n{\"a\":\r\n3\r\n 1}\r\n0\r\nX-Trailer: t\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n{\"b\": 2}",  # no length: ends at close
+    ])
+
+    def scripted_answer(conn: socket.socket, head: bytes) -> bool:
+        answer = next(answers)
+        conn.sendall(answer)
+        return b"chunked" in answer  # the chunked one keeps the connection, the other ends it
+
+    url, heads, accepted = scripted(scripted_answer)
+    with ComfyUIClient(url=url) as client:
+        assert client.get_system_stats() == {"a": 1}
+        assert client.get_system_stats() == {"b": 2}
+    assert len(heads) == 2 and len(accepted) == 1
+
+
+def test_an_answer_that_is_not_http_is_a_protocol_error(scripted) -> None:
+    def garbage(conn: socket.socket, head: bytes) -> bool:
+        conn.sendall(b"SSH-2.0-OpenSSH_9.6\r\n\r\n")
+        return False
+
+    url, _, _ = scripted(garbage)
+    with ComfyUIClient(url=url) as client, pytest.raises(ServerUnreachable, match="not an HTTP"):
+        client.get_system_stats()
+
+
+def test_a_header_with_a_line_break_is_never_sent() -> None:
+    with pytest.raises(ConfigError, match="X-Evil") as caught:
+        ComfyUIClient(url="http://127.0.0.1:9", headers={"X-Evil": "a\r\nInjected: yes"})
+    assert "Injected" not in str(caught.value)  # the value may be a secret
