@@ -18,6 +18,7 @@ import hashlib
 import os
 import re
 import secrets
+import stat
 import string
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -34,6 +35,7 @@ __all__ = [
     "atomic_write",
     "finish_file",
     "output_root",
+    "resolve_inside",
     "safe_output_path",
     "sanitize_component",
     "sha256_of_file",
@@ -157,18 +159,43 @@ def _is_inside(path: Path, root: Path) -> bool:
         return False
 
 
-def output_root(folder: Path | str) -> Path:
+def output_root(folder: str | os.PathLike[str]) -> Path:
     """``folder`` as an absolute path with ``~`` and symbolic links resolved: the root every output stays inside.
 
     Worked out once per folder and working directory: resolving walks every component
     with a system call, and each stored file needs its root.
     """
-    return _resolved(str(folder), os.getcwd())
+    return _resolved(os.fspath(folder), os.getcwd())
 
 
 @functools.lru_cache(maxsize=256)
 def _resolved(folder: str, cwd: str) -> Path:
     return Path(folder).expanduser().resolve()
+
+
+def resolve_inside(root: Path, path: Path) -> Path:
+    """``path`` (below ``root``, an :func:`output_root`) with symbolic links resolved, as ``Path.resolve`` would.
+
+    Only the components below ``root`` are looked at, one ``lstat`` each until the first
+    that does not exist yet; a link among them is resolved in full, so the answer may
+    lie outside ``root`` (the caller refuses it then).
+    """
+    try:
+        below = path.relative_to(root).parts
+    except ValueError:
+        return path.resolve()
+    current = str(root)
+    for index, part in enumerate(below):
+        if part in (".", ".."):
+            return path.resolve()
+        current = os.path.join(current, part)
+        try:
+            mode = os.lstat(current).st_mode
+        except (FileNotFoundError, NotADirectoryError):
+            return Path(os.path.join(current, *below[index + 1:]))
+        if stat.S_ISLNK(mode):
+            return path.resolve()
+    return Path(current)
 
 
 def safe_output_path(root: Path | str, template: str, fields: Mapping[str, Any]) -> Path:
@@ -198,8 +225,7 @@ def safe_output_path(root: Path | str, template: str, fields: Mapping[str, Any])
             hint="The server reported an absurd subfolder; check the node that saved it, or use a naming "
                  "template without {subfolder}.",
         )
-    candidate = root_path.joinpath(*parts)
-    resolved = candidate.resolve()
+    resolved = resolve_inside(root_path, root_path.joinpath(*parts))
     if not _is_inside(resolved, root_path) or resolved == root_path:
         raise UnsafePathError(
             f"refusing to write {where} to {resolved}: it is outside the output folder {root_path}",

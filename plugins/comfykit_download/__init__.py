@@ -37,7 +37,7 @@ from comfykit import hookimpl
 from comfykit.errors import NotFound, OutputError, RequestTimeout, ServerError, ServerUnreachable, UnsafePathError
 from comfykit.jobs import Job
 from comfykit.outputs import OutputFile, StoredOutput, discover_outputs
-from comfykit.paths import atomic_write, finish_file, output_root, sha256_of_file, temp_file_beside
+from comfykit.paths import atomic_write, finish_file, output_root, resolve_inside, sha256_of_file, temp_file_beside
 from comfykit_download.naming import DEFAULT_NAMING, plan_output_paths
 
 if TYPE_CHECKING:
@@ -328,7 +328,7 @@ def _make_parent(target: Path, root: Path) -> None:
                  "put {node_id} or {index} into output.naming to tell them apart.",
         )
     # A folder swapped for a symlink between planning and writing must not redirect the file.
-    real_parent = target.parent.resolve()
+    real_parent = resolve_inside(root, target.parent)
     if os.path.commonpath([str(real_parent), str(root)]) != str(root):
         raise UnsafePathError(
             f"refusing to write {target.name!r}: {target.parent} now leads outside the output folder {root}",

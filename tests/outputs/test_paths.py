@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from comfykit.errors import OutputError, UnsafePathError
 from comfykit.jobs import Job
 from comfykit.outputs import OutputFile
-from comfykit.paths import MAX_COMPONENT_BYTES, safe_output_path, sanitize_component
+from comfykit.paths import MAX_COMPONENT_BYTES, output_root, resolve_inside, safe_output_path, sanitize_component
 from comfykit_download.naming import DEFAULT_NAMING, output_fields, plan_output_paths
 
 
@@ -112,3 +112,18 @@ def test_results_are_always_inside_root(tmp_path: Path, filename: str, subfolder
     assert os.path.commonpath([path, root]) == str(root) and path != root
     assert all(0 < len(part.encode("utf-8")) <= MAX_COMPONENT_BYTES for part in path.relative_to(root).parts)
     assert all(part not in {".", ".."} and "\x00" not in part for part in path.relative_to(root).parts)
+
+
+def test_resolving_below_the_root_agrees_with_path_resolve(tmp_path: Path) -> None:
+    root = output_root(tmp_path / "out")
+    elsewhere = tmp_path / "elsewhere"
+    (root / "a" / "b").mkdir(parents=True)
+    elsewhere.mkdir()
+    (root / "link").symlink_to(elsewhere, target_is_directory=True)
+    (root / "a" / "inner").symlink_to(root / "a" / "b", target_is_directory=True)
+    (root / "a" / "file.png").write_bytes(b"x")
+    for relative in ["a", "a/b", "a/b/new/deeper.png", "link", "link/x.png", "a/inner/y.png", "a/file.png",
+                     "a/file.png/below", "missing/x/y.png"]:
+        path = root / relative
+        assert resolve_inside(root, path) == path.resolve(), relative
+    assert not str(resolve_inside(root, root / "link" / "x.png")).startswith(str(root))
