@@ -58,7 +58,9 @@ class Event(Mapping[str, Any]):
 
     @property
     def prompt_id(self) -> str | None:
-        return self.data.get("prompt_id") if isinstance(self.data, Mapping) else None
+        data = self.data
+        # A dict is by far the common case: the Mapping check is an ABC's, slow on every event.
+        return data.get("prompt_id") if type(data) is dict or isinstance(data, Mapping) else None
 
     def __getitem__(self, key: str) -> Any:
         if key == "type":
@@ -274,7 +276,7 @@ def parse_message(message: str | bytes) -> Event:
         return UnknownEvent("invalid_frame", decoded, raw=message)
     kind = str(decoded.get("type", ""))
     data = decoded.get("data")
-    if not isinstance(data, Mapping):
+    if type(data) is not dict:  # what json.loads makes of an object
         return UnknownEvent(kind, data, raw=message)
     try:
         return _text_event(kind, data)

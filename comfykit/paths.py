@@ -180,11 +180,11 @@ def resolve_inside(root: Path, path: Path) -> Path:
     that does not exist yet; a link among them is resolved in full, so the answer may
     lie outside ``root`` (the caller refuses it then).
     """
-    try:
-        below = path.relative_to(root).parts
-    except ValueError:
+    top, text = str(root), str(path)
+    if not text.startswith(top) or text[len(top):len(top) + 1] not in (os.sep, ""):
         return path.resolve()
-    current = str(root)
+    below = [part for part in text[len(top) + 1:].split(os.sep) if part]
+    current = top
     for index, part in enumerate(below):
         if part in (".", ".."):
             return path.resolve()

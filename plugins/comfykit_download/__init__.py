@@ -80,6 +80,8 @@ class DownloadLimits:
                    min_free_bytes=int(section.get("min_free_bytes", _MIN_FREE_BYTES)))
 
 
+#: the ``output.*`` keys of :class:`DownloadLimits`
+_LIMIT_KEYS = ("max_bytes", "download_timeout", "min_free_bytes")
 #: Free space is checked again after this many bytes, so a full disk stops a transfer early.
 _SPACE_CHECK_BYTES = 64 * 1024**2
 
@@ -199,21 +201,23 @@ def comfykit_register_commands(cli: click.Group) -> None:
 
 @hookimpl
 def comfykit_store_outputs(job: Job, outputs: Sequence[OutputFile], client: ComfyUIClient) -> list[StoredOutput]:
-    section = client.config.section("output")
-    if not section.get("download_results", True):
+    # Single keys, not config.section("output"): that walks every key of the config, twice per job.
+    config = client.config
+    if not config.get("output.download_results", True):
         return []
     return download_outputs(
         client,
         list(outputs),
-        section.get("output_dir") or "outputs",
+        config.get("output.output_dir") or "outputs",
         job=job,
-        naming=section.get("naming") or DEFAULT_NAMING,
-        include_temp=bool(section.get("include_temp", False)),
-        max_concurrent=int(section.get("concurrent_downloads") or 4),
-        verify_size=bool(section.get("verify_size", True)),
-        attempts=int(section.get("download_attempts") or 3),
-        limits=DownloadLimits.from_config(section),
-        durable=bool(section.get("fsync", True)),
+        naming=config.get("output.naming") or DEFAULT_NAMING,
+        include_temp=bool(config.get("output.include_temp", False)),
+        max_concurrent=int(config.get("output.concurrent_downloads") or 4),
+        verify_size=bool(config.get("output.verify_size", True)),
+        attempts=int(config.get("output.download_attempts") or 3),
+        limits=DownloadLimits.from_config({key: config[f"output.{key}"] for key in _LIMIT_KEYS
+                                           if f"output.{key}" in config}),
+        durable=bool(config.get("output.fsync", True)),
     )
 
 
@@ -392,6 +396,8 @@ def _download(
                         return _record(output, target, total, sha256_of_file(target), skipped=True)
                     if total is not None:
                         _check_room(name, target, total - written, limits)
+                        # Room for the whole file is checked: look again only after the next 64 MiB.
+                        next_space_check = max(next_space_check, written + _SPACE_CHECK_BYTES)
                     if handle is None:
                         handle, temp = temp_file_beside(target)
                     if start != written:

@@ -67,12 +67,12 @@ def comfykit_add_config(registry: ConfigRegistry) -> None:
 # trylast: the sinks before this one have their records in job.stored, so the sidecar lists them.
 @hookimpl(trylast=True)
 def comfykit_store_outputs(job: Job, outputs: Sequence[OutputFile], client: ComfyUIClient) -> list[StoredOutput]:
-    section = client.config.section("output")
-    if not section.get("save_metadata", True):
+    config = client.config  # single keys: config.section() walks every key of the config
+    if not config.get("output.save_metadata", True):
         return []
-    root = output_root(section.get("output_dir") or "outputs")
+    root = output_root(config.get("output.output_dir") or "outputs")
     rewritten: set[str] = set()
-    if section.get("embed_png_metadata"):
+    if config.get("output.embed_png_metadata"):
         payload = json.dumps(_png_payload(job, _client_secrets(client)), sort_keys=True)
         for path in _local_files(job.stored, root):
             if path.suffix.lower() == ".png" and embed_png_text(path, PNG_KEYWORD, payload):
@@ -80,9 +80,9 @@ def comfykit_store_outputs(job: Job, outputs: Sequence[OutputFile], client: Comf
     document = build_metadata(job, outputs, client, rewritten=rewritten)
     data = (readable_json(document) + "\n").encode("utf-8")
     sidecar = safe_output_path(root, "{job_id}.json", {"job_id": job.job_id})
-    atomic_write(sidecar, data, durable=bool(section.get("fsync", True)))
+    atomic_write(sidecar, data, durable=bool(config.get("output.fsync", True)))
     stored = [_record(sidecar, data, "metadata")]
-    manifest = section.get("manifest")
+    manifest = config.get("output.manifest")
     if manifest:
         line = json.dumps(_manifest_entry(document, sidecar), sort_keys=True, default=str) + "\n"
         path = _append_line(Path(manifest).expanduser(), line)
