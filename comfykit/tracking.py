@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -188,42 +189,13 @@ class JobTracker:
     @staticmethod
     def _record(watch: _Watch, event: Event) -> tuple[bool, bool]:
         """Fold one event into ``watch``; return (it started now, it ended now)."""
-        prompt_id = watch.prompt_id
-        if isinstance(event, ExecutionStartEvent):
-            watch.started = True
-            watch.started_at = time.time()
-            watch.messages.append(("execution_start", {"prompt_id": prompt_id, "timestamp": event.timestamp}))
-            return True, False
-        if isinstance(event, ExecutionCachedEvent):
-            if watch.cached:
-                return False, False  # a server sends it once per job: a repeat adds nothing (and must not grow)
-            watch.cached = tuple(event.nodes[:MAX_TRACKED_NODES])
-            watch.messages.append(("execution_cached", {"nodes": list(watch.cached), "prompt_id": prompt_id}))
-            for node in watch.cached:
-                watch.node_states[node] = "finished"
-        elif isinstance(event, ExecutingEvent):
-            if event.is_done:
-                watch.succeeded = watch.error is None and watch.interrupted is None
-                return False, True
-            watch.node = event.node
-            watch.step = watch.steps = None
-        elif isinstance(event, ProgressEvent):
-            watch.step, watch.steps = event.value, event.max
-        elif isinstance(event, ProgressStateEvent):
-            for node_id, state in event.nodes.items():
-                if _room_for(watch, watch.node_states, node_id):
-                    watch.node_states[node_id] = state.state
-        elif isinstance(event, ExecutedEvent) and event.node is not None:
-            if _room_for(watch, watch.outputs, event.node):
-                watch.outputs[event.node] = dict(event.output)
-        elif isinstance(event, ExecutionErrorEvent):
-            watch.error = event
-        elif isinstance(event, ExecutionInterruptedEvent):
-            watch.interrupted = event
-        elif isinstance(event, ExecutionSuccessEvent):
-            watch.succeeded = True
-            watch.messages.append(("execution_success", {"prompt_id": prompt_id, "timestamp": event.timestamp}))
-        return False, False
+        # Looked up by class, not by a chain of isinstance checks: events are Mappings, so each
+        # isinstance went through the ABC machinery, for fourteen events per job.
+        kind = type(event)
+        fold = _FOLDS.get(kind)
+        if fold is None:
+            fold = next((_FOLDS[base] for base in kind.__mro__ if base in _FOLDS), _ignore)
+        return fold(watch, event)
 
     # -- reconciliation -------------------------------------------------------------
 
@@ -373,6 +345,87 @@ class JobTracker:
             fraction=fraction,
         )
 
+
+
+_NOTHING = (False, False)
+
+
+def _ignore(watch: _Watch, event: Event) -> tuple[bool, bool]:
+    return _NOTHING
+
+
+def _started(watch: _Watch, event: ExecutionStartEvent) -> tuple[bool, bool]:
+    watch.started = True
+    watch.started_at = time.time()
+    watch.messages.append(("execution_start", {"prompt_id": watch.prompt_id, "timestamp": event.timestamp}))
+    return True, False
+
+
+def _cached(watch: _Watch, event: ExecutionCachedEvent) -> tuple[bool, bool]:
+    if watch.cached:
+        return _NOTHING  # a server sends it once per job: a repeat adds nothing (and must not grow)
+    watch.cached = tuple(event.nodes[:MAX_TRACKED_NODES])
+    watch.messages.append(("execution_cached", {"nodes": list(watch.cached), "prompt_id": watch.prompt_id}))
+    for node in watch.cached:
+        watch.node_states[node] = "finished"
+    return _NOTHING
+
+
+def _executing(watch: _Watch, event: ExecutingEvent) -> tuple[bool, bool]:
+    if event.is_done:
+        watch.succeeded = watch.error is None and watch.interrupted is None
+        return False, True
+    watch.node = event.node
+    watch.step = watch.steps = None
+    return _NOTHING
+
+
+def _progress(watch: _Watch, event: ProgressEvent) -> tuple[bool, bool]:
+    watch.step, watch.steps = event.value, event.max
+    return _NOTHING
+
+
+def _progress_state(watch: _Watch, event: ProgressStateEvent) -> tuple[bool, bool]:
+    for node_id, state in event.nodes.items():
+        if _room_for(watch, watch.node_states, node_id):
+            watch.node_states[node_id] = state.state
+    return _NOTHING
+
+
+def _executed(watch: _Watch, event: ExecutedEvent) -> tuple[bool, bool]:
+    if event.node is not None and _room_for(watch, watch.outputs, event.node):
+        watch.outputs[event.node] = dict(event.output)
+    return _NOTHING
+
+
+def _failed(watch: _Watch, event: ExecutionErrorEvent) -> tuple[bool, bool]:
+    watch.error = event
+    return _NOTHING
+
+
+def _interrupted(watch: _Watch, event: ExecutionInterruptedEvent) -> tuple[bool, bool]:
+    watch.interrupted = event
+    return _NOTHING
+
+
+def _succeeded(watch: _Watch, event: ExecutionSuccessEvent) -> tuple[bool, bool]:
+    watch.succeeded = True
+    watch.messages.append(("execution_success", {"prompt_id": watch.prompt_id, "timestamp": event.timestamp}))
+    return _NOTHING
+
+
+#: how each kind of event changes a watch (a subclass of one of these is folded as its base)
+_FOLDS: dict[type[Event], Callable[[_Watch, Any], tuple[bool, bool]]] = {
+    ExecutionStartEvent: _started,
+    ExecutionCachedEvent: _cached,
+    ExecutingEvent: _executing,
+    ProgressEvent: _progress,
+    ProgressStateEvent: _progress_state,
+    ExecutedEvent: _executed,
+    ExecutionErrorEvent: _failed,
+    ExecutionInterruptedEvent: _interrupted,
+    ExecutionSuccessEvent: _succeeded,
+}
 
 
 def raise_for_outcome(prompt_id: str, entry: dict[str, Any]) -> dict[str, Any]:
