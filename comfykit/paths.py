@@ -130,16 +130,7 @@ class _SafeValues(Mapping[str, Any]):
 def _render(template: str, fields: Mapping[str, Any]) -> str:
     params = fields.get("params")
     values = _SafeValues(fields, params if isinstance(params, Mapping) else {})
-    try:
-        names = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
-    except ValueError as exc:
-        raise OutputError(f"bad naming template {template!r}: {exc}", hint="Fix output.naming.") from None
-    for name in names:
-        if name.startswith("_") or "._" in name or "[_" in name:
-            raise OutputError(
-                f"naming template {template!r} uses a private attribute ({name!r})",
-                hint="Use plain field names such as {job_id}, {node_id}, {filename}, {params[seed]}.",
-            )
+    _check_template(template)
     try:
         return template.format_map(values)
     except (KeyError, IndexError) as exc:
@@ -152,7 +143,25 @@ def _render(template: str, fields: Mapping[str, Any]) -> str:
         raise OutputError(f"naming template {template!r} cannot be rendered: {exc}", hint="Fix output.naming.") from None
 
 
+@functools.lru_cache(maxsize=64)
+def _check_template(template: str) -> None:
+    """Refuse a template that does not parse or reaches for private attributes (once per template: a batch has one)."""
+    try:
+        names = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+    except ValueError as exc:
+        raise OutputError(f"bad naming template {template!r}: {exc}", hint="Fix output.naming.") from None
+    for name in names:
+        if name.startswith("_") or "._" in name or "[_" in name:
+            raise OutputError(
+                f"naming template {template!r} uses a private attribute ({name!r})",
+                hint="Use plain field names such as {job_id}, {node_id}, {filename}, {params[seed]}.",
+            )
+
+
 def _is_inside(path: Path, root: Path) -> bool:
+    text, top = str(path), str(root)
+    if text.startswith(top) and text[len(top):len(top) + 1] in (os.sep, ""):
+        return True  # both are resolved: a plain prefix is the common path (elsewhere commonpath decides)
     try:
         return os.path.commonpath([str(path), str(root)]) == str(root)
     except ValueError:  # different drives on Windows
@@ -284,7 +293,8 @@ def finish_file(handle: IO[bytes], *, durable: bool) -> None:
 
 def atomic_write(target: Path, data: bytes, *, durable: bool = True) -> None:
     """Write ``data`` to ``target`` so that a reader (or a crash) sees the old file or the whole new one."""
-    target.parent.mkdir(parents=True, exist_ok=True)
+    if not target.parent.is_dir():  # a stat: mkdir of an existing folder takes the folder's lock
+        target.parent.mkdir(parents=True, exist_ok=True)
     with atomic_file(target, durable=durable) as handle:
         handle.write(data)
 

@@ -317,7 +317,8 @@ def download_outputs(
 
 def _make_parent(target: Path, root: Path) -> None:
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
+        if not target.parent.is_dir():  # a stat: mkdir of an existing folder takes the folder's lock
+            target.parent.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
         blocking = next((p for p in (target.parent, *target.parent.parents) if p.is_file()), target.parent)
         raise OutputError(
