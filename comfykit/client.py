@@ -103,8 +103,10 @@ class ComfyUIClient:
         #: plain requests (no upload, no auth flow, no proxy) go over this lighter pool instead of httpx
         self._wire: _wire.Wire | None = None
         if _wire.usable(self.base_url, transport=transport, auth=self.connection.auth):
-            # httpx's own headers (its User-Agent, the custom ones), uncompressed: http.client does not inflate.
+            # httpx's own headers (its User-Agent, the custom ones); uncompressed answers, since the wire does
+            # not inflate (without an Accept-Encoding header any coding would be acceptable).
             wire_headers = {k: v for k, v in self._http.headers.items() if k.lower() != "accept-encoding"}
+            wire_headers["Accept-Encoding"] = "identity"
             wire_headers.update(_wire.static_auth_headers(self.connection.auth))
             self._wire = _wire.Wire(self.base_url, wire_headers, verify=self.connection.verify,
                                     timeout=self.connection.timeout, connect_timeout=self.connection.connect_timeout)

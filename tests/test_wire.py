@@ -127,6 +127,7 @@ def test_headers_and_basic_auth_reach_the_server_on_the_wire(scripted) -> None:
     assert "x-team: render" in head
     assert "authorization: basic " + base64.b64encode(b"ann:pw").decode().lower() in head
     assert "content-type: application/json" in head
+    assert "accept-encoding: identity" in head  # the wire does not inflate: no compressed answers
 
 
 def test_which_clients_use_the_wire(monkeypatch: pytest.MonkeyPatch) -> None:
