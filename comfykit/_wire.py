@@ -269,9 +269,9 @@ class Wire:
 
     # -- connections -------------------------------------------------------------------
 
-    def _connect(self) -> _Connection:
+    def _connect(self, timeout: float) -> _Connection:
         try:
-            sock = socket.create_connection((self.host, self.port), timeout=self.connect_timeout)
+            sock = socket.create_connection((self.host, self.port), timeout=timeout)
         except TimeoutError as exc:
             raise httpx.ConnectTimeout(f"connecting to {self.host}:{self.port} timed out: {exc}") from None
         except OSError as exc:  # refused, unreachable, unknown host
@@ -288,13 +288,13 @@ class Wire:
             raise httpx.ConnectError(f"{type(exc).__name__}: {exc}") from None
         return _Connection(sock)
 
-    def _take(self) -> tuple[_Connection, bool]:
+    def _take(self, connect_timeout: float) -> tuple[_Connection, bool]:
         """An idle connection still open (and whether it was reused), else a new one."""
         while True:
             with self._lock:
                 connection = self._idle.pop() if self._idle else None
             if connection is None:
-                return self._connect(), False
+                return self._connect(connect_timeout), False
             if _still_open(connection.sock):
                 return connection, True
             connection.close()
@@ -335,8 +335,10 @@ class Wire:
             head += f"Content-Length: {len(body)}\r\n"
         request = (head + "\r\n").encode("latin-1") + body
         read_timeout = self.timeout if timeout is None else float(timeout)
+        # A request's own timeout (a health check's ping) bounds its connecting too, as httpx's does.
+        connect_timeout = self.connect_timeout if timeout is None else min(self.connect_timeout, read_timeout)
         while True:
-            connection, reused = self._take()
+            connection, reused = self._take(connect_timeout)
             try:
                 return self._exchange(connection, method, request, read_timeout)
             except _StaleConnection:
