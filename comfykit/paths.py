@@ -174,7 +174,9 @@ def output_root(folder: str | os.PathLike[str]) -> Path:
     Worked out once per folder and working directory: resolving walks every component
     with a system call, and each stored file needs its root.
     """
-    return _resolved(os.fspath(folder), os.getcwd())
+    text = os.fspath(folder)
+    # The working directory matters only to a relative folder (asking for it is a system call).
+    return _resolved(text, "" if os.path.isabs(text) else os.getcwd())
 
 
 @functools.lru_cache(maxsize=256)
