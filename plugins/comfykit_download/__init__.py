@@ -115,6 +115,8 @@ class _LeftoverParts:
         with self._lock:
             folders = self._found.setdefault(client, {})
             if folder not in folders:
+                if len(folders) >= _MAX_LISTED_FOLDERS:  # one folder per job ({job_id}/...): forget the oldest
+                    folders.pop(next(iter(folders)))
                 folders[folder] = _list_parts(folder)
             stale = folders[folder].pop(prefix, [])
         for name in stale:
@@ -142,6 +144,8 @@ def _list_parts(folder: Path) -> dict[str, list[str]]:
     return found
 
 
+#: folders whose listing a client keeps (a folder forgotten and met again is listed again)
+_MAX_LISTED_FOLDERS = 4096
 _leftovers = _LeftoverParts()
 
 
