@@ -23,7 +23,7 @@ import httpx
 from comfykit import _http
 from comfykit._http import MAX_ERROR_BYTES, MAX_JSON_BYTES, MAX_SMALL_BYTES, BodyReader, Call
 from comfykit.config import Config
-from comfykit.errors import ComfyKitError, NotFound, RequestTimeout, ServerError, ServerUnreachable, TransportError
+from comfykit.errors import ComfyKitError, NotFound, ServerError, TransportError
 from comfykit.jobs import new_prompt_id
 from comfykit.plugins import PluginManager, open_session
 from comfykit.tracking import JobTracker, raise_for_outcome
@@ -393,10 +393,8 @@ class ComfyUIClient:
         request = self._http.build_request(call.method, call.path, headers=headers, **call.options)
         try:
             response = self._http.send(request, stream=True)
-        except httpx.TimeoutException:
-            raise RequestTimeout(f"GET /view {filename!r} timed out", url="/view") from None
         except httpx.TransportError as exc:
-            raise ServerUnreachable(f"cannot download {filename!r}: {exc}", url="/view") from None
+            raise _http.download_error(filename, exc, started=False) from None
         try:
             if response.status_code >= 300:
                 url = self.base_url + "/view"
@@ -405,10 +403,8 @@ class ComfyUIClient:
             # Errors raised while the caller reads the body arrive here too: they leave as comfykit errors.
             try:
                 yield response
-            except httpx.TimeoutException:
-                raise RequestTimeout(f"GET /view {filename!r} timed out mid-transfer", url="/view") from None
             except httpx.TransportError as exc:
-                raise ServerUnreachable(f"the download of {filename!r} broke: {exc}", url="/view") from None
+                raise _http.download_error(filename, exc, started=True) from None
         finally:
             response.close()
 
