@@ -1,11 +1,13 @@
-"""Fixtures of the fault-injection tests: a fresh simulator per test and helpers that act on its sockets."""
+"""Fixtures of the fault-injection tests: a fresh simulator per test, helpers that act on its sockets, garbage frames."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import strategies as st
 
 from comfykit.testing import ComfyUISimulator
 
@@ -22,3 +24,22 @@ def send_to_sockets(sim: ComfyUISimulator, payload: str | bytes | None) -> int:
     for socket in sockets:
         sim.server.deliver(socket, payload)
     return len(sockets)
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
+    max_leaves=15,
+)
+_kinds = st.sampled_from(["status", "executing", "progress", "progress_state", "executed", "execution_start",
+                          "execution_cached", "execution_success", "execution_error", "execution_interrupted",
+                          "feature_flags", "other"])
+#: what a broken or hostile server may send over the WebSocket: bytes, text, JSON of every shape, fake binary headers
+garbage_frames = st.one_of(
+    st.binary(max_size=300),
+    st.tuples(st.sampled_from([1, 2, 3, 4]), st.integers(0, 2**32 - 1), st.binary(max_size=200)).map(
+        lambda t: t[0].to_bytes(4, "big") + t[1].to_bytes(4, "big") + t[2]),
+    st.text(alphabet=st.characters(blacklist_categories=["Cs"]), max_size=300),
+    st.builds(lambda kind, data: json.dumps({"type": kind, "data": data}), _kinds, _json_values),
+    _json_values.map(json.dumps),
+)

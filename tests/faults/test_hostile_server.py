@@ -25,7 +25,7 @@ from comfykit.config import load_config
 from comfykit.errors import ProtocolError, RequestTimeout
 from comfykit.events import Event, StatusEvent
 from comfykit.testing import ComfyUISimulator
-from faults.conftest import send_to_sockets
+from faults.conftest import garbage_frames, send_to_sockets
 
 MB = 1024 * 1024
 READERS: dict[str, Callable[[ComfyUIClient], Any]] = {
@@ -104,23 +104,6 @@ def test_a_body_that_never_ends_fails_within_the_timeout(
 
 # ---------------------------------------------------------------- WebSocket garbage
 
-_json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
-    max_leaves=15,
-)
-_kinds = st.sampled_from(["status", "executing", "progress", "progress_state", "executed", "execution_start",
-                          "execution_cached", "execution_success", "execution_error", "execution_interrupted",
-                          "feature_flags", "other"])
-_frames = st.one_of(
-    st.binary(max_size=300),
-    st.tuples(st.sampled_from([1, 2, 3, 4]), st.integers(0, 2**32 - 1), st.binary(max_size=200)).map(
-        lambda t: t[0].to_bytes(4, "big") + t[1].to_bytes(4, "big") + t[2]),
-    st.text(alphabet=st.characters(blacklist_categories=["Cs"]), max_size=300),
-    st.builds(lambda kind, data: json.dumps({"type": kind, "data": data}), _kinds, _json_values),
-    _json_values.map(json.dumps),
-)
-
 
 @pytest.fixture
 def watching_client(sim: ComfyUISimulator) -> Iterator[tuple[ComfyUIClient, dict[str, threading.Event]]]:
@@ -143,7 +126,7 @@ def test_garbage_frames_never_stop_the_reader_thread(
     client, markers = watching_client
 
     @settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
-    @given(frames=st.lists(_frames, min_size=1, max_size=8))
+    @given(frames=st.lists(garbage_frames, min_size=1, max_size=8))
     def garbage_then_marker(frames: list[str | bytes]) -> None:
         for frame in frames:
             assert send_to_sockets(sim, frame) == 1
