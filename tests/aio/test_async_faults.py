@@ -8,23 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
-import threading
 import uuid
 from pathlib import Path
 
 import httpx
 import pytest
 from batching.workloads import unique_workflows
-from faults.conftest import garbage_frames, send_to_sockets
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from faults.conftest import GarbageProbe, send_to_sockets
 
 from comfykit import AsyncComfyUIClient, JobStatus
 from comfykit.aio import AsyncJob
 from comfykit.config import Config, load_config
 from comfykit.errors import ExecutionInterrupted, JobLost, ProtocolError, RequestTimeout, ServerError
-from comfykit.events import Event, StatusEvent
 from comfykit.jobs import Job, new_prompt_id
 from comfykit.testing import ComfyUISimulator
 
@@ -242,28 +237,12 @@ async def _prompt_ids_of(handle: AsyncJob) -> set[str | None]:
 
 @pytest.mark.parametrize("sim", ["0.33.0"], indirect=True)
 async def test_garbage_frames_never_stop_the_socket_task(sim: ComfyUISimulator, config: Config) -> None:
-    markers: dict[str, threading.Event] = {}
-
-    def on_status(event: Event) -> None:
-        if isinstance(event, StatusEvent) and event.sid in markers:
-            markers[event.sid].set()
-
-    @settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
-    @given(frames=st.lists(garbage_frames, min_size=1, max_size=8))
-    def garbage_then_marker(frames: list[str | bytes]) -> None:
-        for frame in frames:
-            assert send_to_sockets(sim, frame) == 1
-        marker = str(uuid.uuid4())
-        markers[marker] = threading.Event()
-        send_to_sockets(sim, json.dumps({"type": "status", "data": {"status": {"exec_info": {"queue_remaining": 0}},
-                                                                     "sid": marker}}))
-        assert markers[marker].wait(10), "an event sent after the garbage never arrived"
-
+    probe = GarbageProbe(sim)
     async with AsyncComfyUIClient(url=sim.url, config=config, store_outputs=False) as client:
-        client.on("status", on_status)
+        client.on("status", probe.on_status)
         source = await client.connect_websocket()
         assert source is not None and source.connected
-        await asyncio.to_thread(garbage_then_marker)  # the loop reads the socket meanwhile
+        await asyncio.to_thread(probe.run)  # the loop reads the socket meanwhile
         assert source.connected and source.reconnects == 0
         # And a real job after all that still completes from its events.
         assert (await client.run(unique_workflows(1)[0], timeout=30)).status is JobStatus.COMPLETED

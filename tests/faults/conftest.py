@@ -1,14 +1,18 @@
-"""Fixtures of the fault-injection tests: a fresh simulator per test, helpers that act on its sockets, garbage frames."""
+"""Fixtures of the fault-injection tests: a fresh simulator per test, helpers that act on its sockets, a garbage probe."""
 
 from __future__ import annotations
 
 import json
+import threading
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from comfykit.events import Event, StatusEvent
 from comfykit.testing import ComfyUISimulator
 
 
@@ -43,3 +47,33 @@ garbage_frames = st.one_of(
     st.builds(lambda kind, data: json.dumps({"type": kind, "data": data}), _kinds, _json_values),
     _json_values.map(json.dumps),
 )
+
+
+class GarbageProbe:
+    """Sends garbage frames to a simulator's one socket, each batch followed by a marker that must still arrive.
+
+    Register :meth:`on_status` as the client's ``status`` callback, then :meth:`run` (from a thread
+    that is not the one reading the socket): a reader that stopped or fell behind fails it.
+    """
+
+    def __init__(self, sim: ComfyUISimulator) -> None:
+        self.sim = sim
+        self._markers: dict[str, threading.Event] = {}
+
+    def on_status(self, event: Event) -> None:
+        if isinstance(event, StatusEvent) and event.sid in self._markers:
+            self._markers[event.sid].set()
+
+    def run(self) -> None:
+        @settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+        @given(frames=st.lists(garbage_frames, min_size=1, max_size=8))
+        def garbage_then_marker(frames: list[str | bytes]) -> None:
+            for frame in frames:
+                assert send_to_sockets(self.sim, frame) == 1
+            marker = str(uuid.uuid4())
+            self._markers[marker] = threading.Event()
+            status = {"status": {"exec_info": {"queue_remaining": 0}}, "sid": marker}
+            send_to_sockets(self.sim, json.dumps({"type": "status", "data": status}))
+            assert self._markers[marker].wait(10), "an event sent after the garbage never arrived"
+
+        garbage_then_marker()
