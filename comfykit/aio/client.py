@@ -169,6 +169,7 @@ class AsyncComfyUIClient(AsyncEndpoints):
         job = Job(workflow=_http.prompt_of(workflow), prompt_id=prompt_id or new_prompt_id(), server=self.base_url,
                   metadata=dict(metadata or {}), extra_data=dict(options.pop("extra_data", None) or {}),
                   inputs=dict(inputs or {}))
+        await self._start_session()  # before the preparation's threads use the sync client: it starts once
         try:
             prompt = await asyncio.to_thread(
                 preparing.prepare, job, self.sync_client, self._uploads, plugins=self.plugin_manager,
@@ -253,6 +254,7 @@ class AsyncComfyUIClient(AsyncEndpoints):
         if self._socket_asked:
             return
         self._socket_asked = True
+        await self._start_session()  # the reconciling threads use the sync client too
         # Where the sync client's monitor plugin would open its socket: with the monitor loaded and enabled.
         if self.plugin_manager.is_registered("monitor") and self.config.get("websocket.enable"):
             from comfykit.aio.event_socket import AsyncEventSocket

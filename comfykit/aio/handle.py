@@ -110,7 +110,7 @@ class AsyncJob:
     async def ended(self, timeout: float | None = None) -> None:
         """Wait until the server is done with it (its outputs not yet stored); WaitTimeout after ``timeout`` s."""
         try:
-            await asyncio.wait_for(asyncio.shield(self._finished.wait()), timeout)
+            await asyncio.wait_for(self._finished.wait(), timeout)
         except asyncio.TimeoutError:
             raise WaitTimeout(
                 f"job {self.prompt_id} did not finish within {timeout} s", prompt_id=self.prompt_id,

@@ -198,3 +198,23 @@ async def test_stream_view_streams_ranges_and_raises_comfykit_errors(sim: ComfyU
         with pytest.raises(ServerUnreachable, match="broke"):
             async with client.stream_view(name, subfolder) as response:
                 b"".join([chunk async for chunk in response.aiter_bytes()])
+
+
+async def test_the_session_starts_once_and_finishes_once_however_many_jobs_start_together(
+    sim: ComfyUISimulator, config: Config
+) -> None:
+    calls: list[str] = []
+
+    class Session:
+        @hookimpl
+        def comfykit_session_start(self, client: object) -> None:
+            calls.append("start")
+
+        @hookimpl
+        def comfykit_session_finish(self, client: object) -> None:
+            calls.append("finish")
+
+    async with AsyncComfyUIClient(url=sim.url, config=config, plugins=[Session()], store_outputs=False) as client:
+        await asyncio.gather(*(client.run(workflow("invert_save", color_1=n), timeout=30) for n in range(8)))
+        assert calls == ["start"]
+    assert calls == ["start", "finish"]
