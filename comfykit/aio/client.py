@@ -22,9 +22,10 @@ import httpx
 from comfykit import _http
 from comfykit.aio.endpoints import AsyncEndpoints
 from comfykit.aio.handle import AsyncJob
+from comfykit.aio.outages import has_prompt, wait_for_server
 from comfykit.aio.waiting import WaitingJobs
 from comfykit.client import ComfyUIClient
-from comfykit.errors import ComfyKitError, JobError, WaitTimeout
+from comfykit.errors import ComfyKitError, JobError, PromptRejected, RequestTimeout, ServerError, TransportError, WaitTimeout
 from comfykit.jobs import Job, JobStatus, new_prompt_id
 from comfykit.queue import submit as preparing
 from comfykit.queue.inputs import UploadCache
@@ -165,6 +166,9 @@ class AsyncComfyUIClient(AsyncEndpoints):
         anything is posted.  The job is watched and the WebSocket opened before the POST, so
         no event is missed.  ``options`` are :meth:`post_prompt`'s (``front``, ``number``,
         ``extra_data``, ``targets``).  Cancelled during the POST, the prompt is taken off the server again.
+        When the POST fails with a 5xx or a timeout, the server is asked whether it has the prompt
+        all the same (its answer may be what was lost; after a timeout, once it answers again):
+        then the handle is returned, else the error is raised.
         """
         job = Job(workflow=_http.prompt_of(workflow), prompt_id=prompt_id or new_prompt_id(), server=self.base_url,
                   metadata=dict(metadata or {}), extra_data=dict(options.pop("extra_data", None) or {}),
@@ -194,12 +198,28 @@ class AsyncComfyUIClient(AsyncEndpoints):
                 log.debug("job %s: the POST cancelled on its way failed (%s); nothing to take off", handle.prompt_id, exc)
             await handle.abandon()
             raise
+        except (TransportError, ServerError) as exc:
+            if not await self._received(handle.prompt_id, exc):
+                self._waiting.forget(handle.prompt_id)
+                self._refused(job, exc)
+                raise
+            log.info("POST /prompt for %s failed (%s) but the server has it: not posted again", handle.prompt_id, exc)
         except BaseException as exc:
             self._waiting.forget(handle.prompt_id)
             self._refused(job, exc)
             raise
         handle.accepted()
         return handle
+
+    async def _received(self, prompt_id: str, error: BaseException) -> bool:
+        """Whether the server has a prompt whose POST failed: its answer may be what was lost, as a queue asks."""
+        if isinstance(error, PromptRejected):
+            return False
+        known = await has_prompt(self, prompt_id)
+        if known is None and isinstance(error, RequestTimeout):  # it may be queued there: ask once it answers again
+            await wait_for_server(self, error)
+            known = await has_prompt(self, prompt_id)
+        return bool(known)
 
     def _refused(self, job: Job, error: BaseException) -> None:
         """The job never reached the server (a bad workflow, a failed upload or POST): it failed."""

@@ -3,19 +3,18 @@
 The steps are :mod:`comfykit.queue.finish`'s (``collect``, then ``store`` through the
 sinks), run off the loop because they call the server synchronously.  When a step fails
 because the server went away (refused, timed out, a 5xx: ``ServerDown``) the job waits for
-the server to answer again (``batch.health_interval`` between checks, at most
-``batch.down_timeout`` seconds) and the step is taken again; storing is tried again at most
-``batch.max_retries`` times.  The job is complete only once its outputs are stored, else it
-fails with :class:`~comfykit.errors.OutputsNotStored`.
+the server to answer again (:func:`~comfykit.aio.outages.wait_for_server`) and the step is
+taken again; storing is tried again at most ``batch.max_retries`` times.  The job is complete
+only once its outputs are stored, else it fails with :class:`~comfykit.errors.OutputsNotStored`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from typing import TYPE_CHECKING
 
+from comfykit.aio.outages import wait_for_server
 from comfykit.errors import OutputsNotStored, ServerUnreachable
 from comfykit.jobs import Job, JobStatus
 from comfykit.queue import finish
@@ -47,7 +46,7 @@ async def collect_and_store(client: AsyncComfyUIClient, job: Job, prompt_id: str
         if isinstance(collected, finish.ServerDown):
             log.warning("job %s: its end could not be read (%s); trying again once %s answers", job.job_id,
                         collected.error, client.base_url)
-            await _server_back(client, collected.error)
+            await wait_for_server(client, collected.error)
             continue
         if job.status is JobStatus.QUEUED:  # its start was not seen (a gap): it ran all the same
             job.move(JobStatus.RUNNING, started_at=collected.started_at or job.submitted_at)
@@ -71,23 +70,8 @@ async def collect_and_store(client: AsyncComfyUIClient, job: Job, prompt_id: str
         log.warning("job %s: storing its outputs failed (%s); trying again once %s answers", job.job_id,
                     stored.error, client.base_url)
         try:
-            await _server_back(client, stored.error)
+            await wait_for_server(client, stored.error)
         except ServerUnreachable as exc:
             raise OutputsNotStored(f"the outputs of job {job.job_id} could not be stored: {exc}",
                                    hint=f"Fetch them once the server is back: `comfykit download {prompt_id}`.") from exc
 
-
-async def _server_back(client: AsyncComfyUIClient, error: BaseException) -> None:
-    """Return once the server answers a ping; ServerUnreachable after ``batch.down_timeout`` seconds without one."""
-    batch = client.config.section("batch")
-    interval = float(batch["health_interval"])
-    down_timeout = float(batch["down_timeout"])
-    since = time.monotonic()
-    await asyncio.sleep(min(interval, 0.5))  # the first look comes soon: most outages are a moment
-    while not await client.ping(timeout=min(5.0, interval)):
-        if time.monotonic() - since > down_timeout:
-            raise ServerUnreachable(
-                f"{client.base_url} did not answer for {down_timeout:.0f} s (batch.down_timeout): {error}",
-                hint="Start the server again; a job that ran keeps its outputs there.",
-            ) from error
-        await asyncio.sleep(interval)

@@ -266,3 +266,22 @@ async def test_escaping_output_names_stay_in_the_output_folder(sim: ComfyUISimul
     assert outside == []
     if filename.startswith("/"):
         assert not Path(filename).exists()
+
+
+async def test_a_lost_post_answer_is_checked_with_the_server_not_raised_or_resubmitted(sim: ComfyUISimulator,
+                                                                                      out_dir: Path) -> None:
+    # Validation off: its catalogue request would meet the late answers before the POST does.
+    config = load_config(overrides={"output.output_dir": str(out_dir), "batch.health_interval": 0.1,
+                                    "workflow.validate_before_send": False}, use_file=False)
+    async with AsyncComfyUIClient(url=sim.url, config=config, timeout=0.3, store_outputs=False) as client:
+        await client.connect_websocket()
+        # Every answer arrives after the client gave up waiting: the POST is queued but its answer is lost.
+        sim.knobs.answer_delay = 0.6
+        running = asyncio.create_task(client.run(unique_workflows(1)[0], timeout=30))
+        while not sim.server.posted and not running.done():
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(1.0)  # the lost answers, and the questions that time out too
+        sim.knobs.answer_delay = 0.0
+        job = await running
+    assert job.status is JobStatus.COMPLETED and job.attempts == 1
+    _all_completed_once(sim, [job])
