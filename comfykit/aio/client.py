@@ -89,6 +89,7 @@ class AsyncComfyUIClient(AsyncEndpoints):
         self._closed = False
         self._session: asyncio.Task[None] | None = None
         self._waiting = WaitingJobs(self.sync_client.tracker, self._announce)
+        self._catalogue_lock = asyncio.Lock()
         self._uploads = UploadCache()  # each input file goes to this server once, whatever the number of jobs
         self._socket: AsyncEventSocket | None = None
         self._socket_asked = False
@@ -151,6 +152,27 @@ class AsyncComfyUIClient(AsyncEndpoints):
             return
         self._event_thread.submit(getattr(self.plugin_manager, hook), *args)
 
+    # -- the node catalogue --------------------------------------------------------------------
+
+    async def get_object_info(self, node_class: str | None = None, *, refresh: bool = False) -> dict[str, Any]:
+        """The node catalogue, or one class's entry (``{}`` when unknown), cached as the sync client caches it.
+
+        It is the :attr:`sync_client`'s cache, so the validation of every job and the callers
+        share one request, and the large answer is decoded off the loop; jobs asking at once
+        wait for that one request.  ``refresh=True`` asks the server again.
+        """
+        async with self._catalogue_lock:
+            return await asyncio.to_thread(self.sync_client.get_object_info, node_class, refresh=refresh)
+
+    def invalidate_object_info(self) -> None:
+        """Forget the cached catalogue (a node pack was installed): the next call asks the server."""
+        self.sync_client.invalidate_object_info()
+
+    async def _catalogue_for_validation(self) -> None:
+        # Fetched once here, under the lock, rather than by each preparing thread at once.
+        if self.config.get("workflow.validate_before_send", True) and not self.config.get("workflow.object_info"):
+            await self.get_object_info()
+
     # -- jobs ----------------------------------------------------------------------------------
 
     async def submit(
@@ -175,6 +197,7 @@ class AsyncComfyUIClient(AsyncEndpoints):
                   inputs=dict(inputs or {}))
         await self._start_session()  # before the preparation's threads use the sync client: it starts once
         try:
+            await self._catalogue_for_validation()
             prompt = await asyncio.to_thread(
                 preparing.prepare, job, self.sync_client, self._uploads, plugins=self.plugin_manager,
                 config=self.config, vary_seeds=vary_seeds,

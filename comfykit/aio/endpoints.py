@@ -3,7 +3,7 @@
 What each endpoint sends and how its answer is checked is :mod:`comfykit._http`'s, as
 for :class:`comfykit.ComfyUIClient`: the same size caps, deadlines, refused redirects,
 error types and secret masking.  :class:`~comfykit.aio.AsyncComfyUIClient` adds the
-jobs on top of these.
+node catalogue (shared with its sync client) and the jobs on top of these.
 """
 
 from __future__ import annotations
@@ -44,8 +44,6 @@ class AsyncEndpoints:
         )
         self._pool_closed = False
         self._info: ServerInfo | None = None
-        self._object_info: dict[str, Any] | None = None
-        self._object_info_lock = asyncio.Lock()
 
     async def close_pool(self) -> None:
         """Close the connection pool; every later request raises."""
@@ -189,27 +187,6 @@ class AsyncEndpoints:
 
     async def get_models(self, folder: str | None = None) -> list[str]:
         return await self._call(_http.models(folder))
-
-    async def get_object_info(self, node_class: str | None = None, *, refresh: bool = False) -> dict[str, Any]:
-        """The node catalogue (cached per client, as the sync client caches it), or one class's entry (``{}``: unknown).
-
-        Jobs asking at once wait for one request; ``refresh=True`` asks the server again.
-        """
-        if refresh:
-            self._object_info = None
-        known = self._object_info
-        if node_class is not None:
-            if known is not None and node_class in known:
-                return {node_class: known[node_class]}
-            return await self._call(_http.object_info(node_class))
-        async with self._object_info_lock:
-            if self._object_info is None:
-                self._object_info = await self._call(_http.object_info())
-            return self._object_info
-
-    def invalidate_object_info(self) -> None:
-        """Forget the cached catalogue (a node pack was installed): the next call asks the server."""
-        self._object_info = None
 
     # -- the jobs API (ComfyUI 0.33+) ------------------------------------------------------------
 

@@ -8,7 +8,6 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from comfykit import AsyncComfyUIClient, ComfyUIClient, JobStatus, hookimpl
@@ -156,28 +155,20 @@ async def test_outputs_the_server_keeps_failing_to_give_fail_the_job_after_the_r
 # ---------------------------------------------------------------- the node catalogue and /view
 
 
-class _Counting(httpx.AsyncHTTPTransport):
-    def __init__(self) -> None:
-        super().__init__()
-        self.paths: list[str] = []
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        self.paths.append(request.url.path)
-        return await super().handle_async_request(request)
-
-
-async def test_object_info_is_cached_as_the_sync_client_caches_it(sim: ComfyUISimulator, config: Config) -> None:
-    transport = _Counting()
-    async with AsyncComfyUIClient(url=sim.url, config=config, transport=transport) as client:
+async def test_object_info_is_the_sync_clients_cache_shared_by_callers_and_validation(sim: ComfyUISimulator,
+                                                                                    config: Config) -> None:
+    async with AsyncComfyUIClient(url=sim.url, config=config, store_outputs=False) as client:
         catalogues = await asyncio.gather(*(client.get_object_info() for _ in range(5)))
-        assert all(catalogue is catalogues[0] for catalogue in catalogues)
-        assert set(await client.get_object_info("EmptyImage")) == {"EmptyImage"}  # from the cache
-        assert transport.paths.count("/object_info") == 1
+        assert all(catalogue is catalogues[0] for catalogue in catalogues)  # one answer, kept
+        assert "EmptyImage" in catalogues[0]
+        assert set(await client.get_object_info("EmptyImage")) == {"EmptyImage"}
         assert await client.get_object_info("NoSuchNode") == {}
-        await client.get_object_info(refresh=True)
+        await client.run(workflow("invert_save"), timeout=30)  # validated against the same catalogue
+        assert await asyncio.to_thread(client.sync_client.get_object_info) is catalogues[0]
+        refreshed = await client.get_object_info(refresh=True)
+        assert refreshed is not catalogues[0] and refreshed == catalogues[0]
         client.invalidate_object_info()
-        await client.get_object_info()
-    assert transport.paths.count("/object_info") == 3
+        assert await client.get_object_info() is not refreshed
 
 
 async def test_stream_view_streams_ranges_and_raises_comfykit_errors(sim: ComfyUISimulator, config: Config) -> None:
