@@ -518,7 +518,7 @@ def _session_registry(first: Config) -> ConfigRegistry:
     its own needs the plugin manager a session would build; this is the one place
     the config layer reaches up to the plugin layer, at run time and on purpose.
     """
-    from comfykit.plugins import get_plugin_manager
+    from comfykit.plugin_loader import get_plugin_manager
 
     manager = get_plugin_manager(
         enable=first["plugins.enable"], disable=first["plugins.disable"],
