@@ -4,12 +4,11 @@ The ``comfykit_register_commands`` hookspec promises that a clash is reported, n
 silently resolved by hook order: each plugin gets a staging group holding the
 commands registered so far (so it may still add subcommands to another's group),
 and only the names it added are copied to the root; a name that is already there
-becomes a :class:`CommandConflict`, logged as a warning naming both plugins.
+becomes a :class:`CommandConflict`, which the plugin manager logs and keeps.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -22,8 +21,6 @@ if TYPE_CHECKING:
     import click
 
 __all__ = ["CommandConflict", "add_plugin_commands"]
-
-log = logging.getLogger("comfykit.plugins")
 
 
 @attrs.frozen
@@ -58,9 +55,7 @@ def add_plugin_commands(
             if cli.commands.get(name) is command:
                 continue
             if name in cli.commands:
-                conflict = CommandConflict(command=name, owner=shown[name], refused=describe(impl.plugin_name))
-                conflicts.append(conflict)
-                log.warning("%s", conflict)
+                conflicts.append(CommandConflict(command=name, owner=shown[name], refused=describe(impl.plugin_name)))
                 continue
             cli.add_command(command, name)
             shown[name] = describe(impl.plugin_name)

@@ -218,6 +218,8 @@ class PluginManager:
         """
         owners, conflicts = add_plugin_commands(self.pm.hook.comfykit_register_commands, cli, self.describe)
         self.command_owners.update(owners)
+        for conflict in conflicts:
+            log.warning("%s", conflict)
         self.command_conflicts.extend(conflicts)
         return list(self.command_conflicts)
 
