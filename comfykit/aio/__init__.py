@@ -30,7 +30,8 @@ Which code runs where (so that nothing blocks the event loop):
 The package: :mod:`~comfykit.aio.client` (the client and its jobs), :mod:`~comfykit.aio.endpoints`
 (the HTTP endpoints), :mod:`~comfykit.aio.handle` (a job's handle), :mod:`~comfykit.aio.waiting`
 (the jobs a client waits for), :mod:`~comfykit.aio.finishing` (results and outputs),
-:mod:`~comfykit.aio.event_socket` (the WebSocket) and :mod:`~comfykit.aio.batch` (:func:`run_queue`).
+:mod:`~comfykit.aio.outages` (waiting out a server's absence), :mod:`~comfykit.aio.event_socket`
+(the WebSocket) and :mod:`~comfykit.aio.batch` (:func:`run_queue`).
 """
 
 from __future__ import annotations
