@@ -64,11 +64,11 @@ async def test_a_failing_node_raises_and_the_job_is_failed(sim: ComfyUISimulator
 
 
 async def test_a_broken_workflow_is_refused_before_it_is_sent_and_the_server_rejects_it_without_validation(
-    sim: ComfyUISimulator, out_dir: Path
+    sim: ComfyUISimulator, config: Config
 ) -> None:
     broken = workflow("invert_save")
     broken["2"]["inputs"]["image"] = ["99", 0]
-    async with AsyncComfyUIClient(url=sim.url, config=load_config(use_file=False)) as client:
+    async with AsyncComfyUIClient(url=sim.url, config=config) as client:  # workflow.validate_before_send: on
         with pytest.raises(WorkflowValidationError, match="99"):
             await client.run(broken)
     assert sim.server.posted == []
