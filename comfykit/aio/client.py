@@ -222,7 +222,15 @@ class AsyncComfyUIClient(AsyncEndpoints):
             await handle.abandon()
             raise
         except (TransportError, ServerError) as exc:
-            if not await self._received(handle.prompt_id, exc):
+            try:
+                received = await self._received(handle.prompt_id, exc)
+            except asyncio.CancelledError:
+                await handle.abandon()  # it may be on the server: take it off
+                raise
+            except ComfyKitError as unanswered:  # the server stayed away: the POST's own error is the answer
+                log.info("job %s: the server could not be asked about its failed POST: %s", handle.prompt_id, unanswered)
+                received = False
+            if not received:
                 self._waiting.forget(handle.prompt_id)
                 self._refused(job, exc)
                 raise
