@@ -81,11 +81,16 @@ class ClaimingJournal(BatchJournal, Protocol):
     def holds(self, job_id: str) -> bool:
         """Whether this coordinator still holds ``job_id``, renewing the lease if so."""
 
-    def begin_post(self, job_id: str) -> bool:
-        """Start posting ``job_id``: until :meth:`end_post`, no coordinator can claim it; ``False`` when one is."""
+    def fence(self, job_id: str) -> bool:
+        """Make sure nobody takes ``job_id`` over until :meth:`unfence`; ``False`` when another coordinator holds it now.
 
-    def end_post(self, job_id: str) -> None:
-        """The POST of ``job_id`` is over (answered or failed)."""
+        A coordinator fences a job while it journals a prompt id and posts it, and while it stores the
+        job's outputs and journals it complete: frozen inside a fence, it keeps the job, so no other
+        coordinator posts it again or stores its outputs a second time.
+        """
+
+    def unfence(self, job_id: str) -> None:
+        """The step :meth:`fence` guarded is over (answered, stored, or failed)."""
 
     def release(self, job_id: str) -> None:
         """Give the claim on ``job_id`` back, so any coordinator may claim it at once."""

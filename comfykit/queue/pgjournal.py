@@ -13,9 +13,10 @@ holding it, so a coordinator whose lease was taken over (it was stopped, or cut 
 at its next write (:class:`~comfykit.queue.journals.LeaseLost`) instead of overwriting the new
 holder.  A dead coordinator's jobs are claimable once their leases end; the new holder asks
 the job's server about its recorded prompt id first, as a resume does.  While a coordinator
-journals a prompt id and posts it, it holds the job's advisory lock, which claims respect: a
-coordinator frozen mid-POST cannot have its job taken over and posted a second time.  A finished job keeps
-the name of the coordinator and host that finished it.  A lost connection (the database
+journals a prompt id and posts it, and while it stores a job's outputs and journals it complete,
+it holds the job's advisory lock (:meth:`PostgresJournal.fence`), which claims respect: a
+coordinator frozen there cannot have its job taken over, posted a second time or its outputs
+stored twice.  A finished job keeps the name of the coordinator and host that finished it.  A lost connection (the database
 restarted) is retried for ``reconnect_timeout`` seconds before it is an error.  The URL's
 password never leaves this module: locations and errors show it through
 :func:`comfykit.secrets.redact_url`.
@@ -144,6 +145,8 @@ class PostgresJournal:
         self._lock = threading.Lock()
         self._known_workflows: set[str] = set()
         self._column_names: list[str] | None = None
+        #: the advisory lock keys of the jobs this coordinator has fenced (taken again after a reconnect)
+        self._fenced: set[str] = set()
         self._db = self._connect()
         try:
             self._migrate()
@@ -190,6 +193,7 @@ class PostgresJournal:
                 if self._db.closed:
                     self._db = self._psycopg.connect(self._conninfo, autocommit=True, connect_timeout=10)
                     log.warning("%s: connected to the journal database again", self._shown)
+                    self._fence_again()
                 cursor = self._db.execute(sql, args)
                 return cursor.fetchall() if rows else cursor.rowcount
             except psycopg.OperationalError as exc:
@@ -201,6 +205,15 @@ class PostgresJournal:
                 time.sleep(0.5)
             except psycopg.Error as exc:
                 raise self._failed(exc, what) from None
+
+    def _fence_again(self) -> None:
+        """After a reconnect: the old session's advisory locks died with it, so take this coordinator's again."""
+        for key in sorted(self._fenced):
+            found = self._db.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (key,)).fetchone()
+            if not (found and found[0]):
+                # Another session took it while this one was cut off: only the conditional writes protect the job now.
+                log.warning("%s: could not take the lock of %s again after reconnecting", self._shown, key)
+                self._fenced.discard(key)
 
     def _migrate(self) -> None:
         psycopg = self._psycopg
@@ -309,26 +322,44 @@ class PostgresJournal:
     def _job_key(self, job_id: str) -> str:
         return f"comfykit-job:{self.batch}:{job_id}"
 
-    def begin_post(self, job_id: str) -> bool:
-        """Hold the job's advisory lock while its prompt is journaled and posted.
+    def fence(self, job_id: str) -> bool:
+        """Take the job's advisory lock, then check this coordinator still holds the job (renewing its lease).
 
-        A claim skips a job whose lock another session holds, so a coordinator frozen mid-POST
-        keeps its job; the lock ends with the session, so a killed one does not.  A claim looking
-        at the job takes the lock for the length of one statement: a few quick tries get past it.
+        Held while a prompt id is journaled and posted, and while outputs are stored and the job is
+        journaled complete.  A claim skips a job whose lock another session holds, so a coordinator
+        frozen inside a fence keeps its job (nobody posts it again, nobody stores its outputs a
+        second time); the lock ends with the session, so a killed coordinator's job is free once its
+        lease runs out.  A claim looking at the job takes the lock for the length of one statement:
+        while the job is still this coordinator's, the lock is tried again.  ``False`` when the job
+        is another's now.
         """
-        for _ in range(20):
+        key = self._job_key(job_id)
+        deadline = time.monotonic() + max(1.0, self.lease_seconds / 3)
+        while True:
             with self._lock:
-                found = self._execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (self._job_key(job_id),),
+                found = self._execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (key,),
                                       f"lock job {job_id}", rows=True)
-            if found and found[0][0]:
-                return True
+                locked = bool(found and found[0][0])
+                if locked:
+                    self._fenced.add(key)
+            if locked:
+                if self.holds(job_id):
+                    return True
+                self.unfence(job_id)
+                return False
+            if time.monotonic() > deadline or not self.holds(job_id):
+                return False
             time.sleep(0.01)
-        return False
 
-    def end_post(self, job_id: str) -> None:
+    def unfence(self, job_id: str) -> None:
+        """Let go of the job's advisory lock (see :meth:`fence`)."""
+        key = self._job_key(job_id)
         with self._lock:
-            self._execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (self._job_key(job_id),),
-                          f"unlock job {job_id}", rows=True)
+            if key not in self._fenced:
+                return
+            self._fenced.discard(key)
+            self._execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (key,), f"unlock job {job_id}",
+                          rows=True)
 
     def release(self, job_id: str) -> None:
         with self._lock:
@@ -354,13 +385,16 @@ class PostgresJournal:
                 "WITH claimed AS (UPDATE comfykit_jobs SET coordinator=%s, host=%s, "
                 "lease_until=now() + make_interval(secs => %s) WHERE (batch, job_id) IN ("
                 f"SELECT batch, job_id FROM comfykit_jobs WHERE batch=%s AND {_NOT_DONE} "
-                "AND (coordinator IS NULL OR lease_until < now()) "
-                # A job whose holder is posting it (begin_post) is not taken over, however late its lease.
+                # Not its own lapsed jobs: it still runs them (its heartbeat was late), and claiming one again
+                # would make a second copy of a job it holds.
+                "AND (coordinator IS NULL OR (lease_until < now() AND coordinator <> %s)) "
+                # A job its holder has fenced (posting it, storing its outputs) is not taken over, however late its lease.
                 "AND pg_try_advisory_xact_lock(hashtextextended('comfykit-job:' || batch || ':' || job_id, 0)) "
                 "ORDER BY seq LIMIT %s FOR UPDATE SKIP LOCKED) "
                 "RETURNING *) "
                 "SELECT c.*, w.body FROM claimed c LEFT JOIN comfykit_workflows w ON w.digest = c.workflow ORDER BY c.seq",
-                (self.coordinator, self.host, self.lease_seconds, self.batch, limit), "claim jobs", rows=True,
+                (self.coordinator, self.host, self.lease_seconds, self.batch, self.coordinator, limit), "claim jobs",
+                rows=True,
             )
             names = self._names
         return self._jobs_of(found, names)
