@@ -115,15 +115,20 @@ def journal_location(target: str | Path) -> str:
     return redact_url(str(target)) if is_database_url(target) else str(target)
 
 
-def open_journal(target: str | Path, *, lease_seconds: float = 30.0) -> BatchJournal:
-    """Open (creating it if needed) the journal ``target`` names: a PostgreSQL URL, else an SQLite file path.
+def open_journal(target: str | Path, *, lease_seconds: float = 30.0, create: bool = True) -> BatchJournal:
+    """Open the journal ``target`` names: a PostgreSQL URL, else an SQLite file path.
 
     :param lease_seconds: how long a PostgreSQL claim on a job lasts without a heartbeat.
+    :param create: create the journal (the file, or the batch) when it does not exist; with ``False`` a
+        missing one is a :class:`~comfykit.errors.JournalError` (what a look at a batch wants: it writes nothing).
     """
     if is_database_url(target):
         from comfykit.queue.pgjournal import PostgresJournal
 
-        return PostgresJournal(str(target), lease_seconds=lease_seconds)
+        return PostgresJournal(str(target), lease_seconds=lease_seconds, create=create)
     from comfykit.queue.journal import Journal
 
+    if not create and not Path(target).is_file():
+        raise JournalError("there is no journal file here", path=str(target),
+                           hint="Give the journal of an existing batch.")
     return Journal(target)

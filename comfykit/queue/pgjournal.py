@@ -120,11 +120,14 @@ class PostgresJournal:
 
     :param lease_seconds: how long a claim lasts without a heartbeat (``batch.lease_seconds``).
     :param reconnect_timeout: how long a lost connection is retried before an operation fails.
+    :param create: create the batch (and the tables) if missing; ``False`` only reads: an unknown batch
+        is a :class:`~comfykit.errors.JournalError` naming the batches the database holds.
     """
 
     claims = True
 
-    def __init__(self, url: str, *, lease_seconds: float = 30.0, reconnect_timeout: float = 60.0) -> None:
+    def __init__(self, url: str, *, lease_seconds: float = 30.0, reconnect_timeout: float = 60.0,
+                 create: bool = True) -> None:
         self._conninfo, self.batch = split_journal_url(url)
         self._shown = redact_url(url)
         password = urlsplit(url).password
@@ -149,9 +152,12 @@ class PostgresJournal:
         self._fenced: set[str] = set()
         self._db = self._connect()
         try:
-            self._migrate()
-            self._execute("INSERT INTO comfykit_batches (batch) VALUES (%s) ON CONFLICT DO NOTHING", (self.batch,),
-                          f"open batch {self.batch!r}")
+            if create:
+                self._migrate()
+                self._execute("INSERT INTO comfykit_batches (batch) VALUES (%s) ON CONFLICT DO NOTHING", (self.batch,),
+                              f"open batch {self.batch!r}")
+            else:
+                self._find_batch()
         except BaseException:
             self._db.close()
             raise
@@ -223,11 +229,7 @@ class PostgresJournal:
                 self._db.execute("CREATE TABLE IF NOT EXISTS comfykit_schema (version INTEGER NOT NULL)")
                 row = self._db.execute("SELECT MAX(version) FROM comfykit_schema").fetchone()
                 current = 0 if row is None or row[0] is None else int(row[0])
-                if current > SCHEMA_VERSION:
-                    raise self._error(
-                        f"the journal database has schema {current}, newer than this comfykit's {SCHEMA_VERSION}",
-                        hint="Upgrade comfykit on this machine to the version the other coordinators run.",
-                    )
+                self._check_version(current)
                 for version in range(current, SCHEMA_VERSION):
                     self._db.execute(MIGRATIONS[version])
                 if current < SCHEMA_VERSION:
@@ -235,6 +237,32 @@ class PostgresJournal:
                     self._db.execute("INSERT INTO comfykit_schema VALUES (%s)", (SCHEMA_VERSION,))
         except psycopg.Error as exc:
             raise self._failed(exc, "create the journal's tables") from None
+
+    def _find_batch(self) -> None:
+        """Check, writing nothing, that the schema is this comfykit's and the batch exists; else say which batches do."""
+        found = self._execute("SELECT to_regclass('comfykit_schema') IS NOT NULL", (), "read the journal", rows=True)
+        if found[0][0]:
+            version = self._execute("SELECT MAX(version) FROM comfykit_schema", (), "read the journal", rows=True)[0][0]
+            self._check_version(0 if version is None else int(version))
+            batches = [row[0] for row in self._execute("SELECT batch FROM comfykit_batches ORDER BY batch", (),
+                                                       "read the journal", rows=True)]
+        else:
+            batches = []
+        if self.batch in batches:
+            return
+        shown = ", ".join(batches[:20]) + (f" and {len(batches) - 20} more" if len(batches) > 20 else "")
+        raise self._error(
+            f"the database has no batch {self.batch!r}",
+            hint=f"Its batches: {shown}." if batches else
+                 "It holds no comfykit batch yet: a producer creates one (comfykit batch ... --enqueue-only).",
+        )
+
+    def _check_version(self, current: int) -> None:
+        if current > SCHEMA_VERSION:
+            raise self._error(
+                f"the journal database has schema {current}, newer than this comfykit's {SCHEMA_VERSION}",
+                hint="Upgrade comfykit on this machine to the version the other coordinators run.",
+            )
 
     def close(self) -> None:
         """Give back the claims on jobs not finished (another coordinator may take them at once) and disconnect."""

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from click.testing import CliRunner, Result
 
+from comfykit.queue.journals import open_journal
 from comfykit.testing import ComfyUISimulator
 from comfykit_cli import build_cli
 
@@ -71,3 +74,17 @@ def test_usage_errors_and_the_config_listing(pg_journal_url: str, tmp_path: Path
     monkeypatch.setenv("COMFYKIT_BATCH_JOURNAL", pg_journal_url)
     listing = run("config")
     assert listing.exit_code == 0 and "comfykit:***@" in listing.stdout
+
+
+def test_an_unknown_batch_is_an_error_naming_the_batches_and_creates_nothing(pg_journal_url: str,
+                                                                             postgres_dsn: str) -> None:
+    known = f"{postgres_dsn}?batch=known-{uuid.uuid4().hex[:8]}"
+    open_journal(known).close()
+    missing = pg_journal_url.rpartition("batch=")[2]
+    for command in ("jobs", "work"):
+        result = run(command, "--journal", pg_journal_url)
+        assert result.exit_code == 1, result.output
+        assert f"no batch {missing!r}" in result.stderr and known.rpartition("=")[2] in result.stderr
+    with psycopg.connect(postgres_dsn, autocommit=True) as db:
+        assert db.execute("SELECT 1 FROM comfykit_batches WHERE batch=%s", (missing,)).fetchall() == []
+
