@@ -37,7 +37,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from comfykit.errors import JournalError
 from comfykit.jobs import Job, JobStatus
-from comfykit.queue.journal import STATE_COLUMNS, dumps, job_from_record, job_state, workflow_digest
+from comfykit.queue.journal import JOB_RECORD_V1, STATE_COLUMNS, dumps, job_from_record, job_state, workflow_digest
 from comfykit.queue.journals import LeaseLost
 from comfykit.secrets import SecretMask, redact_url, without_credentials
 
@@ -56,24 +56,7 @@ MIGRATIONS: tuple[str, ...] = (
         batch TEXT NOT NULL REFERENCES comfykit_batches(batch),
         job_id TEXT NOT NULL,
         seq BIGSERIAL,
-        workflow TEXT NOT NULL REFERENCES comfykit_workflows(digest),
-        metadata TEXT NOT NULL,
-        params TEXT NOT NULL,
-        extra_data TEXT NOT NULL,
-        inputs TEXT NOT NULL,
-        status TEXT NOT NULL,
-        attempts INTEGER NOT NULL,
-        server TEXT,
-        prompt_id TEXT,
-        created_at DOUBLE PRECISION,
-        submitted_at DOUBLE PRECISION,
-        started_at DOUBLE PRECISION,
-        finished_at DOUBLE PRECISION,
-        outputs TEXT NOT NULL,
-        stored TEXT NOT NULL,
-        cached_nodes TEXT NOT NULL,
-        error TEXT,
-        error_type TEXT,
+        workflow TEXT NOT NULL REFERENCES comfykit_workflows(digest),""" + JOB_RECORD_V1 + """,
         coordinator TEXT,
         host TEXT,
         lease_until TIMESTAMPTZ,
