@@ -56,7 +56,7 @@ def work(journal: str, follow: bool, concurrency: int | None, retry_failed: bool
     """
     from comfykit import QueueManager
     from comfykit.queue.journals import open_journal
-    from comfykit_cli.progress import emit_event
+    from comfykit_cli.progress import BatchReporter, emit_event
     from comfykit_cli.run import JOB_EVENTS, check_servers, log_job_events, output_overrides
 
     if not follow:
@@ -71,9 +71,10 @@ def work(journal: str, follow: bool, concurrency: int | None, retry_failed: bool
         check_servers(queue.clients)
         log_job_events(queue)
         if as_json:
+            # Job events arrive on the queue's threads, which have no click context: the reporter holds the state.
+            reporter = BatchReporter(0, "json")
             for event in JOB_EVENTS:
-                queue.on(event, lambda job, name=event: emit_event(name, job_id=job.job_id, prompt_id=job.prompt_id,
-                                                                   server=job.server, error=job.error))
+                queue.on(event, lambda job, name=event: reporter.job_event(name, job))
             emit_event("work_started", journal=location, servers=queue.servers)
         try:
             queue.start()

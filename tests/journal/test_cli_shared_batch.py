@@ -55,11 +55,18 @@ def test_a_producer_enqueues_and_a_worker_runs_the_batch(pg_journal_url: str, si
     status = json.loads(run("jobs", "--journal", pg_journal_url, "--json").stdout)
     assert status["statuses"] == {"pending": 5} and status["oldest_lease"] is None
 
-    worked = run("work", "--journal", pg_journal_url, "--output-dir", str(tmp_path / "out"), "--json")  # the batch's servers
+    # The batch's servers; with every log line (-vv): none of them, and no sidecar, shows the password.
+    worked = run("-vv", "work", "--journal", pg_journal_url, "--output-dir", str(tmp_path / "out"), "--json")
     assert worked.exit_code == 0, worked.output
+    assert "INFO comfykit" in worked.stderr
+    sidecars = sorted((tmp_path / "out").glob("*.json"))
+    assert len(sidecars) == 5 and not [p for p in sidecars if PASSWORD in p.read_text()]
     stream = events(worked)
     assert stream[0]["event"] == "work_started" and stream[0]["servers"] == [sim.url]
     assert stream[-1]["event"] == "summary" and stream[-1]["completed"] == 5
+    assert sorted(event["job_id"] for event in stream if event["event"] == "job_completed") == sorted(
+        event["job_id"] for event in stream if event["event"] == "job_submitted") and len(stream) == 2 + 3 * 5
+    assert "Traceback" not in worked.stderr
     assert sorted(sim.execution_counts.values()) == [1] * 5
 
     done = run("jobs", "--journal", pg_journal_url)
