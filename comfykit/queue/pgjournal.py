@@ -24,6 +24,7 @@ password never leaves this module: locations and errors show it through
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
 import os
@@ -131,8 +132,9 @@ class PostgresJournal:
         self._lock = threading.Lock()
         self._known_workflows: set[str] = set()
         self._column_names: list[str] | None = None
-        #: the advisory lock keys of the jobs this coordinator has fenced (taken again after a reconnect)
-        self._fenced: set[str] = set()
+        #: how many times this session holds each job's advisory lock (they are counted, and taken again after
+        #: a reconnect: the old session's locks died with it)
+        self._fenced: collections.Counter[str] = collections.Counter()
         self._db = self._connect()
         try:
             if create:
@@ -197,12 +199,14 @@ class PostgresJournal:
 
     def _fence_again(self) -> None:
         """After a reconnect: the old session's advisory locks died with it, so take this coordinator's again."""
-        for key in sorted(self._fenced):
-            found = self._db.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (key,)).fetchone()
-            if not (found and found[0]):
-                # Another session took it while this one was cut off: only the conditional writes protect the job now.
-                log.warning("%s: could not take the lock of %s again after reconnecting", self._shown, key)
-                self._fenced.discard(key)
+        for key, times in sorted(self._fenced.items()):
+            for _ in range(times):
+                found = self._db.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (key,)).fetchone()
+                if not (found and found[0]):
+                    # Another session took it while this one was cut off: only the conditional writes protect the job now.
+                    log.warning("%s: could not take the lock of %s again after reconnecting", self._shown, key)
+                    del self._fenced[key]
+                    break
 
     def _migrate(self) -> None:
         psycopg = self._psycopg
@@ -352,8 +356,9 @@ class PostgresJournal:
                                       f"lock job {job_id}", rows=True)
                 locked = bool(found and found[0][0])
                 if locked:
-                    self._fenced.add(key)
+                    self._fenced[key] += 1
             if locked:
+                # A statement of its own: its snapshot comes after the lock, so it sees any claim that got in before.
                 if self.holds(job_id):
                     return True
                 self.unfence(job_id)
@@ -366,9 +371,11 @@ class PostgresJournal:
         """Let go of the job's advisory lock (see :meth:`fence`)."""
         key = self._job_key(job_id)
         with self._lock:
-            if key not in self._fenced:
+            if not self._fenced[key]:
                 return
-            self._fenced.discard(key)
+            self._fenced[key] -= 1
+            if not self._fenced[key]:
+                del self._fenced[key]
             self._execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (key,), f"unlock job {job_id}",
                           rows=True)
 
