@@ -14,9 +14,11 @@ about that prompt id before anything is resubmitted.  Only a server that lost
 the job (it restarted) or a server gone for longer than ``batch.down_timeout``
 leads to a second submission: delivery is at-least-once, never silently zero.
 
-The parts: :mod:`~comfykit.queue.manager` (the public class, the job table, the
-lock and the one function that changes a job), :mod:`~comfykit.queue.state`
-(one ``Attempt`` per prompt, one ``ServerState`` per server),
+The parts: :mod:`~comfykit.queue.manager` (the public class, its state and its
+lock), :mod:`~comfykit.queue.table` (adding and looking up jobs),
+:mod:`~comfykit.queue.transitions` (the one place a job changes: move, journal,
+hook, callbacks), :mod:`~comfykit.queue.callbacks` (the ``on()`` callbacks),
+:mod:`~comfykit.queue.state` (one ``Attempt`` per prompt, one ``ServerState`` per server),
 :mod:`~comfykit.queue.pool`, :mod:`~comfykit.queue.submit`,
 :mod:`~comfykit.queue.finish` and :mod:`~comfykit.queue.schedule` (which decide
 and answer with values), :mod:`~comfykit.queue.workers` (the threads' loops),
@@ -24,7 +26,8 @@ and answer with values), :mod:`~comfykit.queue.workers` (the threads' loops),
 per server) and :mod:`~comfykit.queue.journal` (the durable record).
 """
 
-from comfykit.queue.manager import QUEUE_EVENTS, QueueManager
+from comfykit.queue.callbacks import QUEUE_EVENTS
+from comfykit.queue.manager import QueueManager
 from comfykit.queue.pool import ServerSpec
 
 __all__ = ["QUEUE_EVENTS", "QueueManager", "ServerSpec"]
