@@ -82,11 +82,13 @@ class ClaimingJournal(BatchJournal, Protocol):
         """Whether this coordinator still holds ``job_id``, renewing the lease if so."""
 
     def fence(self, job_id: str) -> bool:
-        """Make sure nobody takes ``job_id`` over until :meth:`unfence`; ``False`` when another coordinator holds it now.
+        """Make sure nobody claims ``job_id`` until :meth:`unfence`; ``False`` when another coordinator holds it now.
 
         A coordinator fences a job while it journals a prompt id and posts it, and while it stores the
         job's outputs and journals it complete: frozen inside a fence, it keeps the job, so no other
-        coordinator posts it again or stores its outputs a second time.
+        coordinator posts it again or stores its outputs a second time.  A claim may have got in just
+        before the fence: the caller checks it still holds the job after fencing (a conditional write
+        of its state, or :meth:`holds`).
         """
 
     def unfence(self, job_id: str) -> None:

@@ -338,15 +338,16 @@ class PostgresJournal:
         return f"comfykit-job:{self.batch}:{job_id}"
 
     def fence(self, job_id: str) -> bool:
-        """Take the job's advisory lock, then check this coordinator still holds the job (renewing its lease).
+        """Take the job's advisory lock: from now on no coordinator can claim the job, until :meth:`unfence`.
 
         Held while a prompt id is journaled and posted, and while outputs are stored and the job is
         journaled complete.  A claim skips a job whose lock another session holds, so a coordinator
         frozen inside a fence keeps its job (nobody posts it again, nobody stores its outputs a
         second time); the lock ends with the session, so a killed coordinator's job is free once its
         lease runs out.  A claim looking at the job takes the lock for the length of one statement:
-        while the job is still this coordinator's, the lock is tried again.  ``False`` when the job
-        is another's now.
+        while the job is still this coordinator's, the lock is tried again.  ``False`` when the job is
+        another's now.  The caller checks that it still holds the job *after* fencing (a conditional
+        write, or :meth:`holds`): a claim may have got in just before.
         """
         key = self._job_key(job_id)
         deadline = time.monotonic() + max(1.0, self.lease_seconds / 3)
@@ -354,15 +355,9 @@ class PostgresJournal:
             with self._lock:
                 found = self._execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (key,),
                                       f"lock job {job_id}", rows=True)
-                locked = bool(found and found[0][0])
-                if locked:
+                if found and found[0][0]:
                     self._fenced[key] += 1
-            if locked:
-                # A statement of its own: its snapshot comes after the lock, so it sees any claim that got in before.
-                if self.holds(job_id):
                     return True
-                self.unfence(job_id)
-                return False
             if time.monotonic() > deadline or not self.holds(job_id):
                 return False
             time.sleep(0.01)

@@ -198,17 +198,23 @@ class Workers:
             log.warning("job %s: claimed without this coordinator knowing; giving it back", job_id)
             journal.release(job_id)
 
-    def _fence(self, job: Job) -> bool:
+    def _fence(self, job: Job, *, check: bool = False) -> bool:
         """Fence ``job`` in a shared batch: until :meth:`_unfence`, no other coordinator can take it over.
 
         Taken while a prompt id is journaled and posted (frozen in between, a coordinator could
         otherwise post after another found the server ignorant of that prompt id and posted the job
-        again), and while outputs are stored and the job journaled complete (otherwise both would
-        store them).  ``False``, and the job dropped, when another coordinator holds it now.
+        again; the journaling, a conditional write, checks the claim), and while outputs are stored
+        and the job journaled complete (otherwise both would store them; ``check`` asks the journal
+        whether the claim still holds, since nothing is written before the sinks run).  ``False``,
+        and the job dropped, when another coordinator holds it now.
         """
         journal = self.journal
-        if not isinstance(journal, ClaimingJournal) or journal.fence(job.job_id):
+        if not isinstance(journal, ClaimingJournal):
             return True
+        if journal.fence(job.job_id):
+            if not check or journal.holds(job.job_id):
+                return True
+            journal.unfence(job.job_id)
         self._drop(job)
         journal.release(job.job_id)  # only if still this coordinator's: let whoever claims it next run it
         return False
@@ -336,12 +342,15 @@ class Workers:
         if not isinstance(result, finish.Finished):
             self._apply(job, result, attempt)
             return
-        if not self._apply(job, result, attempt) or not self._fence(job):
+        if not self._apply(job, result, attempt):
+            return
+        if not self.store_outputs:
+            self._apply(job, finish.Completed(), attempt)  # in a shared batch a conditional write: only its holder completes it
+            return
+        if not self._fence(job, check=True):
             return
         try:
-            stored: finish.Completed | finish.ServerDown | finish.Failed = finish.Completed()
-            if self.store_outputs:
-                stored = finish.store(self.plugin_manager, job, client, sinks=self.config.get("output.sinks"))
+            stored = finish.store(self.plugin_manager, job, client, sinks=self.config.get("output.sinks"))
             self._apply(job, stored, attempt)
         finally:
             self._unfence(job)
