@@ -139,10 +139,11 @@ class Workers:
         journal = self.journal
         assert isinstance(journal, ClaimingJournal)
         next_beat = 0.0
+        adopted: set[str] = set()  # every job a claim of this coordinator answered with
         while not self._stop_event.is_set():
             try:
                 if time.monotonic() >= next_beat:
-                    self._heartbeat(journal)
+                    self._heartbeat(journal, adopted)
                     next_beat = time.monotonic() + journal.lease_seconds / 3
                 room = self._wait_for_room(next_beat)
                 if room <= 0:
@@ -154,6 +155,7 @@ class Workers:
                             continue  # a claim never returns its own jobs; were it to, the job must not be counted twice
                         job.metadata["comfykit_coordinator"] = {"coordinator": journal.coordinator, "host": journal.host}
                         self._adopt(job)
+                        adopted.add(job.job_id)
                     self._changed.notify_all()
                 if len(claimed) == room:
                     continue  # there may be more: claim again as soon as there is room
@@ -184,15 +186,14 @@ class Workers:
                     return room
                 self._changed.wait(min(left, CLAIM_INTERVAL))
 
-    def _heartbeat(self, journal: ClaimingJournal) -> None:
+    def _heartbeat(self, journal: ClaimingJournal, adopted: set[str]) -> None:
+        """Renew the leases; drop the jobs another coordinator holds now, give back those no claim answered with."""
         held = journal.renew()
         with self._lock:
-            # Ended here but perhaps not journaled yet: such a job is still known (and is not lost).
-            known = set(self._jobs)
             lost = [job for job in self._jobs.values() if not job.done and job.job_id not in held]
         for job in lost:
             self._drop(job)
-        for job_id in held - known:
+        for job_id in held - adopted:
             # Claimed, but the claim's answer never arrived (the database went away meanwhile): renewed
             # here, such a job would be held for ever and run by no one, so it goes back to the batch.
             log.warning("job %s: claimed without this coordinator knowing; giving it back", job_id)
