@@ -2,9 +2,10 @@
 
 ``python benchmarks/async_concurrency.py [JOBS]`` (default 1000) starts a simulator, then in a
 child process (the simulator's memory and threads stay out of the figures) runs ``JOBS``
-unique two-node jobs at once with ``asyncio.gather`` through one async client, the download
-and metadata sinks on, and prints the wall time, the peak thread count next to the count
-before the jobs, the peak RSS and the files stored.  The bar: every job completes, each
+unique two-node jobs at once with ``asyncio.gather`` through one async client (each job
+prepared and validated as a queue's, the download and metadata sinks on), and prints the wall
+time, the peak thread count next to the count before the jobs, the RSS before and at its peak,
+and the files stored.  The bar: every job completes, each
 output is stored once, and the thread count stays flat (a few pool threads, not one per job).
 """
 

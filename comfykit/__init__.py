@@ -22,7 +22,8 @@ if TYPE_CHECKING:
     from comfykit.errors import ComfyKitError
     from comfykit.jobs import Job, JobStatus
     from comfykit.outputs import OutputFile, StoredOutput
-    from comfykit.plugins import PluginManager, get_plugin_manager
+    from comfykit.plugin_loader import get_plugin_manager
+    from comfykit.plugins import PluginManager
     from comfykit.queue import QueueManager
     from comfykit.workflow import WorkflowManager
 
@@ -57,7 +58,7 @@ _LAZY = {
     "QueueManager": "comfykit.queue",
     "StoredOutput": "comfykit.outputs",
     "WorkflowManager": "comfykit.workflow",
-    "get_plugin_manager": "comfykit.plugins",
+    "get_plugin_manager": "comfykit.plugin_loader",
     "load_config": "comfykit.config",
 }
 

@@ -44,7 +44,8 @@ __all__ = [
     "MAX_ERROR_BYTES", "MAX_IMAGE_BYTES", "MAX_JSON_BYTES", "MAX_SMALL_BYTES", "Answer", "BodyReader", "Call",
     "Connection", "Streamed",
     "buffered", "cancel_job", "cancel_jobs", "checked_url", "clear_history", "clear_queue", "connection_settings",
-    "decode_json", "delete_from_queue", "delete_history", "embeddings", "extensions", "features", "free_memory",
+    "decode_json", "delete_from_queue", "delete_history", "download_error", "embeddings", "extensions", "features",
+    "free_memory",
     "history", "image_fields", "interrupt", "job", "jobs", "jobs_api_missing", "jobs_probe", "mask_fields", "models",
     "object_info", "post_prompt", "prompt_of", "prompt_status", "queue", "redact", "send_error", "server_facts",
     "status_error", "system_stats", "upload", "view", "ws_headers",
@@ -234,6 +235,14 @@ def send_error(method: str, url: str, base_url: str, exc: Exception) -> Exceptio
             hint="Is ComfyUI running there? Check the URL (--server / COMFYKIT_URL) and the network.",
         )
     return exc
+
+
+def download_error(filename: str, exc: httpx.TransportError, *, started: bool) -> ComfyKitError:
+    """The comfykit error for a network failure while ``/view`` streamed ``filename`` (``started``: mid-transfer)."""
+    if isinstance(exc, httpx.TimeoutException):
+        return RequestTimeout(f"GET /view {filename!r} timed out{' mid-transfer' if started else ''}", url="/view")
+    what = f"the download of {filename!r} broke" if started else f"cannot download {filename!r}"
+    return ServerUnreachable(f"{what}: {exc}", url="/view")
 
 
 class Streamed(Protocol):

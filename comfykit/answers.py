@@ -15,7 +15,9 @@ from typing import Any
 
 from comfykit.errors import ProtocolError
 
-__all__ = ["check_history", "check_list", "check_mapping", "check_prompt_answer", "check_queue", "queued_ids"]
+__all__ = [
+    "check_history", "check_list", "check_mapping", "check_prompt_answer", "check_queue", "queue_prompt_ids", "queued_ids",
+]
 
 _HINT = "Is this URL a ComfyUI server (and not a proxy or another service)?"
 
@@ -65,10 +67,16 @@ def check_queue(data: Any, where: str) -> dict[str, Any]:
     return answer
 
 
+def queue_prompt_ids(queue: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+    """The prompt ids a checked ``/queue`` answer lists as running and as pending, each in the server's order."""
+    running, pending = ([item[1] for item in queue.get(key) or []] for key in ("queue_running", "queue_pending"))
+    return running, pending
+
+
 def queued_ids(queue: Mapping[str, Any], *, running_only: bool = False) -> set[str]:
     """The prompt ids a checked ``/queue`` answer lists as running (and pending, unless ``running_only``)."""
-    keys = ("queue_running",) if running_only else ("queue_running", "queue_pending")
-    return {item[1] for key in keys for item in queue.get(key) or []}
+    running, pending = queue_prompt_ids(queue)
+    return set(running) if running_only else {*running, *pending}
 
 
 def _check_entry(entry: Any, where: str, field: str) -> None:

@@ -23,7 +23,7 @@ import httpx
 from comfykit import _http, _wire
 from comfykit._http import MAX_ERROR_BYTES, MAX_JSON_BYTES, MAX_SMALL_BYTES, Answer, BodyReader, Call
 from comfykit.config import Config
-from comfykit.errors import ComfyKitError, NotFound, RequestTimeout, ServerError, ServerUnreachable, TransportError
+from comfykit.errors import ComfyKitError, NotFound, ServerError, TransportError
 from comfykit.jobs import new_prompt_id
 from comfykit.plugins import PluginManager, open_session
 from comfykit.tracking import JobTracker, raise_for_outcome
@@ -411,10 +411,8 @@ class ComfyUIClient:
         headers = {"Range": f"bytes={offset}-"} if offset else {}
         try:
             response = self._stream(call, headers)
-        except httpx.TimeoutException:
-            raise RequestTimeout(f"GET /view {filename!r} timed out", url="/view") from None
         except httpx.TransportError as exc:
-            raise ServerUnreachable(f"cannot download {filename!r}: {exc}", url="/view") from None
+            raise _http.download_error(filename, exc, started=False) from None
         try:
             if response.status_code >= 300:
                 url = self.base_url + "/view"
@@ -424,10 +422,8 @@ class ComfyUIClient:
             # Errors raised while the caller reads the body arrive here too: they leave as comfykit errors.
             try:
                 yield response
-            except httpx.TimeoutException:
-                raise RequestTimeout(f"GET /view {filename!r} timed out mid-transfer", url="/view") from None
             except httpx.TransportError as exc:
-                raise ServerUnreachable(f"the download of {filename!r} broke: {exc}", url="/view") from None
+                raise _http.download_error(filename, exc, started=True) from None
         finally:
             response.close()
 

@@ -5,7 +5,8 @@
 ``/history``; ``StoredOutput`` is what an output sink did with one.
 :func:`discover_outputs` turns a history entry's ``outputs`` (or the
 ``output`` of ``executed`` events keyed by node id) into ``OutputFile`` records;
-:func:`image_outputs` keeps the images among them.
+:func:`image_outputs` keeps the images among them, and
+:func:`extract_output_images` gives them as the original tool's dicts.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 import attrs
 
-__all__ = ["METADATA_KEYS", "OutputFile", "StoredOutput", "discover_outputs", "image_outputs"]
+__all__ = ["METADATA_KEYS", "OutputFile", "StoredOutput", "discover_outputs", "extract_output_images", "image_outputs"]
 
 #: UI keys that describe other outputs instead of being outputs themselves
 #: (SaveAnimatedWEBP/PNG and core video nodes send ``"animated": [true]`` next to ``images``).
@@ -134,3 +135,19 @@ def image_outputs(outputs_by_node: Mapping[str, Any] | Any, *, include_temp: boo
     The original tool's ``extract_output_images`` answers the same question with dicts.
     """
     return [o for o in discover_outputs(outputs_by_node, include_temp=include_temp) if o.kind == "images" and o.is_file]
+
+
+def extract_output_images(history: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every image a history entry reports, as ``{"filename", "subfolder", "type", "node_id"}`` dicts.
+
+    The original tool's helper (its README imports it from ``src.utils``, here
+    :mod:`comfykit.utils` too), answered by :func:`image_outputs`.  Accepts one history
+    entry (``{"outputs": ...}``) or a ``GET /history`` answer (``{prompt_id: entry}``);
+    images from all output nodes are returned in node order, previews included.
+    """
+    entries = [history] if "outputs" in history else [e for e in history.values() if isinstance(e, Mapping)]
+    return [
+        {"filename": image.filename, "subfolder": image.subfolder, "type": image.folder_type, "node_id": image.node_id}
+        for entry in entries
+        for image in image_outputs(entry.get("outputs") or {}, include_temp=True)
+    ]

@@ -5,7 +5,8 @@ A byte cap alone does not bound memory: 60 MB of ``[{},{},...]`` parses into 20 
 (1.5 GB), and twenty lines of YAML aliases expand into a billion nodes once anything walks
 them.  The functions here refuse such inputs before building them and raise ``ValueError``
 subclasses, so the callers' existing ``except ValueError`` / ``except yaml.YAMLError`` paths turn
-them into the right comfykit error with the file or URL named.
+them into the right comfykit error with the file or URL named.  Once decoded,
+:func:`plain_data_problem` says whether a value is plain JSON data (YAML can build more).
 """
 
 from __future__ import annotations
@@ -20,12 +21,14 @@ import yaml
 
 __all__ = [
     "MAX_JSON_CONTAINERS",
+    "MAX_NESTING",
     "MAX_YAML_ALIAS_NODES",
     "JSONBudgetExceeded",
     "YAMLBudgetExceeded",
     "load_json",
     "load_yaml",
     "parse_retry_after",
+    "plain_data_problem",
 ]
 
 #: Objects and arrays one JSON answer may hold.  A full ComfyUI ``/history`` (10,000 entries)
@@ -35,6 +38,10 @@ MAX_JSON_CONTAINERS = 1_000_000
 #: Nodes that aliases may add to a YAML document once expanded.  Hand-written configs and
 #: workflows use a few anchors for repeated values; a "billion laughs" document needs millions.
 MAX_YAML_ALIAS_NODES = 100_000
+
+#: deeper data than this is refused: real workflows and configs nest a few levels, and copying or
+#: converting data nested thousands deep would exhaust the interpreter's recursion limit
+MAX_NESTING = 64
 
 
 class JSONBudgetExceeded(ValueError):
@@ -109,6 +116,45 @@ def load_yaml(text: str, *, max_alias_nodes: int = MAX_YAML_ALIAS_NODES) -> Any:
         return loader.construct_document(node)
     finally:
         loader.dispose()
+
+
+def plain_data_problem(data: Any, max_depth: int = MAX_NESTING) -> str | None:
+    """Why decoded ``data`` is not plain JSON (a cycle, a non-JSON type, too deep), or ``None`` when it is.
+
+    YAML can build what JSON cannot: anchors that contain themselves, dates, bytes, sets.
+    The walk is iterative and visits a shared (aliased) value once, so neither deep
+    nesting nor a "billion laughs" document makes the check itself expensive.
+    """
+    verified: set[int] = set()
+    # (value, depth, exiting): a container is pushed again with exiting=True to leave the current path.
+    stack: list[tuple[Any, int, bool]] = [(data, 0, False)]
+    on_path: set[int] = set()
+    while stack:
+        value, depth, exiting = stack.pop()
+        if exiting:
+            on_path.discard(id(value))
+            verified.add(id(value))
+            continue
+        if value is None or isinstance(value, (str, bool, int, float)):
+            continue
+        if not isinstance(value, (dict, list)):
+            return f"a value of type {type(value).__name__} ({str(value)[:40]!r}), which JSON cannot carry"
+        if id(value) in on_path:
+            return "a value that contains itself (a YAML anchor used inside itself)"
+        if id(value) in verified:
+            continue
+        if depth >= max_depth:
+            return f"values nested more than {max_depth} levels deep"
+        on_path.add(id(value))
+        stack.append((value, depth, True))
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if not isinstance(key, (str, int, float, bool)) and key is not None:
+                    return f"a key of type {type(key).__name__} ({str(key)[:40]!r}), which JSON cannot carry"
+                stack.append((item, depth + 1, False))
+        else:
+            stack.extend((item, depth + 1, False) for item in value)
+    return None
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:

@@ -16,7 +16,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from comfykit.config import Config, ConfigRegistry, core_registry, load_config
-from comfykit.plugins import PluginManager, get_plugin_manager, parse_plugin_options
+from comfykit.plugin_loader import get_plugin_manager, parse_plugin_options
+from comfykit.plugins import PluginManager
 
 __all__ = ["open_session", "session_config", "session_plugin_manager", "session_registry"]
 

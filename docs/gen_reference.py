@@ -26,7 +26,7 @@ def _key_table(keys: list[ConfigKey]) -> list[str]:
 
 def config_reference() -> str:
     from comfykit.config import ConfigRegistry, core_registry
-    from comfykit.plugins import get_plugin_manager
+    from comfykit.plugin_loader import get_plugin_manager
 
     core = core_registry()
     manager = get_plugin_manager(autoload=False)

@@ -13,19 +13,13 @@ import argparse
 import os
 from pathlib import Path
 
+from graphs import solid_image
+
 from comfykit import ComfyUIClient, QueueManager, WorkflowManager, load_config
 from comfykit.events import Event, ExecutingEvent
 from comfykit.outputs import discover_outputs
 
-WORKFLOW = {
-    "1": {
-        "class_type": "EmptyImage",
-        "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 0},
-        "_meta": {"title": "Background"},
-    },
-    "2": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}},
-    "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "examples/tour"}},
-}
+WORKFLOW = solid_image("examples/tour")
 
 
 def main() -> int:

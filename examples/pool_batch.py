@@ -14,16 +14,14 @@ import argparse
 import os
 from pathlib import Path
 
+from graphs import solid_image
+
 from comfykit import QueueManager, load_config
 
 
 def workflow(index: int) -> dict[str, object]:
     """A distinct model-free graph per job (ComfyUI would serve identical ones from its cache)."""
-    return {
-        "1": {"class_type": "EmptyImage", "inputs": {"width": 32, "height": 32, "batch_size": 1, "color": index * 4099}},
-        "2": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}},
-        "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": f"examples/pool_{index}"}},
-    }
+    return solid_image(f"examples/pool_{index}", size=32, color=index * 4099)
 
 
 def main() -> int:

@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 
 from comfykit import ComfyUIClient
-from comfykit.utils import extract_output_images
+from comfykit.outputs import extract_output_images
 from comfykit.workflow import load_workflow
 
 WORKFLOW = {

@@ -17,18 +17,12 @@ import argparse
 import os
 from pathlib import Path
 
+from graphs import solid_image
+
 from comfykit import QueueManager, load_config
 from comfykit.workflow import apply_sweep_point, create_template, expand_sweep
 
-WORKFLOW = {
-    "1": {
-        "class_type": "EmptyImage",
-        "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 0},
-        "_meta": {"title": "Background"},
-    },
-    "2": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}},
-    "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "examples/sweep"}},
-}
+WORKFLOW = solid_image("examples/sweep")
 
 TEMPLATE = create_template(
     WORKFLOW,

@@ -319,3 +319,17 @@ def test_register_commands_keeps_the_first_owner_and_lets_plugins_extend_groups(
     assert conflict.command == "hello" and "First" in conflict.owner and "Second" in conflict.refused
     assert manager.command_conflicts == conflicts
     assert any("hello" in r.getMessage() and "Second" in r.getMessage() for r in caplog.records)
+
+
+def test_names_that_moved_out_of_comfykit_plugins_are_still_importable_from_it() -> None:
+    import comfykit.plugins as plugins_module
+    from comfykit import plugin_loader, session, sinks
+    from comfykit.plugin_commands import CommandConflict
+
+    for name in ("CORE_PLUGINS", "ENTRY_POINT_GROUP", "get_plugin_manager", "parse_plugin_options"):
+        assert getattr(plugins_module, name) is getattr(plugin_loader, name)
+    assert plugins_module.open_session is session.open_session
+    assert plugins_module.SinkResult is sinks.SinkResult and plugins_module.CommandConflict is CommandConflict
+    assert all(getattr(plugins_module, name, None) is not None for name in plugins_module.__all__)
+    with pytest.raises(AttributeError, match="no attribute 'nothing_here'"):
+        _ = plugins_module.nothing_here

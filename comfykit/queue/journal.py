@@ -29,17 +29,13 @@ from comfykit.outputs import OutputFile, StoredOutput
 from comfykit.queue.lock import JournalLock
 from comfykit.secrets import without_credentials
 
-__all__ = ["STATE_COLUMNS", "Journal", "dumps", "job_from_record", "job_state", "workflow_digest"]
+__all__ = ["JOB_RECORD_V1", "STATE_COLUMNS", "Journal", "dumps", "job_from_record", "job_state", "workflow_digest"]
 
 SCHEMA_VERSION = 1
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS workflows (digest TEXT PRIMARY KEY, body TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS jobs (
-    job_id TEXT PRIMARY KEY,
-    seq INTEGER NOT NULL,
-    workflow TEXT NOT NULL REFERENCES workflows(digest),
+#: A job's record in version 1 of both journals' ``jobs`` tables, after its keys (job id, order, workflow).
+#: Never changed: a later version adds columns with a migration.  ``DOUBLE PRECISION`` is SQLite's REAL.
+JOB_RECORD_V1 = """
     metadata TEXT NOT NULL,
     params TEXT NOT NULL,
     extra_data TEXT NOT NULL,
@@ -48,15 +44,24 @@ CREATE TABLE IF NOT EXISTS jobs (
     attempts INTEGER NOT NULL,
     server TEXT,
     prompt_id TEXT,
-    created_at REAL,
-    submitted_at REAL,
-    started_at REAL,
-    finished_at REAL,
+    created_at DOUBLE PRECISION,
+    submitted_at DOUBLE PRECISION,
+    started_at DOUBLE PRECISION,
+    finished_at DOUBLE PRECISION,
     outputs TEXT NOT NULL,
     stored TEXT NOT NULL,
     cached_nodes TEXT NOT NULL,
     error TEXT,
-    error_type TEXT
+    error_type TEXT"""
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS workflows (digest TEXT PRIMARY KEY, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS jobs (
+    job_id TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL,
+    workflow TEXT NOT NULL REFERENCES workflows(digest),
+""" + JOB_RECORD_V1 + """
 );
 """
 

@@ -81,11 +81,18 @@ class ClaimingJournal(BatchJournal, Protocol):
     def holds(self, job_id: str) -> bool:
         """Whether this coordinator still holds ``job_id``, renewing the lease if so."""
 
-    def begin_post(self, job_id: str) -> bool:
-        """Start posting ``job_id``: until :meth:`end_post`, no coordinator can claim it; ``False`` when one is."""
+    def fence(self, job_id: str) -> bool:
+        """Make sure nobody claims ``job_id`` until :meth:`unfence`; ``False`` when another coordinator holds it now.
 
-    def end_post(self, job_id: str) -> None:
-        """The POST of ``job_id`` is over (answered or failed)."""
+        A coordinator fences a job while it journals a prompt id and posts it, and while it stores the
+        job's outputs and journals it complete: frozen inside a fence, it keeps the job, so no other
+        coordinator posts it again or stores its outputs a second time.  A claim may have got in just
+        before the fence: the caller checks it still holds the job after fencing (a conditional write
+        of its state, or :meth:`holds`).
+        """
+
+    def unfence(self, job_id: str) -> None:
+        """The step :meth:`fence` guarded is over (answered, stored, or failed)."""
 
     def release(self, job_id: str) -> None:
         """Give the claim on ``job_id`` back, so any coordinator may claim it at once."""
@@ -110,15 +117,20 @@ def journal_location(target: str | Path) -> str:
     return redact_url(str(target)) if is_database_url(target) else str(target)
 
 
-def open_journal(target: str | Path, *, lease_seconds: float = 30.0) -> BatchJournal:
-    """Open (creating it if needed) the journal ``target`` names: a PostgreSQL URL, else an SQLite file path.
+def open_journal(target: str | Path, *, lease_seconds: float = 30.0, create: bool = True) -> BatchJournal:
+    """Open the journal ``target`` names: a PostgreSQL URL, else an SQLite file path.
 
     :param lease_seconds: how long a PostgreSQL claim on a job lasts without a heartbeat.
+    :param create: create the journal (the file, or the batch) when it does not exist; with ``False`` a
+        missing one is a :class:`~comfykit.errors.JournalError` (what a look at a batch wants: it writes nothing).
     """
     if is_database_url(target):
         from comfykit.queue.pgjournal import PostgresJournal
 
-        return PostgresJournal(str(target), lease_seconds=lease_seconds)
+        return PostgresJournal(str(target), lease_seconds=lease_seconds, create=create)
     from comfykit.queue.journal import Journal
 
+    if not create and not Path(target).is_file():
+        raise JournalError("there is no journal file here", path=str(target),
+                           hint="Give the journal of an existing batch.")
     return Journal(target)

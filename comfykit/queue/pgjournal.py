@@ -13,9 +13,10 @@ holding it, so a coordinator whose lease was taken over (it was stopped, or cut 
 at its next write (:class:`~comfykit.queue.journals.LeaseLost`) instead of overwriting the new
 holder.  A dead coordinator's jobs are claimable once their leases end; the new holder asks
 the job's server about its recorded prompt id first, as a resume does.  While a coordinator
-journals a prompt id and posts it, it holds the job's advisory lock, which claims respect: a
-coordinator frozen mid-POST cannot have its job taken over and posted a second time.  A finished job keeps
-the name of the coordinator and host that finished it.  A lost connection (the database
+journals a prompt id and posts it, and while it stores a job's outputs and journals it complete,
+it holds the job's advisory lock (:meth:`PostgresJournal.fence`), which claims respect: a
+coordinator frozen there cannot have its job taken over, posted a second time or its outputs
+stored twice.  A finished job keeps the name of the coordinator and host that finished it.  A lost connection (the database
 restarted) is retried for ``reconnect_timeout`` seconds before it is an error.  The URL's
 password never leaves this module: locations and errors show it through
 :func:`comfykit.secrets.redact_url`.
@@ -23,6 +24,7 @@ password never leaves this module: locations and errors show it through
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
 import os
@@ -36,7 +38,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from comfykit.errors import JournalError
 from comfykit.jobs import Job, JobStatus
-from comfykit.queue.journal import STATE_COLUMNS, dumps, job_from_record, job_state, workflow_digest
+from comfykit.queue.journal import JOB_RECORD_V1, STATE_COLUMNS, dumps, job_from_record, job_state, workflow_digest
 from comfykit.queue.journals import LeaseLost
 from comfykit.secrets import SecretMask, redact_url, without_credentials
 
@@ -55,24 +57,7 @@ MIGRATIONS: tuple[str, ...] = (
         batch TEXT NOT NULL REFERENCES comfykit_batches(batch),
         job_id TEXT NOT NULL,
         seq BIGSERIAL,
-        workflow TEXT NOT NULL REFERENCES comfykit_workflows(digest),
-        metadata TEXT NOT NULL,
-        params TEXT NOT NULL,
-        extra_data TEXT NOT NULL,
-        inputs TEXT NOT NULL,
-        status TEXT NOT NULL,
-        attempts INTEGER NOT NULL,
-        server TEXT,
-        prompt_id TEXT,
-        created_at DOUBLE PRECISION,
-        submitted_at DOUBLE PRECISION,
-        started_at DOUBLE PRECISION,
-        finished_at DOUBLE PRECISION,
-        outputs TEXT NOT NULL,
-        stored TEXT NOT NULL,
-        cached_nodes TEXT NOT NULL,
-        error TEXT,
-        error_type TEXT,
+        workflow TEXT NOT NULL REFERENCES comfykit_workflows(digest),""" + JOB_RECORD_V1 + """,
         coordinator TEXT,
         host TEXT,
         lease_until TIMESTAMPTZ,
@@ -119,11 +104,14 @@ class PostgresJournal:
 
     :param lease_seconds: how long a claim lasts without a heartbeat (``batch.lease_seconds``).
     :param reconnect_timeout: how long a lost connection is retried before an operation fails.
+    :param create: create the batch (and the tables) if missing; ``False`` only reads: an unknown batch
+        is a :class:`~comfykit.errors.JournalError` naming the batches the database holds.
     """
 
     claims = True
 
-    def __init__(self, url: str, *, lease_seconds: float = 30.0, reconnect_timeout: float = 60.0) -> None:
+    def __init__(self, url: str, *, lease_seconds: float = 30.0, reconnect_timeout: float = 60.0,
+                 create: bool = True) -> None:
         self._conninfo, self.batch = split_journal_url(url)
         self._shown = redact_url(url)
         password = urlsplit(url).password
@@ -144,11 +132,17 @@ class PostgresJournal:
         self._lock = threading.Lock()
         self._known_workflows: set[str] = set()
         self._column_names: list[str] | None = None
+        #: how many times this session holds each job's advisory lock (they are counted, and taken again after
+        #: a reconnect: the old session's locks died with it)
+        self._fenced: collections.Counter[str] = collections.Counter()
         self._db = self._connect()
         try:
-            self._migrate()
-            self._execute("INSERT INTO comfykit_batches (batch) VALUES (%s) ON CONFLICT DO NOTHING", (self.batch,),
-                          f"open batch {self.batch!r}")
+            if create:
+                self._migrate()
+                self._execute("INSERT INTO comfykit_batches (batch) VALUES (%s) ON CONFLICT DO NOTHING", (self.batch,),
+                              f"open batch {self.batch!r}")
+            else:
+                self._find_batch()
         except BaseException:
             self._db.close()
             raise
@@ -190,6 +184,7 @@ class PostgresJournal:
                 if self._db.closed:
                     self._db = self._psycopg.connect(self._conninfo, autocommit=True, connect_timeout=10)
                     log.warning("%s: connected to the journal database again", self._shown)
+                    self._fence_again()
                 cursor = self._db.execute(sql, args)
                 return cursor.fetchall() if rows else cursor.rowcount
             except psycopg.OperationalError as exc:
@@ -202,6 +197,17 @@ class PostgresJournal:
             except psycopg.Error as exc:
                 raise self._failed(exc, what) from None
 
+    def _fence_again(self) -> None:
+        """After a reconnect: the old session's advisory locks died with it, so take this coordinator's again."""
+        for key, times in sorted(self._fenced.items()):
+            for _ in range(times):
+                found = self._db.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (key,)).fetchone()
+                if not (found and found[0]):
+                    # Another session took it while this one was cut off: only the conditional writes protect the job now.
+                    log.warning("%s: could not take the lock of %s again after reconnecting", self._shown, key)
+                    del self._fenced[key]
+                    break
+
     def _migrate(self) -> None:
         psycopg = self._psycopg
         try:
@@ -210,11 +216,7 @@ class PostgresJournal:
                 self._db.execute("CREATE TABLE IF NOT EXISTS comfykit_schema (version INTEGER NOT NULL)")
                 row = self._db.execute("SELECT MAX(version) FROM comfykit_schema").fetchone()
                 current = 0 if row is None or row[0] is None else int(row[0])
-                if current > SCHEMA_VERSION:
-                    raise self._error(
-                        f"the journal database has schema {current}, newer than this comfykit's {SCHEMA_VERSION}",
-                        hint="Upgrade comfykit on this machine to the version the other coordinators run.",
-                    )
+                self._check_version(current)
                 for version in range(current, SCHEMA_VERSION):
                     self._db.execute(MIGRATIONS[version])
                 if current < SCHEMA_VERSION:
@@ -222,6 +224,32 @@ class PostgresJournal:
                     self._db.execute("INSERT INTO comfykit_schema VALUES (%s)", (SCHEMA_VERSION,))
         except psycopg.Error as exc:
             raise self._failed(exc, "create the journal's tables") from None
+
+    def _find_batch(self) -> None:
+        """Check, writing nothing, that the schema is this comfykit's and the batch exists; else say which batches do."""
+        found = self._execute("SELECT to_regclass('comfykit_schema') IS NOT NULL", (), "read the journal", rows=True)
+        if found[0][0]:
+            version = self._execute("SELECT MAX(version) FROM comfykit_schema", (), "read the journal", rows=True)[0][0]
+            self._check_version(0 if version is None else int(version))
+            batches = [row[0] for row in self._execute("SELECT batch FROM comfykit_batches ORDER BY batch", (),
+                                                       "read the journal", rows=True)]
+        else:
+            batches = []
+        if self.batch in batches:
+            return
+        shown = ", ".join(batches[:20]) + (f" and {len(batches) - 20} more" if len(batches) > 20 else "")
+        raise self._error(
+            f"the database has no batch {self.batch!r}",
+            hint=f"Its batches: {shown}." if batches else
+                 "It holds no comfykit batch yet: a producer creates one (comfykit batch ... --enqueue-only).",
+        )
+
+    def _check_version(self, current: int) -> None:
+        if current > SCHEMA_VERSION:
+            raise self._error(
+                f"the journal database has schema {current}, newer than this comfykit's {SCHEMA_VERSION}",
+                hint="Upgrade comfykit on this machine to the version the other coordinators run.",
+            )
 
     def close(self) -> None:
         """Give back the claims on jobs not finished (another coordinator may take them at once) and disconnect."""
@@ -309,26 +337,42 @@ class PostgresJournal:
     def _job_key(self, job_id: str) -> str:
         return f"comfykit-job:{self.batch}:{job_id}"
 
-    def begin_post(self, job_id: str) -> bool:
-        """Hold the job's advisory lock while its prompt is journaled and posted.
+    def fence(self, job_id: str) -> bool:
+        """Take the job's advisory lock: from now on no coordinator can claim the job, until :meth:`unfence`.
 
-        A claim skips a job whose lock another session holds, so a coordinator frozen mid-POST
-        keeps its job; the lock ends with the session, so a killed one does not.  A claim looking
-        at the job takes the lock for the length of one statement: a few quick tries get past it.
+        Held while a prompt id is journaled and posted, and while outputs are stored and the job is
+        journaled complete.  A claim skips a job whose lock another session holds, so a coordinator
+        frozen inside a fence keeps its job (nobody posts it again, nobody stores its outputs a
+        second time); the lock ends with the session, so a killed coordinator's job is free once its
+        lease runs out.  A claim looking at the job takes the lock for the length of one statement:
+        while the job is still this coordinator's, the lock is tried again.  ``False`` when the job is
+        another's now.  The caller checks that it still holds the job *after* fencing (a conditional
+        write, or :meth:`holds`): a claim may have got in just before.
         """
-        for _ in range(20):
+        key = self._job_key(job_id)
+        deadline = time.monotonic() + max(1.0, self.lease_seconds / 3)
+        while True:
             with self._lock:
-                found = self._execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (self._job_key(job_id),),
+                found = self._execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (key,),
                                       f"lock job {job_id}", rows=True)
-            if found and found[0][0]:
-                return True
+                if found and found[0][0]:
+                    self._fenced[key] += 1
+                    return True
+            if time.monotonic() > deadline or not self.holds(job_id):
+                return False
             time.sleep(0.01)
-        return False
 
-    def end_post(self, job_id: str) -> None:
+    def unfence(self, job_id: str) -> None:
+        """Let go of the job's advisory lock (see :meth:`fence`)."""
+        key = self._job_key(job_id)
         with self._lock:
-            self._execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (self._job_key(job_id),),
-                          f"unlock job {job_id}", rows=True)
+            if not self._fenced[key]:
+                return
+            self._fenced[key] -= 1
+            if not self._fenced[key]:
+                del self._fenced[key]
+            self._execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (key,), f"unlock job {job_id}",
+                          rows=True)
 
     def release(self, job_id: str) -> None:
         with self._lock:
@@ -354,13 +398,16 @@ class PostgresJournal:
                 "WITH claimed AS (UPDATE comfykit_jobs SET coordinator=%s, host=%s, "
                 "lease_until=now() + make_interval(secs => %s) WHERE (batch, job_id) IN ("
                 f"SELECT batch, job_id FROM comfykit_jobs WHERE batch=%s AND {_NOT_DONE} "
-                "AND (coordinator IS NULL OR lease_until < now()) "
-                # A job whose holder is posting it (begin_post) is not taken over, however late its lease.
+                # Not its own lapsed jobs: it still runs them (its heartbeat was late), and claiming one again
+                # would make a second copy of a job it holds.
+                "AND (coordinator IS NULL OR (lease_until < now() AND coordinator <> %s)) "
+                # A job its holder has fenced (posting it, storing its outputs) is not taken over, however late its lease.
                 "AND pg_try_advisory_xact_lock(hashtextextended('comfykit-job:' || batch || ':' || job_id, 0)) "
                 "ORDER BY seq LIMIT %s FOR UPDATE SKIP LOCKED) "
                 "RETURNING *) "
                 "SELECT c.*, w.body FROM claimed c LEFT JOIN comfykit_workflows w ON w.digest = c.workflow ORDER BY c.seq",
-                (self.coordinator, self.host, self.lease_seconds, self.batch, limit), "claim jobs", rows=True,
+                (self.coordinator, self.host, self.lease_seconds, self.batch, self.coordinator, limit), "claim jobs",
+                rows=True,
             )
             names = self._names
         return self._jobs_of(found, names)

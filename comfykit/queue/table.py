@@ -24,7 +24,9 @@ from typing import TYPE_CHECKING, Any
 from comfykit.errors import ComfyKitError
 from comfykit.jobs import Job, JobStatus, job_arguments, job_requests
 from comfykit.queue import submit
-from comfykit.queue.journals import BatchJournal
+
+if TYPE_CHECKING:
+    from comfykit.queue.journals import BatchJournal
 
 __all__ = ["JobTable"]
 

@@ -149,10 +149,11 @@ class Workers:
         journal = self.journal
         assert isinstance(journal, ClaimingJournal)
         next_beat = 0.0
+        adopted: set[str] = set()  # every job a claim of this coordinator answered with
         while not self._stop_event.is_set():
             try:
                 if time.monotonic() >= next_beat:
-                    self._heartbeat(journal)
+                    self._heartbeat(journal, adopted)
                     next_beat = time.monotonic() + journal.lease_seconds / 3
                 room = self._wait_for_room(next_beat)
                 if room <= 0:
@@ -160,8 +161,11 @@ class Workers:
                 claimed = journal.claim(room)
                 with self._lock:
                     for job in claimed:
+                        if job.job_id in self._jobs:
+                            continue  # a claim never returns its own jobs; were it to, the job must not be counted twice
                         job.metadata["comfykit_coordinator"] = {"coordinator": journal.coordinator, "host": journal.host}
                         self._adopt(job)
+                        adopted.add(job.job_id)
                     self._changed.notify_all()
                 if len(claimed) == room:
                     continue  # there may be more: claim again as soon as there is room
@@ -192,38 +196,44 @@ class Workers:
                     return room
                 self._changed.wait(min(left, CLAIM_INTERVAL))
 
-    def _heartbeat(self, journal: ClaimingJournal) -> None:
+    def _heartbeat(self, journal: ClaimingJournal, adopted: set[str]) -> None:
+        """Renew the leases; drop the jobs another coordinator holds now, give back those no claim answered with."""
         held = journal.renew()
         with self._lock:
             lost = [job for job in self._jobs.values() if not job.done and job.job_id not in held]
         for job in lost:
             self._drop(job)
+        for job_id in held - adopted:
+            # Claimed, but the claim's answer never arrived (the database went away meanwhile): renewed
+            # here, such a job would be held for ever and run by no one, so it goes back to the batch.
+            log.warning("job %s: claimed without this coordinator knowing; giving it back", job_id)
+            journal.release(job_id)
 
-    def _holds(self, job: Job) -> bool:
-        """Whether this coordinator may still finish ``job`` (always, unless a shared journal says it was taken over)."""
-        journal = self._shared_journal
-        if journal is None or journal.holds(job.job_id):
-            return True
-        self._drop(job)
-        return False
+    def _fence(self, job: Job, *, check: bool = False) -> bool:
+        """Fence ``job`` in a shared batch: until :meth:`_unfence`, no other coordinator can take it over.
 
-    def _begin_post(self, job: Job) -> bool:
-        """Fence the posting of ``job`` in a shared batch: while it lasts, no other coordinator can take the job over.
-
-        Without it, a coordinator frozen between journaling a prompt id and posting it could post
-        after another had found the server ignorant of that prompt id and posted the job again.
+        Taken while a prompt id is journaled and posted (frozen in between, a coordinator could
+        otherwise post after another found the server ignorant of that prompt id and posted the job
+        again; the journaling, a conditional write, checks the claim), and while outputs are stored
+        and the job journaled complete (otherwise both would store them; ``check`` asks the journal
+        whether the claim still holds, since nothing is written before the sinks run).  ``False``,
+        and the job dropped, when another coordinator holds it now.
         """
         journal = self._shared_journal
-        if journal is None or journal.begin_post(job.job_id):
+        if journal is None:
             return True
+        if journal.fence(job.job_id):
+            if not check or journal.holds(job.job_id):
+                return True
+            journal.unfence(job.job_id)
         self._drop(job)
-        journal.release(job.job_id)  # someone was looking at it: let whoever claims it next run it
+        journal.release(job.job_id)  # only if still this coordinator's: let whoever claims it next run it
         return False
 
-    def _end_post(self, job: Job) -> None:
+    def _unfence(self, job: Job) -> None:
         journal = self._shared_journal
         if journal is not None:
-            journal.end_post(job.job_id)
+            journal.unfence(job.job_id)
 
     def _drop(self, job: Job) -> None:
         """Let go of a job another coordinator took over: nothing more is posted, stored or recorded for it here."""
@@ -297,7 +307,7 @@ class Workers:
         except Exception as exc:
             self._apply(job, submit.prepare_error(exc), attempt)
             return
-        if not self._begin_post(job):
+        if not self._fence(job):
             return
         try:
             # Journal the prompt id before posting: a crash after the POST can then be reconciled.
@@ -306,7 +316,7 @@ class Workers:
             server.client.tracker.watch(attempt.prompt_id, prompt, self._listeners[server.url])
             outcome = submit.post(server.client, prompt, attempt.prompt_id, job.extra_data, self._stop_event)
         finally:
-            self._end_post(job)
+            self._unfence(job)
         self._apply(job, outcome, attempt)
         if isinstance(outcome, submit.Posted) and job.status is JobStatus.CANCELLED:
             self._cancel_on_server(attempt)  # cancelled while the POST was on its way: take it off the server again
@@ -343,12 +353,18 @@ class Workers:
         if not isinstance(result, finish.Finished):
             self._apply(job, result, attempt)
             return
-        if not self._apply(job, result, attempt) or not self._holds(job):
+        if not self._apply(job, result, attempt):
             return
-        stored: finish.Completed | finish.ServerDown | finish.Failed = finish.Completed()
-        if self.store_outputs:
+        if not self.store_outputs:
+            self._apply(job, finish.Completed(), attempt)  # in a shared batch a conditional write: only its holder completes it
+            return
+        if not self._fence(job, check=True):
+            return
+        try:
             stored = finish.store(self.plugin_manager, job, client, sinks=self.config.get("output.sinks"))
-        self._apply(job, stored, attempt)
+            self._apply(job, stored, attempt)
+        finally:
+            self._unfence(job)
 
     # -- supervision ----------------------------------------------------------------------------------
 

@@ -73,7 +73,7 @@ def _build_cli(plugins: Sequence[object]) -> Any:
     from importlib import metadata
 
     from comfykit.errors import PluginError
-    from comfykit.plugins import ENTRY_POINT_GROUP
+    from comfykit.plugin_loader import ENTRY_POINT_GROUP
 
     found = [ep for ep in metadata.entry_points(group=ENTRY_POINT_GROUP) if ep.name == "cli"]
     if not found:

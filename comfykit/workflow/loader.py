@@ -23,8 +23,7 @@ from typing import Any, BinaryIO
 import yaml
 
 from comfykit.errors import ConversionError, WorkflowLoadError
-from comfykit.parsing import load_yaml
-from comfykit.utils import plain_data_problem
+from comfykit.parsing import load_yaml, plain_data_problem
 
 __all__ = ["dump_yaml", "is_api_graph", "is_ui_workflow", "png_text", "read_workflow_file", "to_api_graph"]
 

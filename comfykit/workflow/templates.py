@@ -39,9 +39,8 @@ import attrs
 import yaml
 
 from comfykit.errors import TemplateError, WorkflowError
-from comfykit.parsing import load_yaml
+from comfykit.parsing import load_yaml, plain_data_problem
 from comfykit.paths import atomic_write
-from comfykit.utils import plain_data_problem
 from comfykit.workflow.api import load_workflow
 from comfykit.workflow.edit import resolve_input
 from comfykit.workflow.loader import dump_yaml

@@ -109,7 +109,7 @@ class ComfykitGroup(click.Group):
         """Build the run's plugin manager for ``options`` and register every plugin's commands (once per options)."""
         from comfykit.config import core_registry, load_config
         from comfykit.errors import ConfigError
-        from comfykit.plugins import get_plugin_manager, parse_plugin_options
+        from comfykit.plugin_loader import get_plugin_manager, parse_plugin_options
         from comfykit.session import session_plugin_manager
 
         if self._loaded is not None and self._loaded.chooses_same_plugins(options):

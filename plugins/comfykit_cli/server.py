@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from comfykit.answers import queue_prompt_ids
 from comfykit_cli.options import emit, json_option, open_client, server_option
 from comfykit_cli.state import get_state
 
@@ -128,9 +129,7 @@ def validate(workflows: tuple[str, ...], offline: bool, servers: tuple[str, ...]
 def queue(details: bool, servers: tuple[str, ...], as_json: bool) -> None:
     """Show the server's running and pending prompts."""
     with open_client(servers) as client:
-        data = client.get_queue()
-    running = [item[1] for item in data["queue_running"]]
-    pending = [item[1] for item in data["queue_pending"]]
+        running, pending = queue_prompt_ids(client.get_queue())
     text = f"running: {', '.join(running) or '-'}\npending: {len(pending)}"
     if details:
         text += "".join(f"\n  {prompt_id}" for prompt_id in pending)
@@ -188,9 +187,7 @@ def cancel(prompt_ids: tuple[str, ...], servers: tuple[str, ...], as_json: bool)
     """Cancel prompts: remove pending ones from the queue, interrupt a running one (exit 1 if one is unknown)."""
     result: dict[str, list[str]] = {"removed": [], "interrupted": [], "unknown": []}
     with open_client(servers) as client:
-        data = client.get_queue()
-        running = {item[1] for item in data["queue_running"]}
-        pending = {item[1] for item in data["queue_pending"]}
+        running, pending = map(set, queue_prompt_ids(client.get_queue()))
         to_remove = [pid for pid in prompt_ids if pid in pending]
         if to_remove:
             client.delete_from_queue(to_remove)

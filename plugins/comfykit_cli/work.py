@@ -51,11 +51,16 @@ def work(journal: str, follow: bool, concurrency: int | None, retry_failed: bool
     Jobs are claimed a few at a time under a lease (batch.lease_seconds) that a heartbeat
     renews; a coordinator that dies leaves its jobs to the others once its leases run out.
     Exit 1 when a job this coordinator ran failed, 130 on Ctrl-C (its claims go back at once).
+    A batch the database does not hold is an error naming the batches it does, unless --follow:
+    a follower may start before any producer, so it creates the batch and waits for jobs.
     """
     from comfykit import QueueManager
-    from comfykit_cli.progress import emit_event
+    from comfykit.queue.journals import open_journal
+    from comfykit_cli.progress import BatchReporter, emit_event
     from comfykit_cli.run import JOB_EVENTS, check_servers, log_job_events, output_overrides
 
+    if not follow:
+        open_journal(journal, create=False).close()  # a mistyped batch name must not become an empty batch
     state = get_state()
     as_json = state.json(as_json)
     config = state.config().with_overrides(output_overrides(output_dir, no_download))
@@ -66,9 +71,10 @@ def work(journal: str, follow: bool, concurrency: int | None, retry_failed: bool
         check_servers(queue.clients)
         log_job_events(queue)
         if as_json:
+            # Job events arrive on the queue's threads, which have no click context: the reporter holds the state.
+            reporter = BatchReporter(0, "json")
             for event in JOB_EVENTS:
-                queue.on(event, lambda job, name=event: emit_event(name, job_id=job.job_id, prompt_id=job.prompt_id,
-                                                                   server=job.server, error=job.error))
+                queue.on(event, lambda job, name=event: reporter.job_event(name, job))
             emit_event("work_started", journal=location, servers=queue.servers)
         try:
             queue.start()
@@ -95,10 +101,13 @@ def work(journal: str, follow: bool, concurrency: int | None, retry_failed: bool
 @journal_option
 @json_option
 def jobs(journal: str, as_json: bool) -> None:
-    """Show a shared batch: jobs per status, per coordinator and per server, and the oldest lease."""
+    """Show a shared batch: jobs per status, per coordinator and per server, and the oldest lease.
+
+    It only reads: a batch the database does not hold is an error naming the batches it does.
+    """
     from comfykit.queue.journals import ClaimingJournal, open_journal
 
-    opened = open_journal(journal)
+    opened = open_journal(journal, create=False)
     try:
         assert isinstance(opened, ClaimingJournal)
         summary = opened.summary()

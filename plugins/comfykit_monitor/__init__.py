@@ -12,7 +12,6 @@ Disable it with ``-p no:monitor`` or ``websocket.enable: false``; comfykit then 
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from typing import TYPE_CHECKING
@@ -21,6 +20,7 @@ import websocket
 
 from comfykit import hookimpl
 from comfykit.events import parse_message
+from comfykit.socket_settings import GREETING, SocketSettings
 from comfykit_monitor.frames import BoundedWebSocket, MessageTooLarge
 
 if TYPE_CHECKING:
@@ -39,11 +39,7 @@ class WebSocketEventSource:
 
     def __init__(self, client: ComfyUIClient) -> None:
         self.client = client
-        config = client.config
-        self.reconnect_attempts = int(config["websocket.reconnect_attempts"])
-        self.reconnect_delay = float(config["websocket.reconnect_delay"])
-        self.max_frame_size = int(config["websocket.max_frame_size"])
-        self.ping_interval = float(config["websocket.ping_interval"])
+        self.settings = SocketSettings.from_config(client.config)
         self._ws: websocket.WebSocket | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -59,10 +55,12 @@ class WebSocketEventSource:
         # Bounded: a frame's announced length is checked before its payload is read, fragments are
         # capped, and a redirect (which would carry the credentials elsewhere) is refused.  Text is
         # decoded with errors='replace' below, so websocket-client's pure-Python UTF-8 check is skipped.
-        ws = BoundedWebSocket(max_message_bytes=self.max_frame_size, enable_multithread=True, skip_utf8_validation=True)
-        ws.connect(self.client.ws_url, header=headers, timeout=float(self.client.config["comfyui.connect_timeout"]))
-        ws.settimeout(self.ping_interval)
-        ws.send(json.dumps({"type": "feature_flags", "data": {"supports_preview_metadata": True}}))
+        settings = self.settings
+        ws = BoundedWebSocket(max_message_bytes=settings.max_frame_size, enable_multithread=True,
+                              skip_utf8_validation=True)
+        ws.connect(self.client.ws_url, header=headers, timeout=settings.connect_timeout)
+        ws.settimeout(settings.ping_interval)
+        ws.send(GREETING)
         return ws
 
     def start(self) -> None:
@@ -94,11 +92,10 @@ class WebSocketEventSource:
                     log.info("the WebSocket is closed and auto_reconnect is off; waits poll the server instead")
                     self.client.tracker.mark_gap()  # whatever was sent from now on is lost: results come from history
                     return
-                if failures > self.reconnect_attempts:
+                if self.settings.gives_up(failures):
                     log.error("giving up on the WebSocket after %d attempts; polling instead", failures)
                     return
-                delay = min(30.0, self.reconnect_delay * (2 ** max(0, failures - 1))) if failures else 0.0
-                if self._stopping.wait(delay):
+                if self._stopping.wait(self.settings.delay(failures)):
                     return
                 try:
                     self._ws = self._open()

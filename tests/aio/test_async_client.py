@@ -11,7 +11,7 @@ import pytest
 
 from comfykit import AsyncComfyUIClient, ComfyUIClient, JobStatus, hookimpl
 from comfykit.aio import AsyncJob
-from comfykit.config import Config
+from comfykit.config import Config, load_config
 from comfykit.errors import (
     ComfyKitError,
     ExecutionError,
@@ -20,6 +20,7 @@ from comfykit.errors import (
     PromptRejected,
     ServerError,
     WaitTimeout,
+    WorkflowValidationError,
 )
 from comfykit.events import ExecutingEvent, ProgressEvent
 from comfykit.testing import ComfyUISimulator
@@ -62,10 +63,17 @@ async def test_a_failing_node_raises_and_the_job_is_failed(sim: ComfyUISimulator
     assert handle.job.status is JobStatus.FAILED and handle.job.error_type == "ExecutionError"
 
 
-async def test_a_rejected_prompt_raises_prompt_rejected(sim: ComfyUISimulator, config: Config) -> None:
+async def test_a_broken_workflow_is_refused_before_it_is_sent_and_the_server_rejects_it_without_validation(
+    sim: ComfyUISimulator, config: Config
+) -> None:
     broken = workflow("invert_save")
     broken["2"]["inputs"]["image"] = ["99", 0]
-    async with AsyncComfyUIClient(url=sim.url, config=config) as client:
+    async with AsyncComfyUIClient(url=sim.url, config=config) as client:  # workflow.validate_before_send: on
+        with pytest.raises(WorkflowValidationError, match="99"):
+            await client.run(broken)
+    assert sim.server.posted == []
+    unchecked = load_config(overrides={"workflow.validate_before_send": False}, use_file=False)
+    async with AsyncComfyUIClient(url=sim.url, config=unchecked) as client:
         with pytest.raises(PromptRejected):
             await client.run(broken)
 

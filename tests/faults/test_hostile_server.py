@@ -5,27 +5,22 @@ and time, and write nothing outside its output folder.
 
 from __future__ import annotations
 
-import json
 import os
-import threading
 import tracemalloc
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from batching.workloads import unique_workflows
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 import comfykit.client as client_module
 from comfykit import ComfyUIClient, JobStatus, QueueManager
 from comfykit.config import load_config
 from comfykit.errors import ProtocolError, RequestTimeout
-from comfykit.events import Event, StatusEvent
 from comfykit.testing import ComfyUISimulator
-from faults.conftest import send_to_sockets
+from faults.conftest import GarbageProbe
 
 MB = 1024 * 1024
 READERS: dict[str, Callable[[ComfyUIClient], Any]] = {
@@ -104,61 +99,18 @@ def test_a_body_that_never_ends_fails_within_the_timeout(
 
 # ---------------------------------------------------------------- WebSocket garbage
 
-_json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
-    max_leaves=15,
-)
-_kinds = st.sampled_from(["status", "executing", "progress", "progress_state", "executed", "execution_start",
-                          "execution_cached", "execution_success", "execution_error", "execution_interrupted",
-                          "feature_flags", "other"])
-_frames = st.one_of(
-    st.binary(max_size=300),
-    st.tuples(st.sampled_from([1, 2, 3, 4]), st.integers(0, 2**32 - 1), st.binary(max_size=200)).map(
-        lambda t: t[0].to_bytes(4, "big") + t[1].to_bytes(4, "big") + t[2]),
-    st.text(alphabet=st.characters(blacklist_categories=["Cs"]), max_size=300),
-    st.builds(lambda kind, data: json.dumps({"type": kind, "data": data}), _kinds, _json_values),
-    _json_values.map(json.dumps),
-)
 
-
-@pytest.fixture
-def watching_client(sim: ComfyUISimulator) -> Iterator[tuple[ComfyUIClient, dict[str, threading.Event]]]:
-    markers: dict[str, threading.Event] = {}
-
-    def on_status(event: Event) -> None:
-        if isinstance(event, StatusEvent) and event.sid in markers:
-            markers[event.sid].set()
-
+def test_garbage_frames_never_stop_the_reader_thread(sim: ComfyUISimulator) -> None:
+    probe = GarbageProbe(sim)
     with ComfyUIClient(url=sim.url) as client:
-        client.on("status", on_status)
+        client.on("status", probe.on_status)
         source = client.ensure_event_source()
         assert source is not None and source.connected
-        yield client, markers
-
-
-def test_garbage_frames_never_stop_the_reader_thread(
-    sim: ComfyUISimulator, watching_client: tuple[ComfyUIClient, dict[str, threading.Event]]
-) -> None:
-    client, markers = watching_client
-
-    @settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
-    @given(frames=st.lists(_frames, min_size=1, max_size=8))
-    def garbage_then_marker(frames: list[str | bytes]) -> None:
-        for frame in frames:
-            assert send_to_sockets(sim, frame) == 1
-        marker = str(uuid.uuid4())
-        markers[marker] = threading.Event()
-        send_to_sockets(sim, json.dumps({"type": "status", "data": {"status": {"exec_info": {"queue_remaining": 0}},
-                                                                     "sid": marker}}))
-        assert markers[marker].wait(10), "an event sent after the garbage never arrived"
-
-    garbage_then_marker()
-    source = client.event_source
-    assert source is not None and source.connected and getattr(source, "reconnects", 0) == 0
-    # And a real job after all that still completes from its events.
-    prompt_id = client.queue_prompt(unique_workflows(1)[0])["prompt_id"]
-    assert client.wait_for_completion(prompt_id, timeout=30)["status"]["status_str"] == "success"
+        probe.run()
+        assert source.connected and getattr(source, "reconnects", 0) == 0
+        # And a real job after all that still completes from its events.
+        prompt_id = client.queue_prompt(unique_workflows(1)[0])["prompt_id"]
+        assert client.wait_for_completion(prompt_id, timeout=30)["status"]["status_str"] == "success"
 
 
 # ---------------------------------------------------------------- escaping names through a whole batch

@@ -7,10 +7,13 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from comfykit import QueueManager
 from comfykit.config import load_config
+from comfykit.jobs import Job
+from comfykit.queue.pgjournal import PostgresJournal
 from comfykit.testing import ComfyUISimulator
 from comfykit.testing.knobs import Knobs
 
@@ -49,3 +52,26 @@ def test_a_restarted_database_is_waited_for(postgres_cluster: tuple[Path | None,
     assert "connected to the journal database again" in caplog.text  # the restart did cut the coordinator off
     executions = slow_sim.execution_counts
     assert len(executions) == JOBS and set(executions.values()) == {1}
+
+
+def test_a_fence_is_taken_again_after_the_database_restarts(postgres_cluster: tuple[Path | None, str],
+                                                            pg_journal_url: str, postgres_dsn: str) -> None:
+    """The advisory lock dies with the old session; the reconnected one takes it again, so the job stays fenced."""
+    folder = postgres_cluster[0]
+    if folder is None:
+        pytest.skip("the PostgreSQL server was not started by these tests, so they do not restart it")
+    holder = PostgresJournal(pg_journal_url)
+    holder.add(Job(workflow={"1": {"class_type": "EmptyImage", "inputs": {}}}, job_id="fenced"))
+    assert [job.job_id for job in holder.claim(1)] == ["fenced"] and holder.fence("fenced")
+    pgcluster.restart(folder)
+    assert holder.renew() == {"fenced"}  # reconnected
+    with psycopg.connect(postgres_dsn, autocommit=True) as db:
+        db.execute("UPDATE comfykit_jobs SET lease_until = now() - interval '1 second' WHERE batch=%s", (holder.batch,))
+    other = PostgresJournal(pg_journal_url)
+    try:
+        assert other.claim(5) == []
+        holder.unfence("fenced")
+        assert [job.job_id for job in other.claim(5)] == ["fenced"]
+    finally:
+        other.close()
+        holder.close()

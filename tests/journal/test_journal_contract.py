@@ -86,3 +86,18 @@ def test_a_recorded_prompt_id_survives_the_process_being_killed(journal_target: 
     [job] = list(journal.jobs())
     assert (job.prompt_id, job.attempts, job.server) == ("prompt-before-post", 1, "http://127.0.0.1:1")
     journal.close()
+
+
+def test_a_look_at_a_journal_creates_nothing(journal_target: str) -> None:
+    """``create=False`` (what ``comfykit jobs`` opens with): a missing journal is an error, and stays missing."""
+    with pytest.raises(JournalError, match=r"no journal file|no batch"):
+        open_journal(journal_target, create=False)
+    assert not Path(journal_target).exists()
+    journal = open_journal(journal_target)
+    journal.add(Job(workflow=WORKFLOW, job_id="only"))
+    journal.close()
+    looked = open_journal(journal_target, create=False)
+    try:
+        assert [job.job_id for job in looked.jobs()] == ["only"]
+    finally:
+        looked.close()

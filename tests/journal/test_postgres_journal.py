@@ -44,9 +44,10 @@ def test_the_schema_version_is_recorded_and_a_newer_one_refused(pg_journal_url: 
         assert db.execute("SELECT version FROM comfykit_schema").fetchall() == [(pgjournal.SCHEMA_VERSION,)]
         db.execute("UPDATE comfykit_schema SET version = %s", (pgjournal.SCHEMA_VERSION + 1,))
     try:
-        with pytest.raises(JournalError, match="newer than this comfykit's") as refused:
-            open_journal(pg_journal_url)
-        assert "Upgrade comfykit" in str(refused.value)
+        for create in (True, False):  # a coordinator, and a look at the batch (comfykit jobs)
+            with pytest.raises(JournalError, match="newer than this comfykit's") as refused:
+                open_journal(pg_journal_url, create=create)
+            assert "Upgrade comfykit" in str(refused.value)
     finally:
         with psycopg.connect(postgres_dsn, autocommit=True) as db:
             db.execute("UPDATE comfykit_schema SET version = %s", (pgjournal.SCHEMA_VERSION,))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,10 +11,11 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from comfykit import ComfyUIClient, QueueManager
+from comfykit import ComfyUIClient, QueueManager, hookimpl
 from comfykit.config import Config, load_config
 from comfykit.errors import JournalError
 from comfykit.jobs import Job, JobStatus
+from comfykit.outputs import OutputFile, StoredOutput
 from comfykit.queue.journals import LeaseLost, open_journal
 from comfykit.queue.pgjournal import PostgresJournal
 from comfykit.testing import ComfyUISimulator
@@ -130,3 +132,75 @@ def test_a_takeover_asks_the_server_before_posting_again(pg_journal_url: str, po
     with pytest.raises(JournalError):
         dead.update(job)
     dead.close()
+
+
+def test_a_coordinator_does_not_claim_its_own_lapsed_job_again(pg_journal_url: str, postgres_dsn: str) -> None:
+    """Its heartbeat was late, not its work: a second copy of a job it runs would be counted (and run) twice."""
+    late, other = _coordinator(pg_journal_url), _coordinator(pg_journal_url)
+    late.add(Job(workflow=INVERT, job_id="only"))
+    assert [job.job_id for job in late.claim(1)] == ["only"]
+    _expire_leases(postgres_dsn, pg_journal_url)
+    assert late.claim(5) == []
+    assert [job.job_id for job in other.claim(5)] == ["only"]
+    late.close()
+    other.close()
+
+
+def test_a_claim_whose_answer_was_lost_goes_back_to_the_batch(pg_journal_url: str, postgres_dsn: str,
+                                                              sim: ComfyUISimulator, tmp_path: Path) -> None:
+    """The claim committed but its answer never arrived (the database went away): the heartbeat gives the job back."""
+    producer = _coordinator(pg_journal_url)
+    producer.add(Job(workflow=_workflow(3), job_id="unanswered"))
+    producer.close()
+    with QueueManager(servers=[sim.url], journal=pg_journal_url, config=_config(tmp_path)) as queue:
+        journal = queue.journal
+        assert isinstance(journal, PostgresJournal)
+        with psycopg.connect(postgres_dsn, autocommit=True) as db:
+            db.execute("UPDATE comfykit_jobs SET coordinator=%s, lease_until=now() + interval '1 hour' WHERE batch=%s",
+                       (journal.coordinator, journal.batch))
+        stats = queue.run(timeout=60)
+    assert stats["completed"] == 1 and len(sim.execution_counts) == 1
+
+
+class FrozenSink:
+    """An output sink that stops until told to go on: a coordinator frozen while it stores a job's outputs."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.go_on = threading.Event()
+        self.stored: list[str] = []
+
+    @hookimpl
+    def comfykit_store_outputs(self, job: Job, outputs: list[OutputFile], client: ComfyUIClient) -> list[StoredOutput]:
+        self.entered.set()
+        assert self.go_on.wait(60), "the test never let the sink go on"
+        self.stored.append(job.job_id)
+        return []
+
+
+def test_a_coordinator_frozen_while_storing_keeps_its_job(pg_journal_url: str, postgres_dsn: str,
+                                                          sim: ComfyUISimulator, tmp_path: Path) -> None:
+    """Past its lease inside the sinks, it is not taken over: its outputs are stored once, the job completed once."""
+    sink = FrozenSink()
+    with QueueManager(servers=[sim.url], journal=pg_journal_url, config=_config(tmp_path), plugins=[sink]) as frozen:
+        frozen.add_job(_workflow(5), job_id="storing")
+        frozen.start()
+        assert sink.entered.wait(60)
+        _expire_leases(postgres_dsn, pg_journal_url)  # frozen for longer than its lease
+        successor = _coordinator(pg_journal_url)
+        try:
+            assert successor.claim(5) == []  # fenced: nobody can take the job over and store its outputs too
+            sink.go_on.set()
+            stats = frozen.run(timeout=60)
+            assert successor.claim(5) == [] and successor.unfinished() == 0
+            [job] = successor.jobs()
+        finally:
+            sink.go_on.set()
+            successor.close()
+        assert isinstance(frozen.journal, PostgresJournal)
+        holder = frozen.journal.coordinator
+    assert stats["completed"] == 1 and sink.stored == ["storing"]
+    assert job.status is JobStatus.COMPLETED and len(sim.execution_counts) == 1
+    with psycopg.connect(postgres_dsn, autocommit=True) as db:
+        assert db.execute("SELECT coordinator FROM comfykit_jobs WHERE batch=%s",
+                          (pg_journal_url.rpartition("batch=")[2],)).fetchall() == [(holder,)]

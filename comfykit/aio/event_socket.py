@@ -1,11 +1,11 @@
 """The live events of an :class:`~comfykit.AsyncComfyUIClient`: one WebSocket per client, read by one task.
 
-It behaves as the monitor plugin's socket does for the sync client, and reads the
-same ``websocket.*`` keys (the monitor declares them; without the monitor the
-async client polls): it connects with the client's id and credentials, hands every
-parsed frame to the client, reconnects with backoff after a drop and then has every
-watched job reconciled with the server, because a server never replays what it sent
-while the socket was down.  A frame larger than ``websocket.max_frame_size`` is
+It behaves as the monitor plugin's socket does for the sync client, with the same
+settings (:class:`~comfykit.socket_settings.SocketSettings`, the ``websocket.*`` keys the
+monitor declares; without the monitor the async client polls): it connects with the
+client's id and credentials, hands every parsed frame to the client, reconnects with
+backoff after a drop and then has every watched job reconciled with the server,
+because a server never replays what it sent while the socket was down.  A frame larger than ``websocket.max_frame_size`` is
 refused before its payload is read (``websockets`` checks the announced length), and
 a redirected handshake is refused outright, so the credentials never reach another
 address.
@@ -19,16 +19,13 @@ subclass refuse redirects; ``httpx-ws`` would share httpx's transport but brings
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from comfykit.errors import ComfyKitError
 from comfykit.events import Event, parse_message
-
-if TYPE_CHECKING:
-    from comfykit.config import Config
+from comfykit.socket_settings import GREETING, SocketSettings
 
 __all__ = ["AsyncEventSocket", "RedirectRefused"]
 
@@ -83,7 +80,7 @@ class AsyncEventSocket:
         self,
         url: str,
         headers: dict[str, str],
-        config: Config,
+        settings: SocketSettings,
         *,
         deliver: Callable[[Event], None],
         resync: Callable[[], Awaitable[None]],
@@ -92,11 +89,7 @@ class AsyncEventSocket:
     ) -> None:
         self.url = url
         self.headers = headers
-        self.reconnect_attempts = int(config["websocket.reconnect_attempts"])
-        self.reconnect_delay = float(config["websocket.reconnect_delay"])
-        self.max_frame_size = int(config["websocket.max_frame_size"])
-        self.ping_interval = float(config["websocket.ping_interval"])
-        self.open_timeout = float(config["comfyui.connect_timeout"])
+        self.settings = settings
         self._deliver = deliver
         self._resync = resync
         self._gap = gap
@@ -128,18 +121,19 @@ class AsyncEventSocket:
                 pass
 
     async def _run(self) -> None:
+        settings = self.settings
         failures = 0  # failed opens in a row; a drop after a good open is reconnected at once
         opened_before = False
         while True:
             opened = False
             try:
                 async with self._connect(
-                    self.url, additional_headers=self.headers, max_size=self.max_frame_size,
-                    open_timeout=self.open_timeout, ping_interval=self.ping_interval, ping_timeout=self.ping_interval,
-                    close_timeout=1.0, compression=None,
+                    self.url, additional_headers=self.headers, max_size=settings.max_frame_size,
+                    open_timeout=settings.connect_timeout, ping_interval=settings.ping_interval,
+                    ping_timeout=settings.ping_interval, close_timeout=1.0, compression=None,
                 ) as ws:
                     opened = True
-                    await ws.send(json.dumps({"type": "feature_flags", "data": {"supports_preview_metadata": True}}))
+                    await ws.send(GREETING)
                     self._connected.set()
                     self._first_attempt.set()
                     failures = 0
@@ -157,7 +151,7 @@ class AsyncEventSocket:
             except Exception as exc:
                 if self._too_big(exc):
                     log.warning("WebSocket frame above %d bytes (websocket.max_frame_size); reconnecting",
-                                self.max_frame_size)
+                                settings.max_frame_size)
                     self._gap()  # it may have carried a job's outputs: read them from history
                 elif not opened:
                     failures += 1
@@ -169,11 +163,10 @@ class AsyncEventSocket:
             if not self._auto_reconnect():
                 log.info("the WebSocket is closed and auto_reconnect is off; waits poll the server instead")
                 return self._give_up()
-            if failures > self.reconnect_attempts:
+            if settings.gives_up(failures):
                 log.error("giving up on the WebSocket after %d attempts; polling instead", failures)
                 return self._give_up()
-            if failures:
-                await asyncio.sleep(min(30.0, self.reconnect_delay * (2 ** (failures - 1))))
+            await asyncio.sleep(settings.delay(failures))
 
     def _give_up(self) -> None:
         self._connected.clear()
