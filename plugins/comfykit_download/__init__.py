@@ -110,14 +110,15 @@ class _LeftoverParts:
         self._lock = threading.Lock()
         self._found: weakref.WeakKeyDictionary[Any, dict[Path, dict[str, list[str]]]] = weakref.WeakKeyDictionary()
 
-    def remove(self, client: ComfyUIClient, target: Path) -> None:
+    def remove(self, client: ComfyUIClient, target: Path, *, fresh: bool = False) -> None:
+        """Remove ``target``'s leftover part files; ``fresh``: its folder was made just now (nothing to list)."""
         folder, prefix = target.parent, f".{target.name[:40]}."
         with self._lock:
             folders = self._found.setdefault(client, {})
             if folder not in folders:
                 if len(folders) >= _MAX_LISTED_FOLDERS:  # one folder per job ({job_id}/...): forget the oldest
                     folders.pop(next(iter(folders)))
-                folders[folder] = _list_parts(folder)
+                folders[folder] = {} if fresh else _list_parts(folder)
             stale = folders[folder].pop(prefix, [])
         for name in stale:
             path = folder / name
@@ -319,9 +320,15 @@ def download_outputs(
 # --------------------------------------------------------------------------- one file
 
 
-def _make_parent(target: Path, root: Path) -> None:
+def _make_parent(target: Path, root: Path) -> bool:
+    """Make ``target``'s folder (inside ``root``); ``True`` when it did not exist yet (so nothing is in it).
+
+    A stat first: mkdir of an existing folder takes the folder's lock, which every file
+    created in it takes too.
+    """
+    fresh = not target.parent.is_dir()
     try:
-        if not target.parent.is_dir():  # a stat: mkdir of an existing folder takes the folder's lock
+        if fresh:
             target.parent.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
         blocking = next((p for p in (target.parent, *target.parent.parents) if p.is_file()), target.parent)
@@ -330,7 +337,7 @@ def _make_parent(target: Path, root: Path) -> None:
             hint="Two outputs are named so that one is the other's folder (e.g. 'a' and 'a/b.png'); "
                  "put {node_id} or {index} into output.naming to tell them apart.",
         ) from None
-    if target.is_dir():
+    if not fresh and target.is_dir():
         raise OutputError(
             f"cannot store {target.name!r}: {target} is a folder",
             hint="Two outputs are named so that one is the other's folder (e.g. 'a/b.png' and 'a'); "
@@ -343,6 +350,7 @@ def _make_parent(target: Path, root: Path) -> None:
             f"refusing to write {target.name!r}: {target.parent} now leads outside the output folder {root}",
             hint="Something replaced a folder inside the output folder with a link; check it.",
         )
+    return fresh
 
 
 def _write_text(output: OutputFile, text: str, target: Path, root: Path, *, durable: bool) -> StoredOutput:
@@ -381,8 +389,9 @@ def _download(
 ) -> StoredOutput:
     assert output.filename is not None
     name = f"{output.filename!r} (node {output.node_id})"
-    _make_parent(target, root)
-    _leftovers.remove(client, target)
+    # A folder made just now holds nothing: no leftovers to look for, no earlier file to keep.
+    fresh = _make_parent(target, root)
+    _leftovers.remove(client, target, fresh=fresh)
     deadline = time.monotonic() + limits.deadline
     next_space_check = 0
     handle: IO[bytes] | None = None
@@ -397,7 +406,8 @@ def _download(
             try:
                 with client.stream_view(output.filename, output.subfolder, output.folder_type, offset=written) as response:
                     start, total = _total_size(response, written)
-                    if handle is None and target.is_file() and total is not None and target.stat().st_size == total:
+                    if (handle is None and not fresh and target.is_file() and total is not None
+                            and target.stat().st_size == total):
                         return _record(output, target, total, sha256_of_file(target), skipped=True)
                     if total is not None:
                         _check_room(name, target, total - written, limits)
