@@ -351,7 +351,8 @@ class Wire:
                 raise
 
     def _exchange(self, connection: _Connection, method: str, request: bytes, read_timeout: float) -> WireResponse:
-        connection.sock.settimeout(read_timeout)
+        if connection.sock.gettimeout() != read_timeout:  # setting it is a system call, even to the same value
+            connection.sock.settimeout(read_timeout)
         try:
             connection.sock.sendall(request)
         except TimeoutError as exc:

@@ -258,7 +258,8 @@ def temp_file_beside(target: Path) -> tuple[IO[bytes], Path]:
             descriptor = os.open(temp, flags, 0o666)
         except FileExistsError:
             continue
-        return os.fdopen(descriptor, "wb"), temp
+        # An explicit buffer size: the default one asks whether the file is a terminal first (a system call).
+        return os.fdopen(descriptor, "wb", buffering=64 * 1024), temp
     raise FileExistsError(f"no free temporary name beside {target} after 100 tries")
 
 
