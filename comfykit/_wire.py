@@ -251,7 +251,8 @@ class Wire:
         self.https = parts.scheme == "https"
         self.host = parts.hostname or ""
         self.port = parts.port or (443 if self.https else 80)
-        self.prefix = parts.path.rstrip("/")
+        # Percent-encoded as httpx would send it (a proxy's base path may hold spaces); escapes already there stay.
+        self.prefix = quote(parts.path.rstrip("/"), safe="/%:@!$&'()*+,;=~")
         host = f"[{self.host}]" if ":" in self.host else self.host
         default_port = 443 if self.https else 80
         sent = {"Host": host if self.port == default_port else f"{host}:{self.port}"}

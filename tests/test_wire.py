@@ -177,3 +177,14 @@ def test_a_header_with_a_line_break_is_never_sent() -> None:
     with pytest.raises(ConfigError, match="X-Evil") as caught:
         ComfyUIClient(url="http://127.0.0.1:9", headers={"X-Evil": "a\r\nInjected: yes"})
     assert "Injected" not in str(caught.value)  # the value may be a secret
+
+
+def test_a_base_path_is_sent_percent_encoded(scripted) -> None:
+    def keep(conn: socket.socket, head: bytes) -> bool:
+        _json_answer(conn)
+        return True
+
+    url, heads, _ = scripted(keep)
+    with ComfyUIClient(url=url + "/my comfy/") as client:
+        client.get_system_stats()
+    assert heads[0].startswith(b"GET /my%20comfy/system_stats HTTP/1.1")
