@@ -35,6 +35,7 @@ __all__ = [
     "atomic_write",
     "finish_file",
     "output_root",
+    "part_prefix",
     "resolve_inside",
     "safe_output_path",
     "sanitize_component",
@@ -245,6 +246,18 @@ def safe_output_path(root: Path | str, template: str, fields: Mapping[str, Any])
     return resolved
 
 
+def part_prefix(target: Path) -> str:
+    """How the names of ``target``'s partial files begin: its name cut to 40 characters, then a tag of the whole name.
+
+    The tag makes every ``.part`` file belong to exactly one target: names that share
+    their first 40 characters (a long ``filename_prefix`` with a counter) get different
+    prefixes, so cleaning up one target's leftovers never removes another file's
+    transfer still in progress beside it.
+    """
+    tag = hashlib.sha256(target.name.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+    return f".{target.name[:40]}.{tag}."
+
+
 def temp_file_beside(target: Path) -> tuple[IO[bytes], Path]:
     """An open hidden ``.part`` file in ``target``'s folder; the caller renames it onto ``target`` or removes it.
 
@@ -253,7 +266,7 @@ def temp_file_beside(target: Path) -> tuple[IO[bytes], Path]:
     """
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     for _ in range(100):
-        temp = target.parent / f".{target.name[:40]}.{secrets.token_hex(6)}.part"
+        temp = target.parent / f"{part_prefix(target)}{secrets.token_hex(6)}.part"
         try:
             descriptor = os.open(temp, flags, 0o666)
         except FileExistsError:

@@ -37,7 +37,15 @@ from comfykit import hookimpl
 from comfykit.errors import NotFound, OutputError, RequestTimeout, ServerError, ServerUnreachable, UnsafePathError
 from comfykit.jobs import Job
 from comfykit.outputs import OutputFile, StoredOutput, discover_outputs
-from comfykit.paths import atomic_write, finish_file, output_root, resolve_inside, sha256_of_file, temp_file_beside
+from comfykit.paths import (
+    atomic_write,
+    finish_file,
+    output_root,
+    part_prefix,
+    resolve_inside,
+    sha256_of_file,
+    temp_file_beside,
+)
 from comfykit_download.naming import DEFAULT_NAMING, plan_output_paths
 
 if TYPE_CHECKING:
@@ -102,8 +110,9 @@ class _LeftoverParts:
     Listing the folder for every file made storing a batch quadratic: the 10,000th output
     of a folder looked at 10,000 names.  A killed run's ``.part`` files are in the folder
     before this client first writes there, so one listing finds them all; each is removed
-    when its target is written again (a part file of another name may be another live
-    process's transfer, so only the target's own are touched, as before).
+    when its target is written again.  A part file of another name may be a transfer still
+    in progress (another thread's or process's), so only the target's own are touched:
+    :func:`comfykit.paths.part_prefix` tags each part file with its whole target name.
     """
 
     def __init__(self) -> None:
@@ -112,14 +121,17 @@ class _LeftoverParts:
 
     def remove(self, client: ComfyUIClient, target: Path, *, fresh: bool = False) -> None:
         """Remove ``target``'s leftover part files; ``fresh``: its folder was made just now (nothing to list)."""
-        folder, prefix = target.parent, f".{target.name[:40]}."
+        folder, prefixes = target.parent, [part_prefix(target)]
+        if len(target.name) < 40:
+            # Part files of versions before the tag: their untagged prefix is unambiguous for a short name.
+            prefixes.append(f".{target.name}.")
         with self._lock:
             folders = self._found.setdefault(client, {})
             if folder not in folders:
                 if len(folders) >= _MAX_LISTED_FOLDERS:  # one folder per job ({job_id}/...): forget the oldest
                     folders.pop(next(iter(folders)))
                 folders[folder] = {} if fresh else _list_parts(folder)
-            stale = folders[folder].pop(prefix, [])
+            stale = [name for prefix in prefixes for name in folders[folder].pop(prefix, [])]
         for name in stale:
             path = folder / name
             try:
@@ -130,7 +142,7 @@ class _LeftoverParts:
 
 
 def _list_parts(folder: Path) -> dict[str, list[str]]:
-    """``{".<target name, 40 characters>.": [part file names]}`` of the ``.part`` files in ``folder``."""
+    """``{part prefix: [part file names]}`` of the ``.part`` files in ``folder`` (see :func:`comfykit.paths.part_prefix`)."""
     found: dict[str, list[str]] = {}
     try:
         names = os.listdir(folder)
@@ -138,7 +150,7 @@ def _list_parts(folder: Path) -> dict[str, list[str]]:
         return found
     for name in names:
         if name.startswith(".") and name.endswith(".part"):
-            # ".<name[:40]>.<12 hex>.part": the prefix is everything before the random token.
+            # "<part prefix><12 hex>.part": the prefix is everything before the random token.
             head = name[: -len(".part")].rpartition(".")[0]
             if head:
                 found.setdefault(head + ".", []).append(name)

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from comfykit import ComfyUIClient
+from comfykit.paths import part_prefix, temp_file_beside
 from comfykit.testing import ComfyUISimulator
 from comfykit_download import DownloadError, DownloadLimits, download_outputs
 
@@ -48,14 +49,37 @@ def test_partial_files_left_by_a_killed_run_are_removed(
     [planned] = download_outputs(client, job, out_dir)
     target = Path(planned.location)
     target.unlink()
-    leftover = target.parent / f".{target.name}.0123456789ab.part"
+    leftover = target.parent / f"{part_prefix(target)}0123456789ab.part"
     leftover.write_bytes(b"half a file")
+    older = target.parent / f".{target.name}.0123456789ab.part"  # as versions before the name tag wrote them
+    older.write_bytes(b"half a file")
     another = target.parent / ".another.png.0123456789ab.part"  # maybe another process's transfer: left alone
     another.write_bytes(b"in progress")
     # The next run (a new client) finds what the killed one left.
     with ComfyUIClient(url=client.base_url, config=client.config) as next_run:
         download_outputs(next_run, job, out_dir)
-    assert target.is_file() and not leftover.exists() and another.exists()
+    assert target.is_file() and not leftover.exists() and not older.exists() and another.exists()
+
+
+def test_a_transfer_of_a_name_sharing_the_first_40_characters_is_left_alone(
+    client: ComfyUIClient, sim: ComfyUISimulator, out_dir: Path, run_job: RunJob
+) -> None:
+    # A long filename_prefix with a counter: ComfyUI's names differ only after the 40th character.
+    stem = "portrait_series_highres_upscaled_variant_"
+    sim.knobs.output_filename = f"{stem}00001_.png"
+    sim.knobs.view_any_name = True
+    job = run_job(client, "invert_save")
+    [planned] = download_outputs(client, job, out_dir)
+    target = Path(planned.location)
+    target.unlink()
+    sibling = target.with_name(target.name.replace("00001_", "00002_"))
+    assert sibling.name[:40] == target.name[:40]
+    handle, in_progress = temp_file_beside(sibling)  # another download, still writing beside it
+    with handle:
+        handle.write(b"half of the sibling")
+    with ComfyUIClient(url=client.base_url, config=client.config) as next_run:
+        download_outputs(next_run, job, out_dir)
+    assert target.is_file() and in_progress.read_bytes() == b"half of the sibling"
 
 
 def test_the_limits_are_config_keys_of_the_download_plugin() -> None:
