@@ -95,6 +95,8 @@ class ServerState:
         self.down_since: float | None = None
         self.next_check = 0.0
         self.last_reconcile = 0.0
+        #: prompts the supervisor saw ended but not yet finished on its last look (see Workers._supervise)
+        self.ended_unclaimed: set[str] = set()
         self.uploads = UploadCache()
         self.counts: collections.Counter[str] = collections.Counter()
 

@@ -407,9 +407,13 @@ class Workers:
         tracker = server.client.tracker
         with self._lock:
             waiting = [a for a in server.attempts.values() if a.on_server]
-            unclaimed = [a.prompt_id for a in waiting if a.phase is Phase.WAITING and tracker.is_finished(a.prompt_id)]
+            unclaimed = {a.prompt_id for a in waiting if a.phase is Phase.WAITING and tracker.is_finished(a.prompt_id)}
+            # The tracker marks a prompt ended, then calls its listener: a look between the two sees a job
+            # about to be finished.  Only one still unclaimed a look later lost its listener call.
+            lost = unclaimed & server.ended_unclaimed
+            server.ended_unclaimed = unclaimed - lost
             polled = any(a.polled for a in waiting)
-        for prompt_id in unclaimed:
+        for prompt_id in sorted(lost):
             # Its end was seen but never reached a finisher (a listener call was lost): finish it now.
             log.warning("job %s ended without being finished; finishing it now", prompt_id)
             self._on_event(server, prompt_id, Seen.FINISHED)

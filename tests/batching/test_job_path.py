@@ -19,6 +19,7 @@ from comfykit.errors import ServerError, ServerUnreachable
 from comfykit.jobs import MOVES, IllegalMove, Job
 from comfykit.outputs import OutputFile, StoredOutput
 from comfykit.queue.finish import is_server_trouble
+from comfykit.queue.workers import Listener
 from comfykit.testing import ComfyUISimulator
 
 # -- the table of moves ------------------------------------------------------------------------------
@@ -95,6 +96,59 @@ def test_raising_hooks_and_callbacks_are_logged_and_change_nothing(
         assert any(f"plugin {plugin_name!r} failed in {hook}" in m for m in messages), hook
     assert any("on('job_submitted') callback" in m for m in messages)
     assert any("RaisingHooks.comfykit_job_completed" in m for m in messages)  # findable even with a bare-id name
+
+
+# -- an end the tracker saw reaches a finisher exactly once --------------------------------------------
+
+
+def test_an_end_whose_listener_call_was_lost_is_finished_by_the_supervisor(
+    new_sim: ComfyUISimulator, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(Listener, "prompt_finished", lambda self, prompt_id: None)  # every end call is lost
+    with ComfyUIClient(url=new_sim.url) as client:
+        queue = QueueManager(client, store_outputs=False)
+        [job_id] = queue.add_jobs_from_list(unique_workflows(1))
+        with caplog.at_level(logging.WARNING, logger="comfykit.queue"):
+            stats = queue.run(timeout=60)
+        queue.close()
+    prompt_id = queue.get_job(job_id).prompt_id  # type: ignore[union-attr]
+    assert stats["completed"] == 1 and new_sim.execution_counts == {prompt_id: 1}
+    assert [r.getMessage() for r in caplog.records if "ended without being finished" in r.getMessage()] == [
+        f"job {prompt_id} ended without being finished; finishing it now"]
+
+
+def test_an_end_whose_listener_call_is_under_way_is_not_taken_for_a_lost_one(
+    new_sim: ComfyUISimulator, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The supervisor looks between the tracker marking the prompt ended and its listener call arriving;
+    # its later looks come after that call (until then they see the prompt running: they hold the
+    # queue's lock, which the call needs).  Before: the first look already warned.
+    looked, forwarded = threading.Event(), threading.Event()
+    deliver = Listener.prompt_finished
+
+    def late_listener(self: Listener, prompt_id: str) -> None:
+        assert looked.wait(30), "the supervisor never looked at the ended prompt"
+        deliver(self, prompt_id)
+        forwarded.set()
+
+    monkeypatch.setattr(Listener, "prompt_finished", late_listener)
+    with ComfyUIClient(url=new_sim.url) as client:
+        ended = client.tracker.is_finished
+
+        def is_finished(prompt_id: str) -> bool:
+            if not ended(prompt_id) or (looked.is_set() and not forwarded.is_set()):
+                return False
+            looked.set()
+            return True
+
+        monkeypatch.setattr(client.tracker, "is_finished", is_finished)
+        queue = QueueManager(client, store_outputs=False)
+        queue.add_jobs_from_list(unique_workflows(1))
+        with caplog.at_level(logging.WARNING, logger="comfykit.queue"):
+            stats = queue.run(timeout=60)
+        queue.close()
+    assert stats["completed"] == 1 and looked.is_set()
+    assert not [r for r in caplog.records if "ended without being finished" in r.getMessage()]
 
 
 # -- the sinks -----------------------------------------------------------------------------------------
