@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from compat.folder import readme_config
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -20,38 +21,8 @@ from comfykit.config import (
 )
 from comfykit.errors import ConfigError
 
-ORIGINAL_CONFIG = """\
 # The original tool's config.yaml, exactly as users have it.
-comfyui:
-  host: "127.0.0.1"
-  port: 8188
-  protocol: "http"
-  timeout: 300
-
-websocket:
-  enable: true
-  reconnect_attempts: 5
-  reconnect_delay: 2
-
-workflow:
-  validate_before_send: true
-  auto_queue: true
-
-output:
-  download_results: true
-  output_dir: "./outputs"
-  save_metadata: true
-
-batch:
-  max_concurrent: 3
-  retry_on_failure: true
-  max_retries: 3
-
-logging:
-  level: "INFO"
-  file: "./comfyui_api.log"
-  console: true
-"""
+ORIGINAL_CONFIG = readme_config()
 
 
 def test_defaults_without_any_file(tmp_path: Path) -> None:
@@ -76,7 +47,7 @@ def test_the_original_config_yaml_is_accepted_as_is(tmp_path: Path) -> None:
     assert config["websocket.reconnect_delay"] == 2.0
     assert config["logging.file"] == "./comfyui_api.log"
     assert config.section("output") ["output_dir"] == "./outputs"
-    assert config.source("batch.max_retries").detail.endswith("config.yaml:25")
+    assert config.source("batch.max_retries").detail.endswith("config.yaml:24")
 
 
 def test_config_yaml_without_comfyui_section_is_not_ours(tmp_path: Path) -> None:

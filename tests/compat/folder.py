@@ -29,29 +29,34 @@ def tiny_png() -> bytes:
             + chunk(b"IEND", b""))
 
 
-def readme_config(port: int) -> str:
-    """The README's ``config.yaml`` (its Configuration section), with the simulator's port."""
+def readme_config(port: int = 8188) -> str:
+    """The README's ``config.yaml`` (its Configuration section), laid out as users have it; ``port``: the server's."""
     return f"""\
 comfyui:
   host: "127.0.0.1"
   port: {port}
   protocol: "http"
   timeout: 300
+
 websocket:
   enable: true
   reconnect_attempts: 5
   reconnect_delay: 2
+
 workflow:
   validate_before_send: true
   auto_queue: true
+
 output:
   download_results: true
   output_dir: "./outputs"
   save_metadata: true
+
 batch:
   max_concurrent: 3
   retry_on_failure: true
   max_retries: 3
+
 logging:
   level: "INFO"
   file: "./comfyui_api.log"
