@@ -7,17 +7,32 @@ offset per client), so the server's cache never shortcuts it.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from baselines import naive_sequential, raw_pipelined, saver
-from harness import cpu_seconds, peak_rss_mb
+from harness import SCRATCH_ENV, cpu_seconds, peak_rss_mb
+
+
+@contextlib.contextmanager
+def output_folder() -> Iterator[str]:
+    """A new folder for what a task writes: in the run's scratch folder, left for the run's end to remove
+    (see ``harness.scratch_folder``: deleting a row's files would slow the next row's); a temporary one outside a run."""
+    scratch = os.environ.get(SCRATCH_ENV)
+    if scratch:
+        yield tempfile.mkdtemp(dir=scratch)
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        yield folder
 
 
 def prompts(n: int, offset: int, *, save: bool = False) -> list[dict[str, Any]]:
@@ -54,8 +69,6 @@ def comfykit_queue(
     duplicate check afterwards excluded: they are paid once, not per job).  With ``profile`` (a
     file), yappi records the CPU time of every thread in that window into it.
     """
-    import tempfile
-
     from comfykit import QueueManager, load_config
 
     latencies: list[float] = []  # execution_success (server clock) -> job_completed (after history and sinks)
@@ -76,7 +89,7 @@ def comfykit_queue(
         if event.is_done and event.prompt_id in succeeded:
             seen_after.append(time.time() - succeeded.pop(event.prompt_id))
 
-    with tempfile.TemporaryDirectory() as out:
+    with output_folder() as out:
         config = load_config(use_file=False, overrides={"output.output_dir": out, **(overrides or {})})
         servers = url if isinstance(url, list) else [url]
         journal_path = str(Path(out) / "journal.sqlite") if journal else None
@@ -139,9 +152,8 @@ def comfykit_cli(url: str, jobs: list[dict[str, Any]]) -> dict[str, Any]:
     """
     import resource
     import subprocess
-    import tempfile
 
-    with tempfile.TemporaryDirectory() as folder:
+    with output_folder() as folder:
         flows = Path(folder) / "flows"
         flows.mkdir()
         for index, prompt in enumerate(jobs):
@@ -178,11 +190,9 @@ def queue_enqueue(url: str, jobs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def _saving(baseline: Callable[..., Any], url: str, jobs: list[dict[str, Any]], download: bool) -> Any:
     """Run a baseline; with ``download`` it writes every saved output into a temporary folder."""
-    import tempfile
-
     if not download:
         return baseline(url, jobs)
-    with tempfile.TemporaryDirectory() as folder:
+    with output_folder() as folder:
         return baseline(url, jobs, download=saver(Path(folder)))
 
 

@@ -126,11 +126,12 @@ class QueueManager(JobTable, Transitions, Workers):
         self._listeners = {server.url: Listener(self, server) for server in self._servers}
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
+        # Its own condition: waking whoever waits for the end at every change of every job cost two thread switches per job.
+        self._settled = threading.Condition(self._lock)
         self._jobs: dict[str, Job] = {}
         self._pending: collections.deque[str] = collections.deque()
         self._delayed = schedule.Delayed()
         self._finish_queue: queue_module.Queue[Attempt | None] = queue_module.Queue()
-        self._submit_queue: queue_module.Queue[Attempt | None] = queue_module.Queue()
         self._callbacks = Callbacks()
         self._id_counts: collections.Counter[str] = collections.Counter()
         # Failed attempts that never reached a server (an upload failed): posted ones are job.attempts, journaled.
@@ -188,23 +189,17 @@ class QueueManager(JobTable, Transitions, Workers):
             self._stopping = False
             self._stop_event.clear()
         workers = max(1, num_workers or 4)
-        self._threads = [threading.Thread(target=self._dispatch_loop, name="comfykit-dispatch", daemon=True),
-                         threading.Thread(target=self._supervise_loop, name="comfykit-supervise", daemon=True)]
+        self._threads = [threading.Thread(target=self._supervise_loop, name="comfykit-supervise", daemon=True)]
         self._threads += [
             threading.Thread(target=self._server_loop, args=(server,), name=f"comfykit-server-{i}", daemon=True)
             for i, server in enumerate(self._servers)
         ]
         self._threads += [
-            threading.Thread(
-                target=self._work_loop, args=(self._finish_queue, "finish"), name=f"comfykit-finish-{i}", daemon=True,
-            )
-            for i in range(workers)
+            threading.Thread(target=self._finish_loop, name=f"comfykit-finish-{i}", daemon=True) for i in range(workers)
         ]
         # Two submitters per server: one posts while the other prepares (uploads, hooks).
         self._submitters = [
-            threading.Thread(
-                target=self._work_loop, args=(self._submit_queue, "submit"), name=f"comfykit-submit-{i}", daemon=True,
-            )
+            threading.Thread(target=self._submit_loop, name=f"comfykit-submit-{i}", daemon=True)
             for i in range(2 * len(self._servers))
         ]
         if self._claims:
@@ -237,7 +232,7 @@ class QueueManager(JobTable, Transitions, Workers):
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False
-                self._changed.wait(remaining if remaining is not None else 1.0)
+                self._settled.wait(remaining if remaining is not None else 1.0)
             if self._fatal is not None:
                 raise self._fatal
         return True
@@ -250,6 +245,8 @@ class QueueManager(JobTable, Transitions, Workers):
             fire = empty and not self._was_empty
             self._was_empty = empty
             self._changed.notify_all()
+            if empty:
+                self._settled.notify_all()
         if fire:
             self.plugin_manager.queue_empty(self)
             self._callbacks.call("queue_empty")
@@ -290,10 +287,9 @@ class QueueManager(JobTable, Transitions, Workers):
             self._stopping = True
             self._stop_event.set()
             self._changed.notify_all()
+            self._settled.notify_all()
         for _ in self._threads:
-            self._finish_queue.put(None)
-        for _ in self._submitters:
-            self._submit_queue.put(None)
+            self._finish_queue.put(None)  # the submitters see _stopping
         for thread in [*self._threads, *self._submitters]:
             thread.join(10)
         with self._lock:

@@ -60,6 +60,7 @@ class Transitions:
     retry_delay_max: float
     _lock: threading.RLock
     _changed: threading.Condition
+    _settled: threading.Condition
     _servers: list[ServerState]
     _pending: collections.deque[str]
     _delayed: schedule.Delayed
@@ -253,6 +254,7 @@ class Transitions:
                 self._stopping = True
                 self._stop_event.set()
                 self._changed.notify_all()
+                self._settled.notify_all()
             if first:
                 log.error("the batch stops: %s", exc)
             return False

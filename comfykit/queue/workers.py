@@ -1,4 +1,4 @@
-"""The threads of a :class:`~comfykit.queue.QueueManager`: dispatch, submit, finish and supervise.
+"""The threads of a :class:`~comfykit.queue.QueueManager`: submit, finish and supervise.
 
 Each loop asks the deciding parts (:mod:`~comfykit.queue.submit`,
 :mod:`~comfykit.queue.finish`, :mod:`~comfykit.queue.schedule`,
@@ -69,11 +69,11 @@ class Workers:
     _listeners: dict[str, Listener]
     _lock: threading.RLock
     _changed: threading.Condition
+    _settled: threading.Condition
     _jobs: dict[str, Job]
     _pending: collections.deque[str]
     _delayed: schedule.Delayed
     _finish_queue: queue_module.Queue[Attempt | None]
-    _submit_queue: queue_module.Queue[Attempt | None]
     _stopping: bool
     _paused: bool
     _stop_event: threading.Event
@@ -179,6 +179,7 @@ class Workers:
                 if shared != self._shared_open:
                     self._shared_open = shared
                     self._changed.notify_all()
+                    self._settled.notify_all()
             self._stop_event.wait(CLAIM_INTERVAL)  # nothing left to claim for now
 
     def _wait_for_room(self, until: float) -> int:
@@ -248,6 +249,7 @@ class Workers:
                     self._release(attempt)
             self._open -= 1  # it was counted open: it is dropped before it could settle
             self._changed.notify_all()
+            self._settled.notify_all()
         log.warning("job %s: another coordinator took it over (this one's lease ran out); leaving it to that one",
                     job.job_id)
 
@@ -266,12 +268,26 @@ class Workers:
 
     # -- submitting --------------------------------------------------------------------------------------
 
-    def _dispatch_loop(self) -> None:
-        while True:
-            with self._lock:
+    def _submit_loop(self) -> None:
+        """A submitter thread: take the next pending job as soon as a server has room, prepare it and post it."""
+        while (attempt := self._next_attempt()) is not None:
+            try:
+                self._submit(attempt)
+            except Exception as exc:  # a bug: the job fails with the reason (or is retried), the queue goes on
+                log.exception("submitting job %s failed unexpectedly", attempt.job.job_id)
+                self._apply(attempt.job, submit.Rejected(exc), attempt)
+
+    def _next_attempt(self) -> Attempt | None:
+        """The next pending job as an attempt on the server picked for it, once one has room; ``None`` when stopping.
+
+        The submitters pick for themselves: a dispatcher thread handing them attempts cost a
+        thread switch per job, and held attempts in a queue while no submitter was free.
+        """
+        with self._lock:
+            while True:
                 while True:
                     if self._stopping:
-                        return
+                        return None
                     server = None if (self._paused or not self._pending) else pool.pick(self._servers)
                     if server is not None:
                         break
@@ -281,21 +297,16 @@ class Workers:
                     continue
                 attempt = Attempt(new_prompt_id(), server, job)
                 server.attempts[attempt.prompt_id] = attempt
-            self._submit_queue.put(attempt)
+                return attempt
 
-    def _work_loop(self, work: queue_module.Queue[Attempt | None], step: str) -> None:
-        """A submit (``step="submit"``) or finisher thread: run ``step`` for each attempt until told to stop."""
-        handle = self._submit if step == "submit" else self._finish
-        while True:
-            attempt = work.get()
-            if attempt is None:
-                return
+    def _finish_loop(self) -> None:
+        """A finisher thread: finish each attempt whose end was seen (history, sinks) until told to stop."""
+        while (attempt := self._finish_queue.get()) is not None:
             try:
-                handle(attempt)
-            except Exception as exc:  # a bug: the job fails with the reason (or is retried), the queue goes on
-                log.exception("%s of job %s failed unexpectedly", step, attempt.job.job_id)
-                outcome = submit.Rejected(exc) if step == "submit" else finish.Retry(exc)
-                self._apply(attempt.job, outcome, attempt)
+                self._finish(attempt)
+            except Exception as exc:  # a bug: the job is retried (or fails with the reason), the queue goes on
+                log.exception("finishing job %s failed unexpectedly", attempt.job.job_id)
+                self._apply(attempt.job, finish.Retry(exc), attempt)
 
     def _submit(self, attempt: Attempt) -> None:
         job, server = attempt.job, attempt.server
