@@ -27,7 +27,7 @@ import threading
 import urllib.request
 from collections.abc import Iterator, Mapping
 from typing import Any
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import quote, urlsplit
 
 import httpx
 
@@ -78,7 +78,8 @@ def _query(params: Mapping[str, Any]) -> str:
             return "true" if value else "false"
         return "" if value is None else str(value)
 
-    return urlencode([(str(key), text(value)) for key, value in params.items()], quote_via=quote)
+    # What urlencode(..., quote_via=quote) writes, without its per-item type checks.
+    return "&".join(f"{quote(str(key), safe='')}={quote(text(value), safe='')}" for key, value in params.items())
 
 
 class _Headers(dict[str, str]):

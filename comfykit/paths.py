@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import itertools
 import os
 import re
 import secrets
@@ -76,8 +77,15 @@ def _cap(name: str, limit: int) -> str:
     return cut + suffix
 
 
+#: A name that is safe as it is (ASCII letters, digits, ``_-``, and dots or spaces inside): the common case.
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_\-](?:[A-Za-z0-9_\-. ]{0,198}[A-Za-z0-9_\-])?")
+
+
 def sanitize_component(name: str, *, fallback: str = "_") -> str:
     """One safe file or folder name from any text: never empty, ``.``/``..``, a separator or a device name."""
+    if _PLAIN_NAME.fullmatch(name):
+        # Nothing to replace, strip or cut (at most 200 ASCII characters); only a device name is left to check.
+        return "_" + name if name.split(".", 1)[0].rstrip(" ").upper() in _WINDOWS_RESERVED else name
     cleaned = _UNSAFE_CHARS.sub("_", name)
     # Windows drops trailing dots and spaces, so "x.." or "x " would name another file there.
     cleaned = cleaned.strip(" ").rstrip(". ")
@@ -104,6 +112,11 @@ class _SafeValues(Mapping[str, Any]):
 
     @staticmethod
     def safe(key: str, value: Any) -> Any:
+        kind = type(value)
+        if kind is int or kind is float:
+            return value
+        if kind is str and key != "subfolder":
+            return sanitize_component(value)
         if isinstance(value, bool) or value is None:
             return sanitize_component(str(value))
         if isinstance(value, (int, float)):
@@ -223,24 +236,28 @@ def safe_output_path(root: Path | str, template: str, fields: Mapping[str, Any])
     root_path = output_root(root)
     rendered = _render(template, fields)
     parts = [sanitize_component(p) for p in _SEPARATORS.split(rendered) if p.strip(" ").rstrip(". ")]
-    where = f"filename {fields.get('filename')!r}, subfolder {fields.get('subfolder')!r} from node {fields.get('node_id')}"
+
+    def where() -> str:
+        return f"filename {fields.get('filename')!r}, subfolder {fields.get('subfolder')!r} from node {fields.get('node_id')}"
+
     if not parts:
         raise UnsafePathError(
-            f"the naming template {template!r} gives an empty path for {where}",
+            f"the naming template {template!r} gives an empty path for {where()}",
             hint="Make output.naming include {filename}.",
         )
     relative = "/".join(parts)
     if len(parts) > MAX_DEPTH or len(relative.encode("utf-8")) > MAX_RELATIVE_BYTES:
         raise UnsafePathError(
-            f"refusing to write {where}: the path is {len(parts)} levels and {len(relative.encode('utf-8'))} bytes "
+            f"refusing to write {where()}: the path is {len(parts)} levels and {len(relative.encode('utf-8'))} bytes "
             f"deep (at most {MAX_DEPTH} levels and {MAX_RELATIVE_BYTES} bytes)",
             hint="The server reported an absurd subfolder; check the node that saved it, or use a naming "
                  "template without {subfolder}.",
         )
-    resolved = resolve_inside(root_path, root_path.joinpath(*parts))
+    # One Path from text: the parts are clean names, and joining them with pathlib cost more than the rest.
+    resolved = resolve_inside(root_path, Path(os.path.join(root_path, *parts)))
     if not _is_inside(resolved, root_path) or resolved == root_path:
         raise UnsafePathError(
-            f"refusing to write {where} to {resolved}: it is outside the output folder {root_path}",
+            f"refusing to write {where()} to {resolved}: it is outside the output folder {root_path}",
             hint="A symbolic link inside the output folder points outside it; remove it or choose another output_dir.",
         )
     return resolved
@@ -258,6 +275,29 @@ def part_prefix(target: Path) -> str:
     return f".{target.name[:40]}.{tag}."
 
 
+class _PartTokens:
+    """The 12 hex digits that make a part file's name unique: this process's random half, then a counter.
+
+    ``O_EXCL`` decides in the end; the random half (drawn again in a forked child) only makes a
+    clash with another process unlikely, and the counter spares a system call for random bytes per file.
+    """
+
+    def __init__(self) -> None:
+        self._reseed()
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=self._reseed)
+
+    def _reseed(self) -> None:
+        self._process = secrets.token_hex(3)
+        self._count = itertools.count(secrets.randbelow(1 << 24))
+
+    def next(self) -> str:
+        return f"{self._process}{next(self._count) & 0xFFFFFF:06x}"
+
+
+_part_tokens = _PartTokens()
+
+
 def temp_file_beside(target: Path) -> tuple[IO[bytes], Path]:
     """An open hidden ``.part`` file in ``target``'s folder; the caller renames it onto ``target`` or removes it.
 
@@ -265,8 +305,9 @@ def temp_file_beside(target: Path) -> tuple[IO[bytes], Path]:
     becomes is as readable as one written by ``open()``; ``tempfile`` would make it 0600.
     """
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    prefix = part_prefix(target)
     for _ in range(100):
-        temp = target.parent / f"{part_prefix(target)}{secrets.token_hex(6)}.part"
+        temp = target.parent / f"{prefix}{_part_tokens.next()}.part"
         try:
             descriptor = os.open(temp, flags, 0o666)
         except FileExistsError:
@@ -285,9 +326,16 @@ def atomic_file(target: Path, *, durable: bool = True) -> Iterator[IO[bytes]]:
     file is removed and ``target`` is left as it was.
     """
     handle, temp = temp_file_beside(target)
+    with _into_place(handle, temp, target, durable=durable):
+        yield handle
+
+
+@contextlib.contextmanager
+def _into_place(handle: IO[bytes], temp: Path, target: Path, *, durable: bool) -> Iterator[None]:
+    """Rename ``temp`` (open as ``handle``) onto ``target`` once the block wrote it; remove it if the block raises."""
     try:
         with handle:
-            yield handle
+            yield
             finish_file(handle, durable=durable)
         os.replace(temp, target)
     except BaseException:
@@ -308,10 +356,17 @@ def finish_file(handle: IO[bytes], *, durable: bool) -> None:
 
 
 def atomic_write(target: Path, data: bytes, *, durable: bool = True) -> None:
-    """Write ``data`` to ``target`` so that a reader (or a crash) sees the old file or the whole new one."""
-    if not target.parent.is_dir():  # a stat: mkdir of an existing folder takes the folder's lock
+    """Write ``data`` to ``target`` so that a reader (or a crash) sees the old file or the whole new one.
+
+    ``target``'s folder is made when missing.
+    """
+    try:
+        handle, temp = temp_file_beside(target)
+    except FileNotFoundError:
+        # Looked for only now: a stat before every write cost more than making the folder in this rare case.
         target.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_file(target, durable=durable) as handle:
+        handle, temp = temp_file_beside(target)
+    with _into_place(handle, temp, target, durable=durable):
         handle.write(data)
 
 

@@ -162,13 +162,46 @@ _MAX_LISTED_FOLDERS = 4096
 _leftovers = _LeftoverParts()
 
 
-def _check_room(name: str, target: Path, coming: int, limits: DownloadLimits) -> None:
+class _FreeSpace:
+    """The free space of the disk under each output folder, asked of the system at most once a second.
+
+    Asking for every file cost a system call per job; within a second the answer is what
+    was free then less what this process announced it would write since.  Close to the
+    limit (within ``_FRESH_MARGIN``) the system is asked every time.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._known: dict[Path, tuple[float, int]] = {}  # output folder -> (when asked, free bytes left)
+
+    def take(self, root: Path, folder: Path, coming: int, keep: int) -> int:
+        """What will be free once ``coming`` more bytes are written to ``folder`` (below ``root``)."""
+        now = time.monotonic()
+        with self._lock:
+            asked, free = self._known.get(root, (-_FREE_SPACE_TTL, 0))
+            if now - asked < _FREE_SPACE_TTL and free - coming >= keep + _FRESH_MARGIN:
+                self._known[root] = (asked, free - coming)
+                return free - coming
+        free = shutil.disk_usage(folder).free
+        with self._lock:
+            self._known[root] = (now, free - coming)
+        return free - coming
+
+
+#: seconds a free-space answer is used for; bytes above the limit under which it is asked every time
+_FREE_SPACE_TTL = 1.0
+_FRESH_MARGIN = 256 * 1024 * 1024
+_free_space = _FreeSpace()
+
+
+def _check_room(name: str, target: Path, root: Path, coming: int, limits: DownloadLimits) -> None:
     """Refuse a file larger than the limit, or one that would leave the disk (nearly) full."""
     if coming > limits.max_bytes:
         raise OutputError(f"{name} is {coming:,} bytes, larger than output.max_bytes ({limits.max_bytes:,})",
                           hint="Raise output.max_bytes if such files are expected.")
-    free = shutil.disk_usage(target.parent).free
-    if free - coming < limits.min_free_bytes:
+    left = _free_space.take(root, target.parent, coming, limits.min_free_bytes)
+    if left < limits.min_free_bytes:
+        free = left + coming
         raise OutputError(
             f"not enough disk space for {name} in {target.parent}: {free:,} bytes free, {coming:,} to come, "
             f"{limits.min_free_bytes:,} to keep free (output.min_free_bytes)",
@@ -339,6 +372,12 @@ def _make_parent(target: Path, root: Path) -> bool:
     created in it takes too.
     """
     fresh = not target.parent.is_dir()
+    if fresh and target.parent.parent == root:
+        try:
+            os.mkdir(target.parent)
+            return True  # made by this call, right inside the (resolved) output folder: a folder, not a link
+        except (FileExistsError, FileNotFoundError):
+            pass  # made meanwhile, or a file of that name, or no output folder yet: the general way below tells
     try:
         if fresh:
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -422,7 +461,7 @@ def _download(
                             and target.stat().st_size == total):
                         return _record(output, target, total, sha256_of_file(target), skipped=True)
                     if total is not None:
-                        _check_room(name, target, total - written, limits)
+                        _check_room(name, target, root, total - written, limits)
                         # Room for the whole file is checked: look again only after the next 64 MiB.
                         next_space_check = max(next_space_check, written + _SPACE_CHECK_BYTES)
                     if handle is None:
@@ -451,7 +490,7 @@ def _download(
                                      "for huge files on slow links.")
                         if written >= next_space_check:
                             next_space_check = written + _SPACE_CHECK_BYTES
-                            _check_room(name, target, 0, limits)
+                            _check_room(name, target, root, 0, limits)
                 if verify_size and total is not None and written != total:
                     raise _Incomplete(f"got {written} of {total} bytes")
                 break

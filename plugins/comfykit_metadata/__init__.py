@@ -25,7 +25,7 @@ import struct
 import threading
 import time
 import zlib
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
@@ -97,13 +97,16 @@ def readable_json(value: Any, levels: int = 2, indent: str = "") -> str:
     compact JSON), which made the sidecar's prompt and history the costliest part of
     storing a small job; here only the outer levels are laid out in Python.
     """
-    if levels > 0 and value and isinstance(value, (dict, list)):
-        inner = indent + "  "
-        if isinstance(value, dict):
-            items = [f"{inner}{_encode(str(key))}: {readable_json(item, levels - 1, inner)}" for key, item in value.items()]
-            return "{\n" + ",\n".join(items) + "\n" + indent + "}"
-        return "[\n" + ",\n".join(inner + readable_json(item, levels - 1, inner) for item in value) + "\n" + indent + "]"
-    return _encode(value)
+    if levels <= 0 or not value or not isinstance(value, (dict, list)):
+        return _encode(value)
+    inner = indent + "  "
+    # The last laid-out level encodes its items whole: no call per leaf.
+    layout: Callable[[Any], str] = _encode if levels == 1 else functools.partial(readable_json, levels=levels - 1,
+                                                                                indent=inner)
+    if isinstance(value, dict):
+        items = [f"{inner}{_encode(str(key))}: {layout(item)}" for key, item in value.items()]
+        return "{\n" + ",\n".join(items) + "\n" + indent + "}"
+    return "[\n" + ",\n".join(inner + layout(item) for item in value) + "\n" + indent + "]"
 
 
 #: ``json.dumps(value, default=str)`` without building an encoder per call
@@ -168,6 +171,7 @@ def _span(start: float | None, end: float | None) -> float | None:
     return None if start is None or end is None else round(max(0.0, end - start), 6)
 
 
+@functools.lru_cache(maxsize=256)  # a batch has a few servers, and each job's sidecar names one
 def _public_url(url: str) -> str:
     parts = urlsplit(url)
     netloc = parts.hostname or ""
@@ -285,8 +289,8 @@ def build_metadata(
 
 def _stored_item(record: StoredOutput, rewritten: Collection[str]) -> dict[str, Any]:
     item = {"sink": record.sink, "location": record.location, "bytes": record.bytes, "sha256": record.sha256}
-    path = Path(record.location)
-    if str(path) in rewritten:
+    path = Path(record.location) if rewritten else None
+    if path is not None and str(path) in rewritten:
         item.update(bytes=os.path.getsize(path), sha256=sha256_of_file(path))
     return item
 
