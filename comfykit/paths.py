@@ -86,6 +86,11 @@ def sanitize_component(name: str, *, fallback: str = "_") -> str:
     if _PLAIN_NAME.fullmatch(name):
         # Nothing to replace, strip or cut (at most 200 ASCII characters); only a device name is left to check.
         return "_" + name if name.split(".", 1)[0].rstrip(" ").upper() in _WINDOWS_RESERVED else name
+    return _sanitize_any(name, fallback)
+
+
+def _sanitize_any(name: str, fallback: str) -> str:
+    """:func:`sanitize_component` for any text (the plain names' shortcut gives the same answers)."""
     cleaned = _UNSAFE_CHARS.sub("_", name)
     # Windows drops trailing dots and spaces, so "x.." or "x " would name another file there.
     cleaned = cleaned.strip(" ").rstrip(". ")

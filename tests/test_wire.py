@@ -11,12 +11,15 @@ import base64
 import socket
 import threading
 from collections.abc import Callable, Iterator
+from urllib.parse import quote, urlencode
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from comfykit import ComfyUIClient
-from comfykit._wire import usable
+from comfykit._wire import _query, usable
 from comfykit.errors import ConfigError, ProtocolError, ServerUnreachable
 
 Handler = Callable[[socket.socket, bytes], bool]  # (connection, request head) -> keep the connection open?
@@ -188,3 +191,12 @@ def test_a_base_path_is_sent_percent_encoded(scripted) -> None:
     with ComfyUIClient(url=url + "/my comfy/") as client:
         client.get_system_stats()
     assert heads[0].startswith(b"GET /my%20comfy/system_stats HTTP/1.1")
+
+
+@given(st.dictionaries(st.text(max_size=8), st.one_of(st.text(max_size=12), st.integers(), st.booleans(), st.none()),
+                       max_size=4))
+def test_query_strings_are_written_as_urlencode_writes_them(params: dict[str, object]) -> None:
+    def text(value: object) -> str:
+        return str(value).lower() if isinstance(value, bool) else "" if value is None else str(value)
+
+    assert _query(params) == urlencode([(key, text(value)) for key, value in params.items()], quote_via=quote)

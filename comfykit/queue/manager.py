@@ -244,7 +244,8 @@ class QueueManager(JobTable, Transitions, Workers):
             empty = self._open == 0
             fire = empty and not self._was_empty
             self._was_empty = empty
-            self._changed.notify_all()
+            if self._claims:
+                self._changed.notify_all()  # room to claim more (the submitters heard when its slot was freed)
             if empty:
                 self._settled.notify_all()
         if fire:

@@ -88,3 +88,34 @@ def test_the_limits_are_config_keys_of_the_download_plugin() -> None:
     config = load_config(use_file=False, overrides={"output.max_bytes": 10, "output.download_timeout": 2.5,
                                                     "output.min_free_bytes": 0})
     assert DownloadLimits.from_config(config.section("output")) == DownloadLimits(10, 2.5, 0)
+
+
+def test_free_space_is_asked_once_a_second_far_from_the_floor_and_every_time_near_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import shutil
+
+    import comfykit_download
+
+    asked: list[Path] = []
+    free = {"bytes": 10 * 2**30}
+
+    def disk_usage(path: Path) -> shutil._ntuple_diskusage:
+        asked.append(path)
+        return shutil._ntuple_diskusage(2**40, 2**40 - free["bytes"], free["bytes"])
+
+    monkeypatch.setattr(comfykit_download.shutil, "disk_usage", disk_usage)
+    space = comfykit_download._FreeSpace()
+    for _ in range(100):  # far above the floor: the first answer serves the second, less what was announced
+        space.take(tmp_path, tmp_path / "job", 1024, keep=2**20)
+    assert len(asked) == 1
+    assert space.take(tmp_path, tmp_path, 0, keep=2**20) == free["bytes"] - 100 * 1024
+    free["bytes"] = 2**20 + 4096  # within the margin of the floor: asked every time, so a full disk is seen at once
+    near = comfykit_download._FreeSpace()
+    assert [near.take(tmp_path, tmp_path, 1024, keep=2**20) for _ in range(3)] == [2**20 + 3072] * 3
+    assert len(asked) == 4
+    monkeypatch.setattr(comfykit_download, "_FREE_SPACE_TTL", 0.0)  # an answer older than the TTL is asked again
+    free["bytes"] = 10 * 2**30
+    space.take(tmp_path, tmp_path, 0, keep=2**20)
+    space.take(tmp_path, tmp_path, 0, keep=2**20)
+    assert len(asked) == 6

@@ -14,7 +14,15 @@ from hypothesis import strategies as st
 from comfykit.errors import OutputError, UnsafePathError
 from comfykit.jobs import Job
 from comfykit.outputs import OutputFile
-from comfykit.paths import MAX_COMPONENT_BYTES, output_root, resolve_inside, safe_output_path, sanitize_component
+from comfykit.paths import (
+    MAX_COMPONENT_BYTES,
+    _part_tokens,
+    _sanitize_any,
+    output_root,
+    resolve_inside,
+    safe_output_path,
+    sanitize_component,
+)
 from comfykit_download.naming import DEFAULT_NAMING, output_fields, plan_output_paths
 
 
@@ -62,6 +70,37 @@ def test_hostile_names_are_sanitized(tmp_path: Path, filename: str, subfolder: s
     template = "{job_id}/{subfolder}/{filename}" if subfolder else DEFAULT_NAMING
     path = safe_output_path(tmp_path, template, _fields(filename, subfolder))
     assert path.relative_to(tmp_path.resolve()).as_posix() == expected
+
+
+# Names near the shortcut's edges: plain characters, and the ones it must leave to the general rules.
+_NEAR_PLAIN = st.one_of(
+    st.text(alphabet="aZ09_-. ", max_size=205),
+    st.text(alphabet="aZ09_-. /\\:é\x00", max_size=12),
+    st.sampled_from(["CON", "con.png", "Lpt9 .txt", "aux", "nul.", "com0", "PRN .x", "x" * 200, "x" * 201]),
+)
+
+
+@given(_NEAR_PLAIN)
+def test_the_plain_name_shortcut_answers_as_the_general_rules(name: str) -> None:
+    assert sanitize_component(name) == _sanitize_any(name, "_")
+
+
+def test_part_file_tokens_are_unique_and_differ_in_a_forked_child() -> None:
+    tokens = [_part_tokens.next() for _ in range(10_000)]
+    assert len(set(tokens)) == len(tokens) and all(len(t) == 12 and int(t, 16) >= 0 for t in tokens)
+    if not hasattr(os, "fork"):
+        return
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # the child's first token, then out without running the parent's cleanup
+        os.write(write, _part_tokens.next().encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(child, 0)
+    theirs = os.read(read, 64).decode()
+    os.close(read)
+    # Drawn again after the fork: another process half (1 in 16 million to clash, and O_EXCL would still decide).
+    assert theirs[:6] != tokens[-1][:6]
 
 
 def test_components_are_made_safe() -> None:
