@@ -30,6 +30,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 #: set in children: the folder where they leave what they write (see :func:`scratch_folder`)
 SCRATCH_ENV = "COMFYKIT_BENCH_SCRATCH"
+#: a file system in memory (Linux), for the row that leaves the disk out
+RAM_FOLDER = "/dev/shm"
 
 
 @functools.cache

@@ -11,7 +11,10 @@ process against a fresh simulator in another process (``comfykit.testing.serve``
   read from the socket, then its history and its file fetched and written (no fsync);
 - **naive loop**: post, wait, read history, fetch the file, next;
 - **QueueManager** with the sinks off, download only, download + metadata (the
-  defaults), the defaults with the SQLite journal, and the defaults without fsync.
+  defaults), the defaults with the SQLite journal, the defaults without fsync, and the
+  defaults storing into RAM (tmpfs, Linux): the last leaves the disk's share out.
+
+Nothing a row writes is deleted before the run ends (``harness.scratch_folder``).
 
 With ``--rounds N`` the rows are run N times interleaved and the median of each figure
 is printed.  ``--profile`` runs the QueueManager with the defaults and with the sinks
@@ -32,7 +35,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import ROOT, machine, run_child, simulator, table
+from harness import RAM_FOLDER, ROOT, machine, run_child, simulator, table
 
 #: row name -> (task in tasks.py, its options)
 ROWS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -43,7 +46,11 @@ ROWS: dict[str, tuple[str, dict[str, Any]]] = {
     "QueueManager, download + metadata (defaults)": ("comfykit_queue", {}),
     "QueueManager, defaults + journal": ("comfykit_queue", {"journal": True}),
     "QueueManager, defaults, output.fsync off": ("comfykit_queue", {"overrides": {"output.fsync": False}}),
+    # The same work with no disk below it (tmpfs): what the client costs, apart from the file system's share.
+    "QueueManager, defaults, outputs in RAM": ("comfykit_queue", {"ram": True}),
 }
+if not Path(RAM_FOLDER).is_dir():  # not Linux
+    del ROWS["QueueManager, defaults, outputs in RAM"]
 RAW, NAIVE = "raw pipelined (httpx + WebSocket)", "naive loop"
 PROFILED = ("QueueManager, download + metadata (defaults)", "QueueManager, sinks off")
 
@@ -54,7 +61,7 @@ def measure(n: int, rounds: int, before: Path | None = None) -> list[dict[str, A
     if before is not None:
         # output.fsync is newer than the code of before: that row would be the defaults again.
         rows_run += [(f"{name} [before]", task, options, before) for name, (task, options) in ROWS.items()
-                     if task == "comfykit_queue" and "fsync" not in name]
+                     if task == "comfykit_queue" and "fsync" not in name and "RAM" not in name]
     samples: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
     for _ in range(rounds):
         for name, task, options, code in rows_run:

@@ -20,13 +20,20 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from baselines import naive_sequential, raw_pipelined, saver
-from harness import SCRATCH_ENV, cpu_seconds, peak_rss_mb
+from harness import RAM_FOLDER, SCRATCH_ENV, cpu_seconds, peak_rss_mb
 
 
 @contextlib.contextmanager
-def output_folder() -> Iterator[str]:
+def output_folder(*, ram: bool = False) -> Iterator[str]:
     """A new folder for what a task writes: in the run's scratch folder, left for the run's end to remove
-    (see ``harness.scratch_folder``: deleting a row's files would slow the next row's); a temporary one outside a run."""
+    (see ``harness.scratch_folder``: deleting a row's files would slow the next row's); a temporary one outside a run.
+
+    ``ram``: in ``/dev/shm`` (tmpfs: no disk below it), to tell the client's own cost from the disk's.
+    """
+    if ram:
+        with tempfile.TemporaryDirectory(dir=RAM_FOLDER) as folder:  # freeing tmpfs slows nothing
+            yield folder
+        return
     scratch = os.environ.get(SCRATCH_ENV)
     if scratch:
         yield tempfile.mkdtemp(dir=scratch)
@@ -59,15 +66,16 @@ def comfykit_client(url: str, jobs: list[dict[str, Any]]) -> None:
 
 def comfykit_queue(
     url: str | list[str], jobs: list[dict[str, Any]], *, journal: bool = False, overrides: dict[str, Any] | None = None,
-    profile: str | None = None, **options: Any,
+    profile: str | None = None, ram: bool = False, **options: Any,
 ) -> dict[str, Any]:
     """The batch engine: QueueManager on one server or a pool, output sinks on (temp previews are skipped).
 
     ``overrides`` are config keys (``output.save_metadata: false`` for "download only"); ``journal``
-    writes an SQLite journal.  Besides the process totals it answers ``batch_cpu``/``elapsed``: CPU
-    and wall from adding the jobs to the end of ``run()`` (imports, plugin loading and the
-    duplicate check afterwards excluded: they are paid once, not per job).  With ``profile`` (a
-    file), yappi records the CPU time of every thread in that window into it.
+    writes an SQLite journal; ``ram`` stores the outputs in tmpfs (see :func:`output_folder`).
+    Besides the process totals it answers ``batch_cpu``/``elapsed``: CPU and wall from adding
+    the jobs to the end of ``run()`` (imports, plugin loading and the duplicate check afterwards
+    excluded: they are paid once, not per job).  With ``profile`` (a file), yappi records the
+    CPU time of every thread in that window into it.
     """
     from comfykit import QueueManager, load_config
 
@@ -89,7 +97,7 @@ def comfykit_queue(
         if event.is_done and event.prompt_id in succeeded:
             seen_after.append(time.time() - succeeded.pop(event.prompt_id))
 
-    with output_folder() as out:
+    with output_folder(ram=ram) as out:
         config = load_config(use_file=False, overrides={"output.output_dir": out, **(overrides or {})})
         servers = url if isinstance(url, list) else [url]
         journal_path = str(Path(out) / "journal.sqlite") if journal else None

@@ -1,9 +1,9 @@
 """``QueueManager``: run many workflows on one server or a pool, pipelined, retried without duplicates, resumable.
 
 How a job moves: ``add_job`` records it (in the journal first, when there is one);
-the dispatcher thread hands it to the least-loaded healthy server that has a free
-slot in its in-flight window; a submit thread chooses the prompt id, journals it,
-starts watching it and posts it.  Completion arrives from the client's tracker
+a free submit thread takes it for the least-loaded healthy server that has a free
+slot in its in-flight window, chooses the prompt id, journals it, starts watching
+it and posts it.  Completion arrives from the client's tracker
 (live events, or polling, both reconciled against the server), and a finisher
 thread fetches the history, runs the output sinks and records the result.
 

@@ -1,6 +1,6 @@
 """The queue's records: one :class:`Attempt` per prompt, one :class:`ServerState` per server, and its own outcomes.
 
-An attempt is born when the dispatcher reserves a slot on a server (its prompt id
+An attempt is born when a submitter reserves a slot on a server (its prompt id
 is chosen then, but the job learns it only once it is journaled, just before the
 POST) and ends with one ``pop`` from its server's ``attempts``.  Everything here
 is read and written under the :class:`~comfykit.queue.QueueManager`'s lock.

@@ -32,7 +32,7 @@ __all__ = ["JobTable"]
 
 
 class JobTable:
-    """The jobs of a batch by id, and the ids of those waiting to be dispatched, in order."""
+    """The jobs of a batch by id, and the ids of those waiting for a submitter, in order."""
 
     journal: BatchJournal | None
     _lock: threading.RLock
