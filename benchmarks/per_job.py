@@ -11,8 +11,9 @@ process against a fresh simulator in another process (``comfykit.testing.serve``
   read from the socket, then its history and its file fetched and written (no fsync);
 - **naive loop**: post, wait, read history, fetch the file, next;
 - **QueueManager** with the sinks off, download only, download + metadata (the
-  defaults), the defaults with the SQLite journal, the defaults without fsync, and the
-  defaults storing into RAM (tmpfs, Linux): the last leaves the disk's share out.
+  defaults), the defaults with the SQLite journal (whose outputs are flushed to disk), the
+  defaults flushing every file (``output.fsync: true``), and the defaults storing into RAM
+  (tmpfs, Linux): the last leaves the disk's share out.
 
 Nothing a row writes is deleted before the run ends (``harness.scratch_folder``).
 
@@ -45,7 +46,8 @@ ROWS: dict[str, tuple[str, dict[str, Any]]] = {
     "QueueManager, download only": ("comfykit_queue", {"overrides": {"output.save_metadata": False}}),
     "QueueManager, download + metadata (defaults)": ("comfykit_queue", {}),
     "QueueManager, defaults + journal": ("comfykit_queue", {"journal": True}),
-    "QueueManager, defaults, output.fsync off": ("comfykit_queue", {"overrides": {"output.fsync": False}}),
+    # Flushed to disk as a journaled batch's outputs are (without a journal they are not, by default).
+    "QueueManager, defaults, output.fsync on": ("comfykit_queue", {"overrides": {"output.fsync": True}}),
     # The same work with no disk below it (tmpfs): what the client costs, apart from the file system's share.
     "QueueManager, defaults, outputs in RAM": ("comfykit_queue", {"ram": True}),
 }

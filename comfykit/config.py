@@ -212,9 +212,11 @@ def core_registry() -> ConfigRegistry:
     r.add("output", "output_dir", "./outputs", help="Folder the output sinks write under.")
     r.add("output", "sinks", None, type="names", help="Names of the output sinks to run (default: all).")
     r.add("output", "include_temp", False, help="Also report and store temp/preview outputs.")
-    r.add("output", "fsync", True,
-          help="Flush each stored file to disk before it takes its name (off: still atomic, but a power "
-               "loss may leave recent files empty; saves about 0.25 ms CPU and a few ms per file).")
+    r.add("output", "fsync", None, type="bool",
+          help="Flush each stored file to disk before it takes its name: unset, only in a batch with a journal "
+               "(which must not record outputs a power loss could take); true, always; false, never. "
+               "Unflushed files are still atomic; a power loss may leave the newest ones empty. "
+               "About 0.25 ms CPU per file on the development VM.")
     # batch
     r.add("batch", "max_concurrent", 3, help="Jobs in flight per server.")
     r.add("batch", "retry_on_failure", True, help="Retry failed jobs.")

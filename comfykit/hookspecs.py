@@ -354,7 +354,7 @@ def comfykit_queue_empty(queue: Queue) -> None:
 
 @hookspec
 def comfykit_store_outputs(
-    job: Job, outputs: Sequence[OutputFile], client: Client
+    job: Job, outputs: Sequence[OutputFile], client: Client, durable: bool
 ) -> Sequence[StoredOutput] | None:
     """Store a finished job's outputs somewhere (disk, S3, a database, a webhook...).
 
@@ -372,5 +372,9 @@ def comfykit_store_outputs(
     :param job: the finished job (prompt, metadata, timings).
     :param outputs: every output the server reported, as :class:`comfykit.outputs.OutputFile`.
     :param client: a client connected to the server that holds the files.
+    :param durable: whether what the sink stores must survive a power loss once it returns (a
+        batch with a journal, or ``output.fsync: true``): pass it on as the ``durable`` of
+        :func:`comfykit.paths.atomic_file`, :func:`~comfykit.paths.atomic_write` and
+        :func:`~comfykit.paths.finish_file`, or flush what is written another way.
     :return: a list of :class:`comfykit.outputs.StoredOutput`, one per thing stored, or ``None``.
     """

@@ -315,13 +315,15 @@ class PluginManager:
     # -- outputs ------------------------------------------------------
 
     def store_outputs(
-        self, job: Job, outputs: Sequence[OutputFile], client: Client, *, sinks: Collection[str] | None = None
+        self, job: Job, outputs: Sequence[OutputFile], client: Client, *, sinks: Collection[str] | None = None,
+        durable: bool = False,
     ) -> list[SinkResult]:
         """Run every output sink in isolation (see :func:`comfykit.sinks.run_sinks`), so one broken sink cannot silence the rest.
 
         ``sinks`` names the plugins to run (the ``output.sinks`` config key); ``None`` runs all.
+        ``durable``: what they store must survive a power loss once they return.
         """
-        return run_sinks(self.pm.hook.comfykit_store_outputs, job, outputs, client, sinks=sinks)
+        return run_sinks(self.pm.hook.comfykit_store_outputs, job, outputs, client, sinks=sinks, durable=durable)
 
 
 

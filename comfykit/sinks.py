@@ -39,16 +39,17 @@ class SinkResult:
 
 def run_sinks(
     hook: pluggy.HookCaller, job: Job, outputs: Sequence[OutputFile], client: Client, *,
-    sinks: Collection[str] | None = None,
+    sinks: Collection[str] | None = None, durable: bool = False,
 ) -> list[SinkResult]:
     """Call every implementation of the sink ``hook`` in pluggy's order, one at a time.
 
     ``sinks`` names the plugins to run (the ``output.sinks`` config key); ``None`` runs all.
+    ``durable``: what they store must be on disk before they return (see the hookspec).
     ``job.stored`` is extended as each sink returns, so a ``trylast`` sink sees the
     records of the others.
     """
     results: list[SinkResult] = []
-    kwargs = {"job": job, "outputs": outputs, "client": client}
+    kwargs = {"job": job, "outputs": outputs, "client": client, "durable": durable}
     for impl in reversed(hook.get_hookimpls()):
         if sinks is not None and impl.plugin_name not in sinks:
             continue

@@ -55,7 +55,8 @@ async def collect_and_store(client: AsyncComfyUIClient, job: Job, prompt_id: str
         if not client.store_outputs:
             return collected
         stored = await asyncio.to_thread(
-            finish.store, client.plugin_manager, job, client.sync_client, sinks=client.config.get("output.sinks")
+            finish.store, client.plugin_manager, job, client.sync_client, sinks=client.config.get("output.sinks"),
+            durable=finish.durable_outputs(client.config.get("output.fsync"), journaled=False),
         )
         if isinstance(stored, finish.Completed):
             job.warnings.extend(stored.warnings)

@@ -95,6 +95,11 @@ class Workers:
         """
         return self.journal if isinstance(self.journal, ClaimingJournal) else None
 
+    @functools.cached_property
+    def _durable_outputs(self) -> bool:
+        """Whether the sinks flush what they store (see :func:`comfykit.queue.finish.durable_outputs`)."""
+        return finish.durable_outputs(self.config.get("output.fsync"), journaled=self.journal is not None)
+
     @property
     def _claims(self) -> bool:
         """Whether the journal is shared by several coordinators, each running only the jobs it claimed."""
@@ -372,7 +377,8 @@ class Workers:
         if not self._fence(job, check=True):
             return
         try:
-            stored = finish.store(self.plugin_manager, job, client, sinks=self.config.get("output.sinks"))
+            stored = finish.store(self.plugin_manager, job, client, sinks=self.config.get("output.sinks"),
+                                  durable=self._durable_outputs)
             self._apply(job, stored, attempt)
         finally:
             self._unfence(job)

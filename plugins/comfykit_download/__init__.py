@@ -250,7 +250,9 @@ def comfykit_register_commands(cli: click.Group) -> None:
 
 
 @hookimpl
-def comfykit_store_outputs(job: Job, outputs: Sequence[OutputFile], client: ComfyUIClient) -> list[StoredOutput]:
+def comfykit_store_outputs(
+    job: Job, outputs: Sequence[OutputFile], client: ComfyUIClient, durable: bool
+) -> list[StoredOutput]:
     # Single keys, not config.section("output"): that walks every key of the config, twice per job.
     config = client.config
     if not config.get("output.download_results", True):
@@ -267,7 +269,7 @@ def comfykit_store_outputs(job: Job, outputs: Sequence[OutputFile], client: Comf
         attempts=int(config.get("output.download_attempts") or 3),
         limits=DownloadLimits.from_config({key: config[f"output.{key}"] for key in _LIMIT_KEYS
                                            if f"output.{key}" in config}),
-        durable=bool(config.get("output.fsync", True)),
+        durable=durable,
     )
 
 
@@ -321,7 +323,7 @@ def download_outputs(
     ui}`` dict, a list of :class:`OutputFile`, or a prompt id whose history
     is fetched.  Up to ``max_concurrent`` files download at once.  Raises
     :class:`DownloadError` (with ``stored`` and ``errors``) when some outputs
-    could not be stored; the others are complete on disk.  ``durable`` (``output.fsync``)
+    could not be stored; the others are complete on disk.  ``durable`` (the sink hook's ``durable``)
     flushes each file to disk before it is renamed into place.
     """
     outputs, found_job, prompt_id = _resolve_outputs(client, job_or_outputs, include_temp)

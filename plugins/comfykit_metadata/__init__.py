@@ -66,7 +66,9 @@ def comfykit_add_config(registry: ConfigRegistry) -> None:
 
 # trylast: the sinks before this one have their records in job.stored, so the sidecar lists them.
 @hookimpl(trylast=True)
-def comfykit_store_outputs(job: Job, outputs: Sequence[OutputFile], client: ComfyUIClient) -> list[StoredOutput]:
+def comfykit_store_outputs(
+    job: Job, outputs: Sequence[OutputFile], client: ComfyUIClient, durable: bool
+) -> list[StoredOutput]:
     config = client.config  # single keys: config.section() walks every key of the config
     if not config.get("output.save_metadata", True):
         return []
@@ -80,7 +82,7 @@ def comfykit_store_outputs(job: Job, outputs: Sequence[OutputFile], client: Comf
     document = build_metadata(job, outputs, client, rewritten=rewritten)
     data = (readable_json(document) + "\n").encode("utf-8")
     sidecar = safe_output_path(root, "{job_id}.json", {"job_id": job.job_id})
-    atomic_write(sidecar, data, durable=bool(config.get("output.fsync", True)))
+    atomic_write(sidecar, data, durable=durable)
     stored = [_record(sidecar, data, "metadata")]
     manifest = config.get("output.manifest")
     if manifest:

@@ -53,9 +53,9 @@ def _read_sidecar(records: Any) -> tuple[dict[str, Any], str]:
 
 def _store_in_turn(client: ComfyUIClient, job: Job) -> tuple[list[StoredOutput], list[StoredOutput]]:
     """The download sink, then the metadata sink with the download's records already in ``job.stored``."""
-    downloaded = comfykit_download.comfykit_store_outputs(job=job, outputs=job.outputs, client=client)
+    downloaded = comfykit_download.comfykit_store_outputs(job=job, outputs=job.outputs, client=client, durable=False)
     job.stored.extend(downloaded)
-    return downloaded, comfykit_metadata.comfykit_store_outputs(job=job, outputs=job.outputs, client=client)
+    return downloaded, comfykit_metadata.comfykit_store_outputs(job=job, outputs=job.outputs, client=client, durable=False)
 
 
 def test_the_sidecar_describes_the_job_without_secrets(sim: ComfyUISimulator, out_dir: Path, run_job: RunJob) -> None:
@@ -187,7 +187,7 @@ def test_the_sidecar_lists_what_the_sinks_before_it_stored(client: ComfyUIClient
                      sha256="bb"),
         StoredOutput(sink="other", node_id="", kind="report", location="/elsewhere/report.txt"),
     ]
-    written = comfykit_metadata.comfykit_store_outputs(job=job, outputs=job.outputs, client=client)
+    written = comfykit_metadata.comfykit_store_outputs(job=job, outputs=job.outputs, client=client, durable=False)
     document, _ = _read_sidecar(written)
     unstored, stored = document["outputs"]
     assert unstored["filename"] == "a.png" and "path" not in unstored and "stored" not in unstored
@@ -209,7 +209,7 @@ def test_the_sidecar_describes_the_ended_job_in_one_clock(client: ComfyUIClient)
         ["execution_cached", {"prompt_id": "p", "nodes": [], "timestamp": _stamp(now - 3 + skew)}],
         ["execution_success", {"prompt_id": "p", "timestamp": _stamp(now - 0.5 + skew)}],
     ]}, "outputs": {}}
-    written = comfykit_metadata.comfykit_store_outputs(job=job, outputs=[], client=client)
+    written = comfykit_metadata.comfykit_store_outputs(job=job, outputs=[], client=client, durable=False)
     document, _ = _read_sidecar(written)
     assert document["status"] == "completed"
     times = {name: datetime.datetime.fromisoformat(text) for name, text in document["times"].items()}
