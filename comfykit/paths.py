@@ -85,7 +85,7 @@ def sanitize_component(name: str, *, fallback: str = "_") -> str:
     """One safe file or folder name from any text: never empty, ``.``/``..``, a separator or a device name."""
     if _PLAIN_NAME.fullmatch(name):
         # Nothing to replace, strip or cut (at most 200 ASCII characters); only a device name is left to check.
-        return "_" + name if name.split(".", 1)[0].rstrip(" ").upper() in _WINDOWS_RESERVED else name
+        return _not_a_device(name)
     return _sanitize_any(name, fallback)
 
 
@@ -96,10 +96,12 @@ def _sanitize_any(name: str, fallback: str) -> str:
     cleaned = cleaned.strip(" ").rstrip(". ")
     if not cleaned or set(cleaned) <= {"."}:
         return fallback
-    base = cleaned.split(".", 1)[0].rstrip(" ").upper()
-    if base in _WINDOWS_RESERVED:
-        cleaned = "_" + cleaned
-    return _cap(cleaned, MAX_COMPONENT_BYTES)
+    return _cap(_not_a_device(cleaned), MAX_COMPONENT_BYTES)
+
+
+def _not_a_device(name: str) -> str:
+    """``name``, with ``_`` before it when Windows would take it for a device (``CON``, ``lpt1.txt``, ``nul .png``)."""
+    return "_" + name if name.split(".", 1)[0].rstrip(" ").upper() in _WINDOWS_RESERVED else name
 
 
 def _sanitize_relative(text: str) -> str:
