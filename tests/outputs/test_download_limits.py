@@ -105,6 +105,7 @@ def test_free_space_is_asked_once_a_second_far_from_the_floor_and_every_time_nea
         return shutil._ntuple_diskusage(2**40, 2**40 - free["bytes"], free["bytes"])
 
     monkeypatch.setattr(comfykit_download.shutil, "disk_usage", disk_usage)
+    monkeypatch.setattr(comfykit_download, "_FREE_SPACE_TTL", 3600.0)  # no answer ages while the test runs
     space = comfykit_download._FreeSpace()
     for _ in range(100):  # far above the floor: the first answer serves the second, less what was announced
         space.take(tmp_path, tmp_path / "job", 1024, keep=2**20)
@@ -114,7 +115,7 @@ def test_free_space_is_asked_once_a_second_far_from_the_floor_and_every_time_nea
     near = comfykit_download._FreeSpace()
     assert [near.take(tmp_path, tmp_path, 1024, keep=2**20) for _ in range(3)] == [2**20 + 3072] * 3
     assert len(asked) == 4
-    monkeypatch.setattr(comfykit_download, "_FREE_SPACE_TTL", 0.0)  # an answer older than the TTL is asked again
+    monkeypatch.setattr(comfykit_download, "_FREE_SPACE_TTL", 0.0)  # any answer is older than the TTL now: asked again
     free["bytes"] = 10 * 2**30
     space.take(tmp_path, tmp_path, 0, keep=2**20)
     space.take(tmp_path, tmp_path, 0, keep=2**20)
