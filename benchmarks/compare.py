@@ -22,7 +22,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import run_child, simulator, table
+from harness import frame_log_path, quantiles_ms, run_child, seen_after_sent, simulator, table
 
 
 def main() -> int:
@@ -38,17 +38,22 @@ def main() -> int:
     samples: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in checkouts}
     for _ in range(args.rounds):
         for name, code in checkouts:
-            with simulator() as url:
-                params = {"url": url, "n": args.jobs, "offset": 0, "save": True, "options": options}
-                samples[name].append(run_child("comfykit_queue", params, code=code))
+            frames = frame_log_path()
+            with simulator(frame_log=frames) as url:
+                params = {"url": url, "n": args.jobs, "offset": 0, "save": True, "options": {**options, "ends": True}}
+                result = run_child("comfykit_queue", params, code=code)
+            result["sent_ms"] = quantiles_ms(seen_after_sent(frames, result.pop("ended")))  # the simulator has stopped
+            samples[name].append(result)
     rows = []
     for name, results in samples.items():
         cpu = [1000 * r["batch_cpu"] / args.jobs for r in results]
         rate = [args.jobs / r["batch_wall"] for r in results]
         seen = [r["seen_ms"][0] for r in results if r.get("seen_ms")]
+        sent = [r["sent_ms"][0] for r in results if r.get("sent_ms")]
         rows.append([name, statistics.median(cpu), min(cpu), max(cpu), statistics.median(rate),
-                     statistics.median(seen) if seen else "-"])
-    print(table(["checkout", "CPU ms/job (median)", "min", "max", "jobs/s", "end seen p50 ms"], rows))
+                     statistics.median(seen) if seen else "-", statistics.median(sent) if sent else "-"])
+    print(table(["checkout", "CPU ms/job (median)", "min", "max", "jobs/s", "end seen p50 ms",
+                 "end seen after frame sent p50 ms"], rows))
     return 0
 
 

@@ -48,6 +48,37 @@ def scratch_folder() -> Path:
     return folder
 
 
+def frame_log_path() -> str:
+    """A new file name in the run's scratch folder for a simulator's ``frame_log`` knob."""
+    handle, path = tempfile.mkstemp(prefix="frames-", suffix=".jsonl", dir=scratch_folder())
+    os.close(handle)
+    return path
+
+
+def seen_after_sent(frame_log: str, ended: dict[str, float]) -> list[float]:
+    """Seconds from the simulator writing each job's ``execution_success`` frame to the client seeing the job end.
+
+    ``frame_log``: the simulator's (its knob), read after it stopped; ``ended``: when the client
+    saw each end, by prompt id (``tasks.comfykit_queue(ends=True)``).  Unlike the frame's own
+    ``timestamp`` (whole milliseconds, taken before the frame waited for the server's event
+    loop), this leaves the server's delay out: what remains is the client's.
+    """
+    sent: dict[str, float] = {}
+    with open(frame_log, encoding="utf-8") as lines:
+        for line in lines:
+            record = json.loads(line)
+            frame = record.get("frame") or {}
+            if frame.get("type") == "execution_success":
+                sent[frame["data"]["prompt_id"]] = record["sent"]
+    return [seen - sent[prompt_id] for prompt_id, seen in ended.items() if prompt_id in sent]
+
+
+def quantiles_ms(values: list[float]) -> list[float]:
+    """p50, p90 and p99 of ``values`` (seconds), in milliseconds; empty for no values."""
+    values = sorted(values)
+    return [1000 * values[int(q * (len(values) - 1))] for q in (0.5, 0.9, 0.99)] if values else []
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

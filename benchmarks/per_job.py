@@ -36,7 +36,17 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import RAM_FOLDER, ROOT, machine, run_child, simulator, table
+from harness import (
+    RAM_FOLDER,
+    ROOT,
+    frame_log_path,
+    machine,
+    quantiles_ms,
+    run_child,
+    seen_after_sent,
+    simulator,
+    table,
+)
 
 #: row name -> (task in tasks.py, its options)
 ROWS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -68,20 +78,28 @@ def measure(n: int, rounds: int, before: Path | None = None) -> list[dict[str, A
     for _ in range(rounds):
         for name, task, options, code in rows_run:
             # A fresh simulator per row: a server whose history already holds the rows before would be slower.
-            with simulator() as url:
-                params = {"url": url, "n": n, "offset": 0, "save": True, "options": options}
-                samples[name].append(run_child(task, params, code=code))
+            queue = task == "comfykit_queue"
+            frames = frame_log_path() if queue else None
+            with simulator(frame_log=frames) as url:
+                asked = {**options, "ends": True} if queue else options
+                params = {"url": url, "n": n, "offset": 0, "save": True, "options": asked}
+                result = run_child(task, params, code=code)
+            if frames is not None:  # complete now that the simulator has stopped
+                result["sent_ms"] = quantiles_ms(seen_after_sent(frames, result.pop("ended")))
+            samples[name].append(result)
     rows = []
     for name, results in samples.items():
         # The QueueManager's own window (add_jobs to the end of run()); the baselines' whole call.
         wall = statistics.median(r.get("batch_wall", r["wall"]) for r in results)
         cpu = statistics.median(r.get("batch_cpu", r["cpu"]) for r in results)
         seen = [r["seen_ms"][0] for r in results if r.get("seen_ms")]
+        sent = [r["sent_ms"][0] for r in results if r.get("sent_ms")]
         done = [r["latency_ms"][0] for r in results if r.get("latency_ms")]
         rows.append({
             "client": name, "jobs": n, "wall_s": wall, "jobs_per_s": n / wall, "cpu_ms_per_job": 1000 * cpu / n,
             "peak_rss_mb": statistics.median(r["rss_mb"] for r in results),
             "seen_p50_ms": statistics.median(seen) if seen else None,
+            "sent_p50_ms": statistics.median(sent) if sent else None,
             "completed_p50_ms": statistics.median(done) if done else None,
         })
     by_name = {row["client"]: row for row in rows}
@@ -92,12 +110,14 @@ def measure(n: int, rounds: int, before: Path | None = None) -> list[dict[str, A
 
 
 def render(rows: list[dict[str, Any]]) -> str:
+    def figure(value: float | None) -> float | str:
+        return value if value is not None else "-"
+
     return table(
         ["client", "jobs", "jobs/s", "x naive", "x raw", "CPU ms/job", "peak RSS MB", "end seen p50 ms",
-         "job_completed p50 ms"],
+         "end seen after frame sent p50 ms", "job_completed p50 ms"],
         [[r["client"], r["jobs"], r["jobs_per_s"], r["x_naive"], r["x_raw"], r["cpu_ms_per_job"], r["peak_rss_mb"],
-          r["seen_p50_ms"] if r["seen_p50_ms"] is not None else "-",
-          r["completed_p50_ms"] if r["completed_p50_ms"] is not None else "-"] for r in rows],
+          figure(r["seen_p50_ms"]), figure(r["sent_p50_ms"]), figure(r["completed_p50_ms"])] for r in rows],
     )
 
 

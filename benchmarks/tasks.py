@@ -20,7 +20,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from baselines import naive_sequential, raw_pipelined, saver
-from harness import RAM_FOLDER, SCRATCH_ENV, cpu_seconds, peak_rss_mb
+from harness import RAM_FOLDER, SCRATCH_ENV, cpu_seconds, peak_rss_mb, quantiles_ms
 
 
 @contextlib.contextmanager
@@ -66,7 +66,7 @@ def comfykit_client(url: str, jobs: list[dict[str, Any]]) -> None:
 
 def comfykit_queue(
     url: str | list[str], jobs: list[dict[str, Any]], *, journal: bool = False, overrides: dict[str, Any] | None = None,
-    profile: str | None = None, ram: bool = False, **options: Any,
+    profile: str | None = None, ram: bool = False, ends: bool = False, **options: Any,
 ) -> dict[str, Any]:
     """The batch engine: QueueManager on one server or a pool, output sinks on (temp previews are skipped).
 
@@ -75,13 +75,15 @@ def comfykit_queue(
     Besides the process totals it answers ``batch_cpu``/``elapsed``: CPU and wall from adding
     the jobs to the end of ``run()`` (imports, plugin loading and the duplicate check afterwards
     excluded: they are paid once, not per job).  With ``profile`` (a file), yappi records the
-    CPU time of every thread in that window into it.
+    CPU time of every thread in that window into it.  With ``ends``, it answers ``ended`` too: when
+    each job's end was seen, by prompt id (see ``harness.seen_after_sent``).
     """
     from comfykit import QueueManager, load_config
 
     latencies: list[float] = []  # execution_success (server clock) -> job_completed (after history and sinks)
     seen_after: list[float] = []  # execution_success (server clock) -> the client saw executing {node: null}
     succeeded: dict[str, float] = {}
+    ended: dict[str, float] = {}  # prompt id -> when the client saw executing {node: null}
 
     def completed(job: Any) -> None:
         # Server clock and ours are the same machine's.
@@ -95,7 +97,8 @@ def comfykit_queue(
 
     def on_executing(event: Any) -> None:
         if event.is_done and event.prompt_id in succeeded:
-            seen_after.append(time.time() - succeeded.pop(event.prompt_id))
+            ended[event.prompt_id] = now = time.time()
+            seen_after.append(now - succeeded.pop(event.prompt_id))
 
     with output_folder(ram=ram) as out:
         config = load_config(use_file=False, overrides={"output.output_dir": out, **(overrides or {})})
@@ -116,13 +119,10 @@ def comfykit_queue(
         if profiler is not None:
             profiler.stop()  # after close(): every profiled thread has ended, so its record is complete
         files = sum(1 for path in Path(out).rglob("*") if path.is_file())
-    def quantiles(values: list[float]) -> list[float]:
-        values = sorted(values)
-        return [1000 * values[int(q * (len(values) - 1))] for q in (0.5, 0.9, 0.99)] if values else []
-
     return {
-        "latency_ms": quantiles(latencies),
-        "seen_ms": quantiles(seen_after),
+        "latency_ms": quantiles_ms(latencies),
+        "seen_ms": quantiles_ms(seen_after),
+        **({"ended": ended} if ends else {}),
         "elapsed": stats["elapsed"],
         "batch_cpu": batch_cpu,
         "batch_wall": batch_wall,

@@ -36,6 +36,13 @@ class Knobs:
     history_delay: float = attrs.field(
         default=0.0, metadata=_help("seconds between ``execution_success`` and writing the history entry")
     )
+    frame_log: str | None = attrs.field(
+        default=None,
+        metadata=_help(
+            "append a JSON line per WebSocket frame to this file, with the wall time it was written (to tell a "
+            "client's delay in noticing an event from the server's in sending it; None: off)"
+        ),
+    )
     fail_next: int = attrs.field(default=0, metadata=_help("answer the next N HTTP requests with a 5xx (``fail_status``)"))
     fail_status: int = attrs.field(default=500, metadata=_help("the status code of the failures ``fail_next`` forces"))
     response_delay: float = attrs.field(default=0.0, metadata=_help("seconds to wait before answering each HTTP request"))

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from comfykit.testing.catalog import load_object_info
 from comfykit.testing.executor import ExecJob, Executor
 from comfykit.testing.files import SimFiles
+from comfykit.testing.frame_log import FrameLog
 from comfykit.testing.knobs import Knobs
 
 if TYPE_CHECKING:
@@ -95,6 +96,8 @@ class SimServer:
         self.object_info = load_object_info(version, models=models)
         self.executor = Executor(self.object_info, files, knobs, version)
         self.loop: asyncio.AbstractEventLoop | None = None
+        #: the ``frame_log`` knob's file, written by the event loop's socket writers
+        self.frame_log = FrameLog(knobs)
         #: guards every field below; reentrant (a Condition over an RLock), so helpers may take it again
         self.lock = threading.Condition(threading.RLock())
         self.counter = 0

@@ -156,6 +156,7 @@ class ComfyUISimulator:
         if self._loop is not None and self._thread is not None:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(30)
+        self.server.frame_log.close()  # after the loop's writers are gone
         if self._own_root:
             shutil.rmtree(self.root, ignore_errors=True)
 

@@ -9,6 +9,7 @@ import uuid
 
 from aiohttp import WSMsgType, web
 
+from comfykit.testing.frame_log import FrameLog
 from comfykit.testing.replies import Routes, mirror
 from comfykit.testing.routes_info import server_features
 from comfykit.testing.server import SimServer
@@ -49,7 +50,7 @@ def add_websocket_routes(server: SimServer, routes: Routes) -> None:
         socket.outbox.put_nowait(json.dumps({"type": "status", "data": status}))
         if running is not None and current is not None and running[3].get("client_id") == client_id:
             socket.outbox.put_nowait(json.dumps({"type": "executing", "data": {"node": current[1]}}))
-        writer = asyncio.create_task(_write(socket))
+        writer = asyncio.create_task(_write(socket, server.frame_log))
         dropper = asyncio.create_task(_drop_later(server, socket))
         try:
             async for message in ws:
@@ -76,11 +77,12 @@ def add_websocket_routes(server: SimServer, routes: Routes) -> None:
         return ws
 
 
-async def _write(socket: Socket) -> None:
+async def _write(socket: Socket, frame_log: FrameLog) -> None:
     while True:
         payload = await socket.outbox.get()
         if payload is None:
             break
+        frame_log.record(payload, socket.client_id)
         try:
             if isinstance(payload, bytes):
                 await socket.ws.send_bytes(payload)

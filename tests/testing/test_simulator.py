@@ -14,7 +14,7 @@ import pytest
 import websocket
 from PIL import Image
 
-from comfykit.testing import ComfyUISimulator
+from comfykit.testing import ComfyUISimulator, Knobs
 from comfykit.testing.quickstart import TXT2IMG, run
 
 RECORDINGS = Path(__file__).resolve().parent.parent / "fixtures" / "recordings"
@@ -115,6 +115,42 @@ def test_drop_websocket_after(comfyui_simulator: ComfyUISimulator) -> None:
         while time.monotonic() - started < 30:
             ws.recv()
     ws.close()
+
+
+def test_frame_log_records_each_frame_with_the_time_it_was_written(tmp_path: Path) -> None:
+    log = tmp_path / "frames.jsonl"
+    sim = ComfyUISimulator(port=0, root=tmp_path / "sim", knobs=Knobs(frame_log=str(log)))
+    client_id = str(uuid.uuid4())
+    with sim:
+        ws = websocket.create_connection(sim.url.replace("http", "ws") + f"/ws?clientId={client_id}", timeout=5)
+        received = [json.loads(ws.recv())]
+
+        def run_job() -> tuple[str, float]:
+            prompt = _workflow("preview_image")
+            prompt["1"]["inputs"]["color"] = len(received)  # unique: not served from the cache
+            prompt_id = httpx.post(sim.url + "/prompt", json={"prompt": prompt, "client_id": client_id}).json()["prompt_id"]
+            while True:
+                received.append(json.loads(ws.recv()))
+                if received[-1]["type"] == "executing" and received[-1]["data"].get("node") is None:
+                    return prompt_id, time.time()
+
+        logged_job, arrived = run_job()
+        sim.knobs.frame_log = None
+        unlogged_job, _ = run_job()
+        ws.close()
+    # Complete now that the simulator has stopped.
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    ours = [line for line in lines if line["client_id"] == client_id]
+    frames = [line["frame"] for line in ours]
+    # Every frame this socket got while the knob was set, in order, as it was sent; none after.
+    assert frames == received[: len(frames)]
+    assert {"type": "executing", "data": {"node": None, "prompt_id": logged_job}} in frames
+    assert unlogged_job not in json.dumps(frames)
+    success = next(line for line in ours if line["frame"]["type"] == "execution_success")
+    assert success["frame"]["data"]["prompt_id"] == logged_job
+    # Written no earlier than the server's own (whole-millisecond) stamp and before the client read the end.
+    assert success["frame"]["data"]["timestamp"] / 1000 <= success["sent"] + 0.001
+    assert success["sent"] <= arrived
 
 
 def test_history_delay_holds_the_history_entry_back(comfyui_simulator: ComfyUISimulator) -> None:
