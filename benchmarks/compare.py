@@ -9,6 +9,10 @@ comfykit_queue`` child against a fresh simulator, so a machine that drifts (a di
 still busy with a deletion, a neighbour on the host) drifts for all of them; the
 medians are printed.  ``--ram`` stores the outputs in tmpfs, which leaves the disk's
 share out of a comparison of the client's own code.
+
+A job's end is timed from the server's ``execution_success`` three ways: from the stamp in
+the frame ("end seen"), split into the server's delay in sending the frame after stamping it
+and the client's in seeing the end after it was sent (the simulator's ``frame_log`` knob).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import frame_log_path, quantiles_ms, run_child, seen_after_sent, simulator, table
+from harness import frame_log_path, quantiles_ms, run_child, seen_after_sent, simulator, success_frames, table
 
 
 def main() -> int:
@@ -42,7 +46,9 @@ def main() -> int:
             with simulator(frame_log=frames) as url:
                 params = {"url": url, "n": args.jobs, "offset": 0, "save": True, "options": {**options, "ends": True}}
                 result = run_child("comfykit_queue", params, code=code)
-            result["sent_ms"] = quantiles_ms(seen_after_sent(frames, result.pop("ended")))  # the simulator has stopped
+            # The simulator has stopped: its log is complete.
+            result["sent_ms"] = quantiles_ms(seen_after_sent(frames, result.pop("ended")))
+            result["server_ms"] = quantiles_ms([sent - stamp for stamp, sent in success_frames(frames).values()])
             samples[name].append(result)
     rows = []
     for name, results in samples.items():
@@ -50,10 +56,11 @@ def main() -> int:
         rate = [args.jobs / r["batch_wall"] for r in results]
         seen = [r["seen_ms"][0] for r in results if r.get("seen_ms")]
         sent = [r["sent_ms"][0] for r in results if r.get("sent_ms")]
+        server = [r["server_ms"][0] for r in results if r.get("server_ms")]
         rows.append([name, statistics.median(cpu), min(cpu), max(cpu), statistics.median(rate),
-                     statistics.median(seen) if seen else "-", statistics.median(sent) if sent else "-"])
+                     *(statistics.median(figures) if figures else "-" for figures in (seen, server, sent))])
     print(table(["checkout", "CPU ms/job (median)", "min", "max", "jobs/s", "end seen p50 ms",
-                 "end seen after frame sent p50 ms"], rows))
+                 "frame sent after its stamp p50 ms", "end seen after frame sent p50 ms"], rows))
     return 0
 
 

@@ -55,22 +55,29 @@ def frame_log_path() -> str:
     return path
 
 
-def seen_after_sent(frame_log: str, ended: dict[str, float]) -> list[float]:
-    """Seconds from the simulator writing each job's ``execution_success`` frame to the client seeing the job end.
-
-    ``frame_log``: the simulator's (its knob), read after it stopped; ``ended``: when the client
-    saw each end, by prompt id (``tasks.comfykit_queue(ends=True)``).  Unlike the frame's own
-    ``timestamp`` (whole milliseconds, taken before the frame waited for the server's event
-    loop), this leaves the server's delay out: what remains is the client's.
+def success_frames(frame_log: str) -> dict[str, tuple[float, float]]:
+    """Each job's ``execution_success`` frame in a simulator's ``frame_log`` (read after it stopped), by prompt id:
+    (its own stamp, when it was written to the socket), in seconds.
     """
-    sent: dict[str, float] = {}
+    found: dict[str, tuple[float, float]] = {}
     with open(frame_log, encoding="utf-8") as lines:
         for line in lines:
             record = json.loads(line)
             frame = record.get("frame") or {}
             if frame.get("type") == "execution_success":
-                sent[frame["data"]["prompt_id"]] = record["sent"]
-    return [seen - sent[prompt_id] for prompt_id, seen in ended.items() if prompt_id in sent]
+                found[frame["data"]["prompt_id"]] = (frame["data"]["timestamp"] / 1000, record["sent"])
+    return found
+
+
+def seen_after_sent(frame_log: str, ended: dict[str, float]) -> list[float]:
+    """Seconds from the simulator writing each job's ``execution_success`` frame to the client seeing the job end.
+
+    ``ended``: when the client saw each end, by prompt id (``tasks.comfykit_queue(ends=True)``).
+    Unlike the frame's own ``timestamp`` (whole milliseconds, taken before the frame waited for
+    the server's event loop), this leaves the server's delay out: what remains is the client's.
+    """
+    sent = success_frames(frame_log)
+    return [seen - sent[prompt_id][1] for prompt_id, seen in ended.items() if prompt_id in sent]
 
 
 def quantiles_ms(values: list[float]) -> list[float]:

@@ -15,6 +15,11 @@ process against a fresh simulator in another process (``comfykit.testing.serve``
   defaults flushing every file (``output.fsync: true``), and the defaults storing into RAM
   (tmpfs, Linux): the last leaves the disk's share out.
 
+"end seen" is the median time from the server's ``execution_success`` to the client seeing
+``executing null``: from the frame's own stamp (whole milliseconds, taken before the frame
+waits for the server's event loop), and from when the simulator wrote the frame to the socket
+(its ``frame_log`` knob), which leaves the server's delay out.
+
 Nothing a row writes is deleted before the run ends (``harness.scratch_folder``).
 
 With ``--rounds N`` the rows are run N times interleaved and the median of each figure
