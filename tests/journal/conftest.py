@@ -30,7 +30,7 @@ def postgres_cluster() -> Iterator[tuple[Path | None, str]]:
         return
     if pgcluster.find_binaries() is None:
         pytest.skip(f"no PostgreSQL binaries (initdb, pg_ctl) on PATH or under /usr/lib/postgresql, and no {DSN_VARIABLE}")
-    folder, dsn = pgcluster.start()
+    folder, dsn = pgcluster.start(owner=os.getpid())  # stopped even if this run is killed before the finally
     try:
         yield folder, dsn
     finally:

@@ -1,10 +1,12 @@
 """A throw-away PostgreSQL cluster for the journal tests, started with the machine's own binaries.
 
-``python tests/journal/pgcluster.py start`` creates a cluster in a new temporary folder, starts it
-on a free loopback port and prints the folder and the DSN; ``... stop FOLDER`` stops it and
-removes the folder; ``... available`` exits 0 when the binaries exist.  ``.ci/run`` uses these;
-the ``postgres_cluster`` fixture does the same for a plain ``pytest`` run, and :func:`restart`
-crashes and restarts a cluster for the fault tests.  PostgreSQL refuses to run as root, so
+``python tests/journal/pgcluster.py start [OWNER_PID]`` creates a cluster in a new temporary
+folder, starts it on a free loopback port and prints the folder and the DSN; ``... stop FOLDER``
+stops it and removes the folder; ``... available`` exits 0 when the binaries exist.  ``.ci/run``
+uses these; the ``postgres_cluster`` fixture does the same for a plain ``pytest`` run, and
+:func:`restart` crashes and restarts a cluster for the fault tests.  With an owner, a watchdog
+(:func:`watch`) stops the cluster once the owner process has exited: a run killed by a signal
+never gets to its ``stop``, and its cluster would run on.  PostgreSQL refuses to run as root, so
 under root the server runs as ``nobody`` (``runuser``) and owns only its folder.
 """
 
@@ -12,11 +14,13 @@ from __future__ import annotations
 
 import glob
 import os
+import select
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 DATABASE = "comfykit"
@@ -50,8 +54,11 @@ def _run(command: list[str], folder: Path) -> None:
         raise RuntimeError(f"{Path(command[0]).name} failed ({done.returncode}): {done.stderr.strip() or done.stdout.strip()}")
 
 
-def start() -> tuple[Path, str]:
-    """Create and start a cluster in a new folder; return it and a DSN (its password is ignored: trust auth)."""
+def start(owner: int | None = None) -> tuple[Path, str]:
+    """Create and start a cluster in a new folder; return it and a DSN (its password is ignored: trust auth).
+
+    ``owner``: a process id; the cluster is stopped and its folder removed once that process exits.
+    """
     binaries = find_binaries()
     if binaries is None:
         raise RuntimeError("no PostgreSQL binaries (initdb, pg_ctl) found on PATH or under /usr/lib/postgresql")
@@ -60,10 +67,49 @@ def start() -> tuple[Path, str]:
     if os.geteuid() == 0:
         os.chown(folder, 65534, 65534)
     try:
-        return folder, _start_in(folder, binaries)
+        dsn = _start_in(folder, binaries)
+        if owner is not None:
+            watch(owner, folder)
+        return folder, dsn
     except BaseException:
         stop(folder)
         raise
+
+
+def watch(owner: int, folder: Path) -> subprocess.Popen[bytes]:
+    """A process (in its own session: the owner's signals do not reach it) that stops the cluster once ``owner`` exits.
+
+    It does nothing more when the cluster was stopped already.
+    """
+    return subprocess.Popen(
+        [sys.executable, os.path.abspath(__file__), "watch", str(owner), str(folder)], start_new_session=True,
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+
+
+def _wait_for_exit(pid: int) -> None:
+    try:
+        handle = os.pidfd_open(pid)  # Linux 5.3+: readable once the process has exited
+    except ProcessLookupError:
+        return
+    except (AttributeError, OSError):  # no pidfd here: look once a second
+        while _alive(pid):
+            time.sleep(1)
+        return
+    try:
+        select.select([handle], [], [])
+    finally:
+        os.close(handle)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, as another user
+        return True
+    return True
 
 
 def _start_in(folder: Path, binaries: Path) -> str:
@@ -96,8 +142,11 @@ def stop(folder: Path) -> None:
 
 if __name__ == "__main__":
     if sys.argv[1] == "start":
-        print(*start())
+        print(*start(int(sys.argv[2]) if len(sys.argv) > 2 else None))
     elif sys.argv[1] == "available":
         sys.exit(0 if find_binaries() is not None else 1)
+    elif sys.argv[1] == "watch":
+        _wait_for_exit(int(sys.argv[2]))
+        stop(Path(sys.argv[3]))
     else:
         stop(Path(sys.argv[2]))
