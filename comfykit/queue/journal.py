@@ -17,7 +17,7 @@ import hashlib
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,9 @@ from comfykit.outputs import OutputFile, StoredOutput
 from comfykit.queue.lock import JournalLock
 from comfykit.secrets import without_credentials
 
-__all__ = ["JOB_RECORD_V1", "STATE_COLUMNS", "Journal", "dumps", "job_from_record", "job_state", "workflow_digest"]
+__all__ = [
+    "JOB_RECORD_V1", "STATE_COLUMNS", "Journal", "dumps", "job_from_record", "job_state", "jobs_from_rows", "workflow_digest",
+]
 
 SCHEMA_VERSION = 1
 
@@ -86,6 +88,26 @@ def job_state(job: Job) -> tuple[Any, ...]:
         dumps([attrs.asdict(s) for s in job.stored]),
         dumps(job.cached_nodes), job.error, job.error_type,
     )
+
+
+def jobs_from_rows(
+    names: Sequence[str], rows: Iterable[Sequence[Any]], known_workflows: set[str],
+    damaged: Callable[[dict[str, Any], Exception], JournalError],
+) -> Iterator[Job]:
+    """The jobs of journal rows (columns ``names``), each workflow decoded once; see :func:`job_from_record`.
+
+    Each job's workflow digest joins ``known_workflows`` (stored: not to be written again); a row
+    that cannot be read raises what ``damaged`` makes of it and its error.
+    """
+    workflows: dict[str, Any] = {}
+    for row in rows:
+        record = dict(zip(names, row, strict=True))
+        try:
+            job = job_from_record(record, workflows)
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise damaged(record, exc) from None
+        known_workflows.add(record["workflow"])
+        yield job
 
 
 def job_from_record(record: dict[str, Any], workflows: dict[str, Any]) -> Job:
@@ -294,18 +316,11 @@ class Journal:
             except sqlite3.DatabaseError as exc:
                 raise self._error(f"cannot read the journal: {exc}",
                                   hint="The file is damaged; resume from a copy of it.") from None
-        workflows: dict[str, Any] = {}
-        for row in rows:
-            record = dict(zip(names, row, strict=True))
-            try:
-                job = job_from_record(record, workflows)
-            except (ValueError, TypeError, KeyError, AttributeError) as exc:
-                raise self._error(
-                    f"the record of job {record.get('job_id')!r} is damaged ({type(exc).__name__}: {exc})",
-                    hint="The file was changed by something other than comfykit; resume from a copy of it.",
-                ) from None
-            self._known_workflows.add(record["workflow"])
-            yield job
+        yield from jobs_from_rows(names, rows, self._known_workflows, self._damaged)
+
+    def _damaged(self, record: dict[str, Any], error: Exception) -> JournalError:
+        return self._error(f"the record of job {record.get('job_id')!r} is damaged ({type(error).__name__}: {error})",
+                           hint="The file was changed by something other than comfykit; resume from a copy of it.")
 
 
 

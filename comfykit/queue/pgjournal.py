@@ -38,7 +38,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from comfykit.errors import JournalError
 from comfykit.jobs import Job, JobStatus
-from comfykit.queue.journal import JOB_RECORD_V1, STATE_COLUMNS, dumps, job_from_record, job_state, workflow_digest
+from comfykit.queue.journal import JOB_RECORD_V1, STATE_COLUMNS, dumps, job_state, jobs_from_rows, workflow_digest
 from comfykit.queue.journals import LeaseLost
 from comfykit.secrets import SecretMask, redact_url, without_credentials
 
@@ -504,18 +504,10 @@ class PostgresJournal:
         yield from self._jobs_of(found, names)
 
     def _jobs_of(self, found: list[tuple[Any, ...]], names: list[str]) -> list[Job]:
-        workflows: dict[str, Any] = {}
-        jobs = []
-        for row in found:
-            record = dict(zip(names, row, strict=True))
-            try:
-                job = job_from_record(record, workflows)
-            except (ValueError, TypeError, KeyError, AttributeError) as exc:
-                raise self._error(
-                    f"the record of job {record.get('job_id')!r} in batch {self.batch!r} is damaged "
-                    f"({type(exc).__name__}: {exc})",
-                    hint="The row was changed by something other than comfykit; fix or delete it, then resume.",
-                ) from None
-            self._known_workflows.add(record["workflow"])
-            jobs.append(job)
-        return jobs
+        return list(jobs_from_rows(names, found, self._known_workflows, self._damaged))
+
+    def _damaged(self, record: dict[str, Any], error: Exception) -> JournalError:
+        return self._error(
+            f"the record of job {record.get('job_id')!r} in batch {self.batch!r} is damaged ({type(error).__name__}: {error})",
+            hint="The row was changed by something other than comfykit; fix or delete it, then resume.",
+        )
