@@ -18,6 +18,7 @@ from click.testing import CliRunner, Result
 from comfykit import hookimpl
 from comfykit.testing import ComfyUISimulator
 from comfykit_cli import build_cli
+from comfykit_convert import FrontendGuessWarning
 
 RECORDINGS = Path(__file__).resolve().parent.parent / "fixtures" / "recordings" / "0.33.0" / "workflows"
 INVERT = str(RECORDINGS / "invert_save.json")
@@ -181,7 +182,9 @@ def test_convert_with_a_server_and_offline(comfyui_simulator: ComfyUISimulator, 
     assert api["1"]["class_type"] == "EmptyImage" and api["3"]["inputs"]["images"] == ["2", 0]
     info = tmp_path / "object_info.json"
     info.write_text(httpx.get(comfyui_simulator.url + "/object_info", timeout=30).text)
-    offline = run("--server", CLOSED, "convert", str(source), "--object-info", str(info))
+    # Offline, nothing tells which editor made the file: the newest rules are used, and that guess is said.
+    with pytest.warns(FrontendGuessWarning, match="no frontend version given"):
+        offline = run("--server", CLOSED, "convert", str(source), "--object-info", str(info))
     assert offline.exit_code == 0, offline.output
     assert json.loads(offline.stdout) == api
 
