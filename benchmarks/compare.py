@@ -47,8 +47,9 @@ def main() -> int:
                 params = {"url": url, "n": args.jobs, "offset": 0, "save": True, "options": {**options, "ends": True}}
                 result = run_child("comfykit_queue", params, code=code)
             # The simulator has stopped: its log is complete.
-            result["sent_ms"] = quantiles_ms(seen_after_sent(frames, result.pop("ended")))
-            result["server_ms"] = quantiles_ms([sent - stamp for stamp, sent in success_frames(frames).values()])
+            successes = success_frames(frames)
+            result["sent_ms"] = quantiles_ms(seen_after_sent(successes, result.pop("ended")))
+            result["server_ms"] = quantiles_ms([sent - stamp for stamp, sent in successes.values()])
             samples[name].append(result)
     rows = []
     for name, results in samples.items():

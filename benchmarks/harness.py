@@ -69,15 +69,15 @@ def success_frames(frame_log: str) -> dict[str, tuple[float, float]]:
     return found
 
 
-def seen_after_sent(frame_log: str, ended: dict[str, float]) -> list[float]:
+def seen_after_sent(successes: dict[str, tuple[float, float]], ended: dict[str, float]) -> list[float]:
     """Seconds from the simulator writing each job's ``execution_success`` frame to the client seeing the job end.
 
-    ``ended``: when the client saw each end, by prompt id (``tasks.comfykit_queue(ends=True)``).
-    Unlike the frame's own ``timestamp`` (whole milliseconds, taken before the frame waited for
-    the server's event loop), this leaves the server's delay out: what remains is the client's.
+    ``successes``: :func:`success_frames`; ``ended``: when the client saw each end, by prompt id
+    (``tasks.comfykit_queue(ends=True)``).  Unlike the frame's own ``timestamp`` (whole
+    milliseconds, taken before the frame waited for the server's event loop), this leaves the
+    server's delay out: what remains is the client's.
     """
-    sent = success_frames(frame_log)
-    return [seen - sent[prompt_id][1] for prompt_id, seen in ended.items() if prompt_id in sent]
+    return [seen - successes[prompt_id][1] for prompt_id, seen in ended.items() if prompt_id in successes]
 
 
 def quantiles_ms(values: list[float]) -> list[float]:

@@ -50,6 +50,7 @@ from harness import (
     run_child,
     seen_after_sent,
     simulator,
+    success_frames,
     table,
 )
 
@@ -90,7 +91,7 @@ def measure(n: int, rounds: int, before: Path | None = None) -> list[dict[str, A
                 params = {"url": url, "n": n, "offset": 0, "save": True, "options": asked}
                 result = run_child(task, params, code=code)
             if frames is not None:  # complete now that the simulator has stopped
-                result["sent_ms"] = quantiles_ms(seen_after_sent(frames, result.pop("ended")))
+                result["sent_ms"] = quantiles_ms(seen_after_sent(success_frames(frames), result.pop("ended")))
             samples[name].append(result)
     rows = []
     for name, results in samples.items():

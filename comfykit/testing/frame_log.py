@@ -35,21 +35,18 @@ class FrameLog:
 
     def __init__(self, knobs: Knobs) -> None:
         self._knobs = knobs
-        self._path: str | None = None
         self._file: IO[str] | None = None
 
     def record(self, payload: str | bytes, client_id: str) -> None:
         """Log ``payload``, about to be written to the socket of ``client_id``."""
         path = self._knobs.frame_log
         if path is None:
-            if self._file is not None:
-                self.close()
+            self.close()
             return
         sent = time.time()
-        if path != self._path or self._file is None:
+        if self._file is None or self._file.name != path:
             self.close()
             self._file = open(path, "a", encoding="utf-8", buffering=BUFFER_SIZE)  # noqa: SIM115 (open across frames)
-            self._path = path
         head = f'{{"sent": {sent!r}, "client_id": {json.dumps(client_id)}'
         # A text frame is already JSON (the simulator sends no other): it goes in as it is, not parsed and encoded again.
         if isinstance(payload, bytes):
@@ -60,4 +57,4 @@ class FrameLog:
     def close(self) -> None:
         if self._file is not None:
             self._file.close()
-        self._file, self._path = None, None
+            self._file = None
